@@ -1,0 +1,73 @@
+#include "score_cache.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "random_stream.hpp"
+
+namespace icm {
+
+ScoreKey score_key(const ScoreRequest &request) {
+    // Two differently seeded chains of SplitMix64 over the same word sequence.
+    uint64_t a    = 0x243f6a8885a308d3ULL;
+    uint64_t b    = 0x13198a2e03707344ULL;
+    auto     feed = [&](uint64_t word) {
+        a = mix_seed(a ^ word);
+        b = mix_seed(b + word * 0xd1b54a32d192ed03ULL);
+    };
+    feed(static_cast<uint64_t>(static_cast<uint32_t>(request.target)));
+    feed(request.demos.size());
+    for (size_t i = 0; i < request.demos.size(); ++i) {
+        const auto label = static_cast<uint64_t>(static_cast<uint8_t>(request.demo_labels[i]));
+        feed((static_cast<uint64_t>(static_cast<uint32_t>(request.demos[i])) << 8) | label);
+    }
+    return {a, b};
+}
+
+std::vector<LabelScore> CachedScorer::score(std::vector<ScoreRequest> requests) {
+    std::vector<LabelScore>   out(requests.size());
+    std::vector<ScoreKey>     keys(requests.size());
+    std::vector<size_t>       miss_of(requests.size(), SIZE_MAX);  // index into misses
+    std::vector<ScoreRequest> misses;
+    std::unordered_map<ScoreKey, size_t, ScoreKeyHash> pending;
+    for (size_t i = 0; i < requests.size(); ++i) {
+        keys[i] = score_key(requests[i]);
+        if (const LabelScore *hit = cache_.find(keys[i])) {
+            out[i] = *hit;
+            ++n_cache_hits_;
+            continue;
+        }
+        auto [it, inserted] = pending.emplace(keys[i], misses.size());
+        if (inserted) {
+            if (scorer_->reads_prompt_text()) requests[i].prompt = render_prompt(*set_, requests[i]);
+            misses.push_back(std::move(requests[i]));
+        } else {
+            ++n_cache_hits_;
+        }
+        miss_of[i] = it->second;
+    }
+    if (!misses.empty()) {
+        std::vector<LabelScore> scored = scorer_->score(misses);
+        if (scored.size() != misses.size()) {
+            throw std::runtime_error("scorer returned " + std::to_string(scored.size()) + " scores for " +
+                                     std::to_string(misses.size()) + " requests");
+        }
+        for (size_t m = 0; m < misses.size(); ++m) {
+            if (!std::isfinite(scored[m].logp_true) || !std::isfinite(scored[m].logp_false)) {
+                throw std::runtime_error("scorer returned a non-finite score for claim " +
+                                         std::to_string(misses[m].target));
+            }
+        }
+        n_requests_ += static_cast<int64_t>(misses.size());
+        for (size_t i = 0; i < requests.size(); ++i) {
+            if (miss_of[i] != SIZE_MAX) {
+                out[i] = scored[miss_of[i]];
+                cache_.insert(keys[i], out[i]);
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace icm

@@ -1,0 +1,264 @@
+// The ICM search: Algorithm 1 of Wen et al. (2025), one step at a time.
+//
+//   Randomly label num_seed claims; D <- ConsistencyFix(D)                  (initialize)
+//   for n = 1..K:                                                            (step)
+//       T  <- schedule(n)
+//       sample x_i, weighting unlabeled claims whose group holds a label x100
+//       y_i <- argmax_y P(y | x_i, D \ {x_i})
+//       D^ <- D + {(x_i, y_i)};  D^ <- ConsistencyFix(D^)
+//       delta <- U(D^) - U(D);   accept D^ with probability min(1, exp(delta / T))
+#include <algorithm>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "consistency_fix.hpp"
+#include "icm/icm.hpp"
+#include "labeling.hpp"
+#include "random_stream.hpp"
+#include "score_cache.hpp"
+#include "weighted_sampler.hpp"
+
+namespace icm {
+
+struct Search::Impl {
+    ClaimSet        set;
+    SearchParams    params;
+    CachedScorer    scorer;
+    RandomStream    rng;
+    Labeling        labeling;
+    WeightedSampler sampler;
+    int64_t         iteration   = 0;
+    int64_t         n_accepted  = 0;
+    bool            initialized = false;
+
+    Impl(ClaimSet claims, const SearchParams &p, Scorer &s)
+        : set(std::move(claims)),
+          params(p),
+          scorer(s, set),
+          rng(p.seed),
+          labeling(set, params, scorer, std::vector<Label>(static_cast<size_t>(set.n_claims()), Label::UNSET),
+                   ContextDraw{}),
+          sampler(static_cast<size_t>(set.n_claims()), 1.0) {}
+
+    TraceRow initialize();
+    TraceRow step();
+    void     commit_labels();
+    void     refresh_scores();
+    void     reset_sampling_weights();
+    TraceRow row(StepOutcome outcome) const;
+};
+
+TraceRow Search::Impl::row(StepOutcome outcome) const {
+    TraceRow r;
+    r.iteration    = iteration;
+    r.outcome      = outcome;
+    r.utility      = labeling.utility();
+    r.mp           = labeling.mp();
+    r.inconsistent = labeling.inconsistencies();
+    r.n_labeled    = labeling.n_labeled();
+    r.n_requests   = scorer.n_requests();
+    r.n_cache_hits = scorer.n_cache_hits();
+    r.n_accepted   = n_accepted;
+    return r;
+}
+
+// Sampling weight of each claim: 1, or group_weight for an unlabeled claim whose
+// consistency group already holds a labeled claim.
+void Search::Impl::reset_sampling_weights() {
+    for (int32_t c = 0; c < set.n_claims(); ++c) sampler.set(static_cast<size_t>(c), 1.0);
+    for (int32_t c = 0; c < set.n_claims(); ++c) {
+        if (labeling.label(c) == Label::UNSET) continue;
+        for (int32_t m : set.group_members(set.group_of(c))) {
+            if (labeling.label(m) == Label::UNSET) sampler.set(static_cast<size_t>(m), params.group_weight);
+        }
+    }
+}
+
+// Make the trial labels permanent and raise the sampling weight of the unlabeled
+// claims that now share a group with a labeled one.
+void Search::Impl::commit_labels() {
+    for (int32_t c : labeling.commit()) {
+        sampler.set(static_cast<size_t>(c), 1.0);
+        for (int32_t m : set.group_members(set.group_of(c))) {
+            if (labeling.label(m) == Label::UNSET) sampler.set(static_cast<size_t>(m), params.group_weight);
+        }
+    }
+}
+
+// Bring every score up to date: after a SPARSE redraw, or after a scorer failure left
+// some stale. Deterministic in the labels alone, so safe to repeat after a failure.
+void Search::Impl::refresh_scores() {
+    labeling.maybe_redraw();
+    labeling.evaluate();
+    labeling.commit();
+}
+
+TraceRow Search::Impl::initialize() {
+    // Randomly select num_seed claims and give them balanced random labels.
+    const auto           n = static_cast<size_t>(set.n_claims());
+    const size_t         k = std::min(n, static_cast<size_t>(params.num_seed));
+    std::vector<int32_t> order(n);
+    for (size_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>(i);
+    for (size_t i = 0; i < k; ++i) std::swap(order[i], order[i + rng.next_below(n - i)]);
+    std::vector<Label> seed_labels(k, Label::FALSE);
+    std::fill(seed_labels.begin(), seed_labels.begin() + static_cast<std::ptrdiff_t>(k / 2), Label::TRUE);
+    for (size_t i = k; i > 1; --i) std::swap(seed_labels[i - 1], seed_labels[rng.next_below(i)]);
+    for (size_t i = 0; i < k; ++i) labeling.apply(order[i], seed_labels[i]);
+    labeling.commit();
+    refresh_scores();
+
+    // Resolve the initial inconsistencies.
+    const int32_t n_fixed = consistency_fix(labeling, params, rng, scorer, labeling.utility());
+    labeling.commit();
+    reset_sampling_weights();
+    initialized = true;
+    TraceRow r  = row(StepOutcome::INIT);
+    r.n_fixed   = n_fixed;
+    return r;
+}
+
+TraceRow Search::Impl::step() {
+    refresh_scores();
+    const int64_t counter = params.schedule_counter == ScheduleCounter::ITERATION ? iteration : n_accepted;
+    const double  temperature = annealing_temperature(params, counter);
+    ++iteration;
+
+    // Sample a claim, and ask the model for its label given all the others.
+    const auto   claim    = static_cast<int32_t>(sampler.sample(rng));
+    const double gap      = scorer.score({labeling.request_for(claim)}).front().gap();
+    const Label  proposed = gap > 0 ? Label::TRUE : Label::FALSE;
+    if (proposed == labeling.label(claim)) {
+        TraceRow r    = row(StepOutcome::UNCHANGED);
+        r.claim       = claim;
+        r.proposed    = proposed;
+        r.temperature = temperature;
+        return r;
+    }
+
+    // Tentatively add the label, repair the inconsistencies it causes, compare U.
+    const double u_current = labeling.utility();
+    labeling.apply(claim, proposed);
+    labeling.evaluate();
+    const double  baseline = params.fix_baseline == FixBaseline::CURRENT
+                                 ? labeling.utility()
+                                 : -std::numeric_limits<double>::infinity();
+    const int32_t n_fixed  = consistency_fix(labeling, params, rng, scorer, baseline);
+    const double  delta    = labeling.utility() - u_current;
+
+    const bool accept = rng.next_unit() < acceptance_probability(delta, temperature);
+    if (accept) {
+        ++n_accepted;
+        commit_labels();
+    } else {
+        labeling.rollback(0);
+    }
+    TraceRow r    = row(accept ? StepOutcome::ACCEPTED : StepOutcome::REJECTED);
+    r.claim       = claim;
+    r.proposed    = proposed;
+    r.temperature = temperature;
+    r.delta       = delta;
+    r.n_fixed     = n_fixed;
+    return r;
+}
+
+Search::Search(ClaimSet claims, SearchParams params, Scorer &scorer) {
+    params.validate();
+    impl_ = std::make_unique<Impl>(std::move(claims), params, scorer);
+}
+
+Search::~Search() = default;
+
+TraceRow Search::step() {
+    if (done()) throw std::logic_error("step: the search is done (K iterations)");
+    // A failing scorer leaves the search exactly as it was before the step (the scores
+    // it did return stay in the cache).
+    const std::string rng_before       = impl_->rng.save();
+    const int64_t     iteration_before = impl_->iteration;
+    const int64_t     accepted_before  = impl_->n_accepted;
+    try {
+        return impl_->initialized ? impl_->step() : impl_->initialize();
+    } catch (...) {
+        impl_->labeling.rollback(0);
+        impl_->rng.load(rng_before);
+        impl_->iteration  = iteration_before;
+        impl_->n_accepted = accepted_before;
+        throw;
+    }
+}
+
+std::vector<TraceRow> Search::run(std::optional<int64_t> n_steps) {
+    std::vector<TraceRow> rows;
+    for (int64_t i = 0; !done() && (!n_steps || i < *n_steps); ++i) rows.push_back(step());
+    return rows;
+}
+
+bool Search::done() const {
+    return impl_->initialized && impl_->iteration >= impl_->params.max_iterations;
+}
+int64_t Search::iteration() const {
+    return impl_->iteration;
+}
+const ClaimSet &Search::claims() const {
+    return impl_->set;
+}
+const SearchParams &Search::params() const {
+    return impl_->params;
+}
+const std::vector<Label> &Search::labels() const {
+    return impl_->labeling.labels();
+}
+std::vector<double> Search::scores() const {
+    return impl_->labeling.gaps();
+}
+double Search::utility() const {
+    return impl_->labeling.utility();
+}
+double Search::mutual_predictability() const {
+    return impl_->labeling.mp();
+}
+int64_t Search::inconsistencies() const {
+    return impl_->labeling.inconsistencies();
+}
+
+SearchState Search::state() const {
+    SearchState s;
+    s.labels        = impl_->labeling.labels();
+    s.iteration     = impl_->iteration;
+    s.n_accepted    = impl_->n_accepted;
+    s.rng_state     = impl_->rng.save();
+    s.initialized   = impl_->initialized;
+    s.context_epoch = impl_->labeling.contexts().draw().epoch;
+    s.context_pool  = impl_->labeling.contexts().draw().pool;
+    return s;
+}
+
+void Search::restore(const SearchState &s) {
+    auto &impl = *impl_;
+    if (s.labels.size() != static_cast<size_t>(impl.set.n_claims())) {
+        throw std::invalid_argument("state.labels: size " + std::to_string(s.labels.size()) +
+                                    " != number of claims " + std::to_string(impl.set.n_claims()));
+    }
+    for (int32_t c : s.context_pool) {
+        if (c < 0 || c >= impl.set.n_claims() || s.labels[static_cast<size_t>(c)] == Label::UNSET) {
+            throw std::invalid_argument("state.context_pool: claim " + std::to_string(c) +
+                                        " is not a labeled claim");
+        }
+    }
+    if (s.iteration < 0 || s.n_accepted < 0 || s.n_accepted > s.iteration) {
+        throw std::invalid_argument("state.iteration/n_accepted: inconsistent counters");
+    }
+    Labeling labeling(impl.set, impl.params, impl.scorer, s.labels,
+                      ContextDraw{s.context_epoch, s.context_pool});
+    labeling.evaluate();
+    labeling.commit();
+    impl.rng.load(s.rng_state);
+    impl.labeling    = std::move(labeling);
+    impl.iteration   = s.iteration;
+    impl.n_accepted  = s.n_accepted;
+    impl.initialized = s.initialized;
+    impl.reset_sampling_weights();
+}
+
+}  // namespace icm

@@ -1,0 +1,95 @@
+"""The scoring interface between the search and a language model.
+
+A LabelScorer turns prompts into (log P(true word), log P(false word)) for the next token.
+The C++ search talks to it through CoreScorer, an icm._icm_core.Scorer.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from icm import _icm_core as core
+
+# The original code's floor on the summed label probability.
+LABEL_PROB_FLOOR = 1e-5
+
+
+def label_logprobs(
+    top_logprobs: Mapping[str, float],
+    label_words: tuple[str, str] = ("True", "False"),
+    floor: float = LABEL_PROB_FLOOR,
+) -> tuple[float, float]:
+    """The original rule: sum exp(logprob) of the top-k tokens whose text contains the label
+    word (case-insensitive); a token containing both words, or neither, counts for none;
+    add `floor`; take the log. With neither word in the top-k both are log(floor), so the
+    gap is 0."""
+    true_word, false_word = (w.lower() for w in label_words)
+    mass_true = mass_false = floor
+    for token, logprob in top_logprobs.items():
+        text = token.lower()
+        has_true, has_false = true_word in text, false_word in text
+        if has_true == has_false:
+            continue
+        if has_true:
+            mass_true += math.exp(logprob)
+        else:
+            mass_false += math.exp(logprob)
+    return math.log(mass_true), math.log(mass_false)
+
+
+@dataclass
+class BackendStats:
+    """Counts of what a backend did; every benchmark and run reports them."""
+
+    requests: int = 0  # prompts scored by the model (cache misses)
+    prompt_tokens: int = 0  # as the server reports them (usage.prompt_tokens)
+    prompt_chars: int = 0
+    cache_hits: int = 0  # prompts answered by a response cache
+    retries: int = 0
+    failures: int = 0  # requests that failed after all retries
+    seconds: float = 0.0  # wall time spent waiting for scores
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LabelScorer(ABC):
+    """Scores prompts with a language model. Implementations: backends/*.py."""
+
+    label_words: tuple[str, str] = ("True", "False")
+    model_id: str = "unknown"
+
+    def __init__(self) -> None:
+        self.stats = BackendStats()
+
+    @abstractmethod
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+        """(log P(true word), log P(false word)) per prompt, in order."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections or processes."""
+
+    def __enter__(self) -> LabelScorer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class CoreScorer(core.Scorer):
+    """Adapts a LabelScorer to the C++ search's Scorer interface."""
+
+    def __init__(self, scorer: LabelScorer) -> None:
+        super().__init__()
+        self.scorer = scorer
+
+    def score(self, requests: list[core.ScoreRequest]) -> list[core.LabelScore]:
+        pairs = self.scorer.score_prompts([r.prompt for r in requests])
+        return [core.LabelScore(t, f) for t, f in pairs]
+
+    def reads_prompt_text(self) -> bool:
+        return True

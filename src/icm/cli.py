@@ -1,0 +1,389 @@
+"""The `icm` command line.
+
+    icm run        label a testbed with ICM (the paper's Algorithm 1), into a run directory
+    icm testbeds   list the testbeds with sizes and data sources
+    icm show       print a few rendered claims of a testbed
+    icm plot       plot the search trace of a run
+
+Other commands (serve, data, eval, ...) register themselves from their own modules,
+listed in COMMAND_MODULES.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from icm.config import RunConfig
+from icm.errors import ConfigError, IcmError
+
+# Modules that add subcommands: each has register(subparsers) -> None.
+COMMAND_MODULES: tuple[str, ...] = ()
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits with status 2 and one clear line, like every icm error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"icm: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int_or_all(text: str) -> int | None:
+    if text in ("all", "none", "0"):
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of claims or 'all', got '{text}'"
+        ) from None
+
+
+def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None = 32) -> None:
+    p.add_argument(
+        "--testbed",
+        default="arithmetic",
+        help="testbed name (see `icm testbeds`) or a path to claims .jsonl/.csv",
+    )
+    p.add_argument("--split", default="train", help="which split to label (default: train)")
+    p.add_argument(
+        "--size",
+        type=_int_or_all,
+        default=size_default,
+        help="claims to label, in whole consistency groups ('all' = the whole split; "
+        f"default {size_default})",
+    )
+    p.add_argument(
+        "--data-dir",
+        "--data_dir",
+        dest="data_dir",
+        default=None,
+        help="folder with external dataset files (default: $ICM_DATA_DIR)",
+    )
+    p.add_argument(
+        "--consistency",
+        default="default",
+        choices=["default", "none", "paper"],
+        help="default: relations true by construction; none; paper: the original code's "
+        "keys (for truthfulqa they are derived from gold labels, and the run says so)",
+    )
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="'embedded' (local llama.cpp server with the packaged base model), "
+        "'synthetic' (a stand-in scorer for algorithm checks, NOT a language model), "
+        "or the model name to send to --base-url",
+    )
+    p.add_argument(
+        "--base-url",
+        "--base_url",
+        dest="base_url",
+        action="append",
+        default=[],
+        help="OpenAI-compatible server (repeat to spread requests over several)",
+    )
+    p.add_argument(
+        "--model-path",
+        "--model_path",
+        dest="model_path",
+        default=None,
+        help="a local GGUF file for the embedded llama.cpp server",
+    )
+    p.add_argument(
+        "--logprobs", type=int, default=20, help="top-k logprobs to request (default 20)"
+    )
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument(
+        "--keep-trailing-space",
+        dest="keep_trailing_space",
+        action="store_true",
+        help="send prompts ending in 'is ' unchanged (the original code); by default the "
+        "trailing space is dropped, see docs/algorithm.md",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="icm", description="Internal Coherence Maximization with a C++ core.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser(
+        "run",
+        help="label a testbed with ICM",
+        description="Label claims with ICM (Wen et al. 2025, Algorithm 1).",
+    )
+    add_testbed_options(run)
+    d = RunConfig()
+    g = run.add_argument_group("search (the original code's flags and defaults)")
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=d.alpha,
+        help=f"weight of MP against inconsistencies (default {d.alpha:g})",
+    )
+    g.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    g.add_argument(
+        "--batch_size",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=d.batch_size,
+        help=f"claims per independent search batch (default {d.batch_size})",
+    )
+    g.add_argument(
+        "--num_seed",
+        "--num-seed",
+        dest="num_seed",
+        type=int,
+        default=d.num_seed,
+        help=f"claims given random initial labels (default {d.num_seed})",
+    )
+    g.add_argument(
+        "--K", type=int, default=d.K, help=f"search iterations per batch (default {d.K})"
+    )
+    g.add_argument(
+        "--consistency_fix_K",
+        "--consistency-fix-k",
+        dest="consistency_fix_K",
+        type=int,
+        default=d.consistency_fix_K,
+        help=f"ConsistencyFix rounds (default {d.consistency_fix_K})",
+    )
+    g.add_argument(
+        "--decay", type=float, default=d.decay, help=f"exp schedule decay (default {d.decay})"
+    )
+    g.add_argument(
+        "--initial_T",
+        "--initial-t",
+        dest="initial_T",
+        type=float,
+        default=d.initial_T,
+        help=f"initial temperature (default {d.initial_T:g})",
+    )
+    g.add_argument(
+        "--final_T",
+        "--final-t",
+        dest="final_T",
+        type=float,
+        default=d.final_T,
+        help=f"final temperature (default {d.final_T:g})",
+    )
+    g.add_argument("--scheduler", default=d.scheduler, help="log | exp (default log)")
+    h = run.add_argument_group("icm's options")
+    h.add_argument(
+        "--algorithm",
+        default=d.algorithm,
+        help="paper: Algorithms 1-2 as written; code: the original code's behaviour "
+        "where it differs (docs/algorithm.md)",
+    )
+    h.add_argument(
+        "--log-beta",
+        "--log_beta",
+        dest="log_beta",
+        type=float,
+        default=None,
+        help="beta of the log schedule (default 0.99 paper, 2 code)",
+    )
+    h.add_argument(
+        "--mp",
+        default=d.mp,
+        help="exact: every labeled claim in context (the original); sparse: a fixed "
+        f"random context of --context-k claims (default {d.mp})",
+    )
+    h.add_argument(
+        "--context-k",
+        "--context_k",
+        dest="context_k",
+        type=int,
+        default=d.context_k,
+        help=f"demonstrations per claim with --mp sparse (default {d.context_k})",
+    )
+    h.add_argument(
+        "--mp-objective",
+        "--mp_objective",
+        dest="mp_objective",
+        default=d.mp_objective,
+        help="mean-gap (original code) | sum-logprob (paper text)",
+    )
+    add_model_options(run)
+    run.add_argument("--out", default=None, help="run directory (default runs/<testbed>-<time>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=cmd_run)
+
+    tb = sub.add_parser("testbeds", help="list the testbeds")
+    tb.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    tb.set_defaults(handler=cmd_testbeds)
+
+    show = sub.add_parser("show", help="print rendered claims of a testbed")
+    show.add_argument("testbed")
+    show.add_argument("-n", type=int, default=4, help="how many claims (default 4)")
+    show.add_argument("--split", default="train")
+    show.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    show.add_argument("--consistency", default="default", choices=["default", "none", "paper"])
+    show.add_argument("--gold", action="store_true", help="also print gold labels")
+    show.set_defaults(handler=cmd_show)
+
+    plot = sub.add_parser("plot", help="plot the search trace of a run")
+    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("--out", type=Path, default=None, help="PNG path (default RUN_DIR/trace.png)")
+    plot.set_defaults(handler=cmd_plot)
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def data_dir_of(args: argparse.Namespace) -> Path | None:
+    value = getattr(args, "data_dir", None) or os.environ.get("ICM_DATA_DIR")
+    return Path(value) if value else None
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    cfg = RunConfig(
+        testbed=args.testbed,
+        split=args.split,
+        size=args.size,
+        data_dir=str(data_dir_of(args)) if data_dir_of(args) else None,
+        consistency=args.consistency,
+        alpha=args.alpha,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        num_seed=args.num_seed,
+        K=args.K,
+        consistency_fix_K=args.consistency_fix_K,
+        decay=args.decay,
+        initial_T=args.initial_T,
+        final_T=args.final_T,
+        scheduler=args.scheduler,
+        algorithm=args.algorithm,
+        log_beta=args.log_beta,
+        mp=args.mp,
+        context_k=args.context_k,
+        mp_objective=args.mp_objective,
+        model=args.model,
+        base_url=list(args.base_url),
+        model_path=args.model_path,
+        logprobs=args.logprobs,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        keep_trailing_space=args.keep_trailing_space,
+        out=args.out,
+    )
+    cfg.validate()
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from icm.run import run_from_config
+
+    cfg = config_from_args(args)
+    run_dir = run_from_config(cfg, progress=not args.quiet, argv=sys.argv)
+    print(str(run_dir))
+    return 0
+
+
+def cmd_testbeds(args: argparse.Namespace) -> int:
+    from icm.testbeds import LoadOptions, list_testbeds
+
+    data_dir = data_dir_of(args)
+    rows: list[tuple[str, str, str]] = []
+    for cls in list_testbeds():
+        sizes = []
+        for split in cls.splits:
+            try:
+                n = len(cls().load(split, LoadOptions(data_dir=data_dir)))
+                sizes.append(f"{split} {n}")
+            except IcmError:
+                sizes.append(f"{split} -")
+        avail = ", ".join(sizes)
+        if cls.needs_data and all(s.endswith(" -") for s in sizes):
+            avail = "data not found: " + cls.source
+        rows.append((cls.name, avail, cls.summary))
+    width = max(len(r[0]) for r in rows)
+    for name, avail, summary in rows:
+        print(f"{name:<{width}}  {summary}\n{'':<{width}}  claims: {avail}")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from icm.testbeds import LoadOptions
+    from icm.testbeds.loading import load_table
+
+    table = load_table(
+        args.testbed,
+        args.split,
+        LoadOptions(data_dir=data_dir_of(args), consistency=args.consistency),
+    )
+    for note in table.notes:
+        print(f"# note: {note}")
+    for c in table.claims[: args.n]:
+        gold = f"   [gold: {c.gold}]" if args.gold else ""
+        print(f"--- {c.id} (group {c.group or '-'}){gold}\n{c.prompt}")
+    related = [r for r in table.relations if r.a in {c.id for c in table.claims[: args.n]}]
+    if related:
+        print("--- relations")
+        for r in related[: 2 * args.n]:
+            print(f"{r.kind}: {r.a} {r.b}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from icm.report.trace_plot import plot_trace
+    from icm.run_dir import read_jsonl
+
+    trace_path = args.run_dir / "trace.jsonl"
+    if not trace_path.exists():
+        raise ConfigError(f"{args.run_dir}: no trace.jsonl (is this an icm run directory?)")
+    out = plot_trace(
+        read_jsonl(trace_path), args.out or args.run_dir / "trace.png", title=str(args.run_dir)
+    )
+    print(out)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from icm import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    # SIGTERM ends a run like Ctrl-C does: the step in flight is abandoned, state kept.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        return int(args.handler(args))
+    except IcmError as e:
+        print(f"icm: error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # std::invalid_argument from the core names its field
+        print(f"icm: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("icm: interrupted", file=sys.stderr)
+        return 130
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The resolved configuration of a run: every knob, validated, saved in the run directory.
+
+Flag names follow the original code (--alpha --seed --model --batch_size --num_seed --K
+--consistency_fix_K --decay --initial_T --final_T --scheduler); its defaults are the
+defaults here, except `size` (how many claims to label), which is small by default so
+that `icm run` finishes in minutes on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from icm import _icm_core as core
+from icm.errors import ConfigError
+
+# The model the embedded llama.cpp server loads when neither --base-url nor --model-path
+# is given (a base, not instruction-tuned, model shipped on PyPI).
+DEFAULT_MODEL = "embedded"
+SYNTHETIC_MODEL = "synthetic"
+
+
+@dataclass
+class RunConfig:
+    # What to label
+    testbed: str = "arithmetic"
+    split: str = "train"
+    size: int | None = 32  # claims to label (whole groups); None = the whole split
+    data_dir: str | None = None
+    consistency: str = "default"  # default (by construction) | none | paper
+    # The objective and the search (the original code's flags and defaults)
+    alpha: float = 30.0
+    seed: int = 27565976
+    batch_size: int = 256
+    num_seed: int = 8
+    K: int = 3000
+    consistency_fix_K: int = 10
+    decay: float = 0.99
+    initial_T: float = 10.0
+    final_T: float = 0.01
+    scheduler: str = "log"  # log | exp
+    algorithm: str = "paper"  # paper | code: see docs/algorithm.md
+    log_beta: float | None = None  # None: 0.99 (paper) or 2 (code)
+    mp: str = "sparse"  # exact (the original: all other labeled claims) | sparse
+    context_k: int = 8
+    context_regrow: float = 1.25
+    mp_objective: str = "mean-gap"  # mean-gap (the original code) | sum-logprob (paper text)
+    # The model
+    model: str = DEFAULT_MODEL  # "embedded", "synthetic", or the server's model name
+    base_url: list[str] = field(default_factory=list)
+    model_path: str | None = None
+    logprobs: int = 20
+    concurrency: int = 4
+    timeout: float = 120.0
+    keep_trailing_space: bool = False
+    # Output
+    out: str | None = None
+
+    def validate(self) -> None:
+        def bad(flag: str, why: str) -> None:
+            raise ConfigError(f"--{flag}: {why}")
+
+        if self.size is not None and self.size < 1:
+            bad("size", f"must be >= 1, got {self.size}")
+        if self.batch_size < 1:
+            bad("batch_size", f"must be >= 1, got {self.batch_size}")
+        if self.scheduler not in ("log", "exp"):
+            bad("scheduler", f"must be 'log' or 'exp', got '{self.scheduler}'")
+        if self.algorithm not in ("paper", "code"):
+            bad("algorithm", f"must be 'paper' or 'code', got '{self.algorithm}'")
+        if self.mp not in ("exact", "sparse"):
+            bad("mp", f"must be 'exact' or 'sparse', got '{self.mp}'")
+        if self.mp_objective not in ("mean-gap", "sum-logprob"):
+            bad("mp_objective", f"must be 'mean-gap' or 'sum-logprob', got '{self.mp_objective}'")
+        if self.consistency not in ("default", "none", "paper"):
+            bad("consistency", f"must be default, none or paper, got '{self.consistency}'")
+        if self.logprobs < 1:
+            bad("logprobs", f"must be >= 1, got {self.logprobs}")
+        if self.concurrency < 1:
+            bad("concurrency", f"must be >= 1, got {self.concurrency}")
+        if not self.timeout > 0:
+            bad("timeout", f"must be > 0, got {self.timeout}")
+        try:
+            self.search_params().validate()
+        except ValueError as e:
+            # The core names its own field; map it back to the flag.
+            raise ConfigError(f"--{e}") from None
+
+    def search_params(self) -> core.SearchParams:
+        p = core.search_params_code() if self.algorithm == "code" else core.search_params_paper()
+        p.alpha = self.alpha
+        p.seed = self.seed
+        p.num_seed = self.num_seed
+        p.max_iterations = self.K
+        p.consistency_fix_k = self.consistency_fix_K
+        p.decay = self.decay
+        p.initial_t = self.initial_T
+        p.final_t = self.final_T
+        p.schedule = core.Schedule.LOG if self.scheduler == "log" else core.Schedule.EXP
+        if self.log_beta is not None:
+            p.log_beta = self.log_beta
+        p.mp_mode = core.MpMode.EXACT if self.mp == "exact" else core.MpMode.SPARSE
+        p.context_k = self.context_k
+        p.context_regrow = self.context_regrow
+        p.mp_objective = (
+            core.MpObjective.MEAN_LOGIT_GAP
+            if self.mp_objective == "mean-gap"
+            else core.MpObjective.SUM_LOGPROB
+        )
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, source: str = "config") -> RunConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+        cfg = cls(**data)
+        for f in fields(cls):
+            value = getattr(cfg, f.name)
+            default = getattr(cls(), f.name)
+            if value is None or default is None:
+                continue
+            if isinstance(default, bool) != isinstance(value, bool) or (
+                isinstance(default, (int, float)) and not isinstance(value, (int, float))
+            ):
+                raise ConfigError(f"{source}: field '{f.name}' has the wrong type ({value!r})")
+            if isinstance(default, str) and not isinstance(value, str):
+                raise ConfigError(f"{source}: field '{f.name}' must be a string, got {value!r}")
+            if isinstance(default, list) and not isinstance(value, list):
+                raise ConfigError(f"{source}: field '{f.name}' must be a list, got {value!r}")
+        return cfg
+
+    @classmethod
+    def load(cls, path: Path) -> RunConfig:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the run configuration ({e})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
+            raise ConfigError(f"{path}: field 'config' is missing")
+        return cls.from_dict(data["config"], source=str(path))
+
+    def differences(self, other: RunConfig) -> list[str]:
+        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]

@@ -1,0 +1,272 @@
+"""`icm run`: load a testbed, open a scorer, search, and write the run directory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from icm import _icm_core as core
+from icm.config import SYNTHETIC_MODEL, RunConfig
+from icm.errors import ConfigError
+from icm.run_dir import (
+    RunLog,
+    default_run_dir,
+    now_iso,
+    prepare_run_dir,
+    versions,
+    write_json,
+    write_jsonl,
+)
+from icm.search import BatchScorer, IcmResult, gold_agreement, run_icm
+from icm.testbeds import LoadOptions
+from icm.testbeds.base import ClaimTable
+from icm.testbeds.loading import load_table
+
+SYNTHETIC_WARNING = (
+    "scorer: SYNTHETIC stand-in, not a language model. Its scores are a noisy function of "
+    "the gold labels, so agreement with gold measures the search algorithm only."
+)
+
+
+def load_run_table(cfg: RunConfig) -> ClaimTable:
+    options = LoadOptions(
+        data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
+        size=cfg.size,
+        seed=cfg.seed,
+        consistency=cfg.consistency,
+    )
+    return load_table(cfg.testbed, cfg.split, options)
+
+
+class ScorerHandle:
+    """The scorer for the search (or a per-batch factory) plus what to report about it."""
+
+    def __init__(self, scorer: BatchScorer, description: str, backend: Any = None) -> None:
+        self.core = scorer
+        self.description = description
+        self.backend = backend
+        self.synthetic: list[core.SyntheticScorer] = []
+
+    def stats(self) -> dict[str, Any]:
+        if self.backend is not None and hasattr(self.backend, "stats"):
+            return dict(self.backend.stats.as_dict())
+        if self.synthetic:
+            return {"requests": sum(s.n_requests for s in self.synthetic)}
+        return {}
+
+
+def synthetic_scorer_factory(table: ClaimTable, seed: int, handle: ScorerHandle) -> BatchScorer:
+    gold = table.gold_labels()
+    if any(g is None for g in gold):
+        raise ConfigError(
+            "--model synthetic: the synthetic stand-in needs gold labels for every claim"
+        )
+
+    def for_batch(indices: list[int]) -> core.Scorer:
+        truth = [core.Label.TRUE if gold[i] else core.Label.FALSE for i in indices]
+        params = core.SyntheticScorerParams()
+        params.seed = seed
+        scorer = core.SyntheticScorer(truth, params)
+        handle.synthetic.append(scorer)
+        return scorer
+
+    return for_batch
+
+
+@contextlib.contextmanager
+def open_scorer(cfg: RunConfig, table: ClaimTable) -> Iterator[ScorerHandle]:
+    if cfg.model == SYNTHETIC_MODEL:
+        handle = ScorerHandle(None, SYNTHETIC_WARNING)  # type: ignore[arg-type]
+        handle.core = synthetic_scorer_factory(table, cfg.seed, handle)
+        yield handle
+        return
+    from icm.backends import open_backend
+    from icm.backends.base import CoreScorer
+
+    with open_backend(cfg, table.label_words) as backend:
+        yield ScorerHandle(CoreScorer(backend), f"model: {backend.model_id}", backend)
+
+
+class Progress:
+    """A tqdm bar over all batches' iterations, with the numbers a researcher watches."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar = None
+        self.moves: list[bool] = []
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="it", dynamic_ncols=True)
+
+    def __call__(self, batch: int, n_batches: int, rec: dict[str, Any]) -> None:
+        if rec["outcome"] in ("accepted", "rejected"):
+            self.moves.append(rec["outcome"] == "accepted")
+        if self.bar is None:
+            return
+        if rec["outcome"] != "init":
+            self.bar.update(1)
+        recent = self.moves[-50:]
+        self.bar.set_postfix(
+            batch=f"{batch + 1}/{n_batches}",
+            accept=f"{100 * sum(recent) / len(recent):.0f}%" if recent else "-",
+            U=f"{rec['utility']:.2f}",
+            labeled=rec["n_labeled"],
+            refresh=False,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def run_from_config(
+    cfg: RunConfig, *, progress: bool = True, argv: list[str] | None = None
+) -> Path:
+    cfg.validate()
+    table = load_run_table(cfg)
+    if len(table) == 0:
+        raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")
+    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
+    log = RunLog(run_dir, echo=progress)
+    params = cfg.search_params()
+    write_json(
+        run_dir / "config.json",
+        {
+            "config": cfg.to_dict(),
+            "search_params": {
+                k: str(getattr(params, k))
+                for k in dir(params)
+                if not k.startswith("_") and k != "validate"
+            },
+            "versions": versions(),
+            "created": now_iso(),
+            "argv": argv,
+            "testbed": {
+                "name": table.testbed,
+                "split": table.split,
+                "n_claims": len(table),
+                "n_relations": len(table.relations),
+                "label_words": list(table.label_words),
+                "notes": table.notes,
+                "structure_uses_gold": table.structure_uses_gold,
+            },
+        },
+    )
+    log(
+        f"icm run: {table.testbed}/{table.split}, {len(table)} claims, "
+        f"{len(table.relations)} relations"
+    )
+    for note in table.notes:
+        log(f"note: {note}")
+    if table.structure_uses_gold:
+        log(
+            "WARNING: the consistency relations of this run were derived from GOLD labels "
+            "(--consistency paper); its labels are not unsupervised."
+        )
+
+    trace_path = run_dir / "trace.jsonl"
+    trace_path.unlink(missing_ok=True)
+    started = time.monotonic()
+    status = "failed"
+    result: IcmResult | None = None
+    handle: ScorerHandle | None = None
+    bar = Progress(total=0, enabled=False)
+    try:
+        with (
+            open_scorer(cfg, table) as handle,
+            trace_path.open("a", encoding="utf-8") as trace_file,
+        ):
+            log(handle.description)
+            from icm.search import plan_batches
+
+            n_batches = len(plan_batches(table, cfg.batch_size, cfg.seed))
+            bar = Progress(total=n_batches * cfg.K, enabled=progress)
+
+            def on_step(batch: int, n: int, rec: dict[str, Any]) -> None:
+                trace_file.write(json.dumps(rec) + "\n")
+                trace_file.flush()
+                bar(batch, n, rec)
+
+            result = run_icm(table, handle.core, params, cfg.batch_size, on_step=on_step)
+            status = "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    finally:
+        bar.close()
+        write_json(
+            run_dir / "metrics.json",
+            metrics(cfg, table, result, handle, status, time.monotonic() - started),
+        )
+        if result is not None:
+            write_labels(run_dir, table, result)
+            from icm.report.trace_plot import plot_trace
+
+            plot_trace(result.trace, run_dir / "trace.png", title=f"{table.testbed} ({cfg.model})")
+        log(f"{status}: {run_dir}")
+    return run_dir
+
+
+def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:
+    labels, scores = result.labels, result.scores
+    batch_of = {cid: b.batch for b in result.batches for cid in b.claim_ids}
+    rows = []
+    for c in table.claims:
+        row: dict[str, Any] = {
+            "id": c.id,
+            "label": labels.get(c.id),
+            "score": scores.get(c.id),
+            "group": c.group,
+            "batch": batch_of.get(c.id),
+        }
+        if c.gold is not None:
+            row["gold"] = c.gold
+        row["prompt"] = c.prompt
+        rows.append(row)
+    write_jsonl(run_dir / "labels.jsonl", rows)
+
+
+def metrics(
+    cfg: RunConfig,
+    table: ClaimTable,
+    result: IcmResult | None,
+    handle: ScorerHandle | None,
+    status: str,
+    seconds: float,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "status": status,
+        "testbed": table.testbed,
+        "split": table.split,
+        "n_claims": len(table),
+        "model": cfg.model,
+        "scorer": handle.description if handle else None,
+        "wall_seconds": round(seconds, 3),
+        "versions": versions(),
+        "created": now_iso(),
+    }
+    if result is not None:
+        labels = result.labels
+        gold = {c.id: c.gold for c in table.claims}
+        ids = list(labels)
+        out.update(
+            {
+                "n_labeled": sum(v is not None for v in labels.values()),
+                "n_batches": len(result.batches),
+                "agreement_with_gold": gold_agreement(
+                    [labels[i] for i in ids], [gold[i] for i in ids]
+                ),
+                "inconsistencies": sum(b.inconsistencies for b in result.batches),
+                "utility_per_batch": [b.utility for b in result.batches],
+                "mp_per_batch": [b.mp for b in result.batches],
+                "search_requests": sum(b.n_requests for b in result.batches),
+                "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
+            }
+        )
+    if handle is not None:
+        out["backend"] = handle.stats()
+    return out

@@ -1,0 +1,144 @@
+"""The run directory: everything needed to reproduce, resume or report a run.
+
+config.json     resolved configuration, seed, versions, git hash, command line
+labels.jsonl    one line per claim: id, label, score, group, batch, gold (if known), prompt
+trace.jsonl     one line per search step
+metrics.json    summary figures, versions, git hash
+trace.png       U, agreement with gold, accept rate and temperature over iterations
+log.txt         what the run printed
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from icm.errors import ConfigError
+
+
+def git_hash() -> str | None:
+    """The commit of the icm checkout this code runs from, if it is one."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(
+        ["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        check=False,
+    )
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def versions() -> dict[str, Any]:
+    from icm import __version__
+
+    info: dict[str, Any] = {
+        "icm": __version__,
+        "git": git_hash(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    try:
+        import llama_cpp
+
+        info["llama_cpp_python"] = getattr(llama_cpp, "__version__", None)
+    except ImportError:
+        pass
+    return info
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file, fsync and rename: a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, default=str) + "\n" for r in rows))
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    from icm.errors import DataError
+
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"not valid JSON ({e.msg})", path=path, line=n) from None
+    return rows
+
+
+def default_run_dir(testbed: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name = (
+        Path(testbed).stem if ("/" in testbed or testbed.endswith((".jsonl", ".csv"))) else testbed
+    )
+    return Path("runs") / f"{name}-{stamp}"
+
+
+def prepare_run_dir(path: Path) -> Path:
+    """Create the directory (or check it is writable) before any work is done."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write to '{path}' ({e.strerror or e})") from None
+    return path
+
+
+class RunLog:
+    """Appends to log.txt and echoes to stderr."""
+
+    def __init__(self, run_dir: Path, echo: bool = True) -> None:
+        self.path = run_dir / "log.txt"
+        self.echo = echo
+
+    def __call__(self, message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(f"[{stamp}] {message}\n")
+        if self.echo:
+            print(message, file=sys.stderr, flush=True)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

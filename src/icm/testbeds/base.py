@@ -1,0 +1,223 @@
+"""What a testbed is: claims rendered from a template, consistency relations that hold by
+construction, and gold labels kept apart from anything the search can read.
+
+A testbed is one module in icm/testbeds/ with a class decorated by @register_testbed.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from icm import _icm_core as core
+from icm.errors import ConfigError
+
+RelationKindName = Literal["same", "at_most_one_true", "opposite"]
+
+RELATION_KINDS: dict[str, core.RelationKind] = {
+    "same": core.RelationKind.SAME,
+    "at_most_one_true": core.RelationKind.AT_MOST_ONE_TRUE,
+    "opposite": core.RelationKind.OPPOSITE,
+}
+
+# The paper's claim template and its pairwise variant.
+CLAIM_TEMPLATE = "Question: {question}\nClaim: {claim}\nI think this claim is "
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRecord:
+    """One claim. `gold` is for reporting only and never reaches the search."""
+
+    id: str
+    prompt: str
+    group: str = ""
+    gold: bool | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RelationRecord:
+    kind: RelationKindName
+    a: str  # claim id
+    b: str  # claim id
+
+
+@dataclass
+class ClaimTable:
+    """One split of a testbed, ready for the search."""
+
+    testbed: str
+    split: str
+    claims: list[ClaimRecord]
+    relations: list[RelationRecord] = field(default_factory=list)
+    label_words: tuple[str, str] = ("True", "False")
+    # Said in the run's output: e.g. that the consistency structure was derived from gold
+    # labels (--consistency paper), or which file stood in for a missing split.
+    notes: list[str] = field(default_factory=list)
+    structure_uses_gold: bool = False
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        seen: dict[str, int] = {}
+        for i, c in enumerate(self.claims):
+            if not c.id:
+                raise ConfigError(f"{self.testbed}/{self.split}: claim {i} has an empty id")
+            if c.id in seen:
+                raise ConfigError(
+                    f"{self.testbed}/{self.split}: duplicate claim id '{c.id}' "
+                    f"(claims {seen[c.id]} and {i})"
+                )
+            seen[c.id] = i
+        for r in self.relations:
+            if r.kind not in RELATION_KINDS:
+                raise ConfigError(f"{self.testbed}/{self.split}: unknown relation kind '{r.kind}'")
+            for end in (r.a, r.b):
+                if end not in seen:
+                    raise ConfigError(
+                        f"{self.testbed}/{self.split}: relation {r.kind} names unknown "
+                        f"claim '{end}'"
+                    )
+
+    def __len__(self) -> int:
+        return len(self.claims)
+
+    @property
+    def ids(self) -> list[str]:
+        return [c.id for c in self.claims]
+
+    def gold_labels(self) -> list[bool | None]:
+        return [c.gold for c in self.claims]
+
+    def to_claim_set(self) -> core.ClaimSet:
+        """The C++ view: ids, prompts, groups and relations. No gold labels."""
+        index = {c.id: i for i, c in enumerate(self.claims)}
+        claims = [core.Claim(c.id, c.prompt, c.group) for c in self.claims]
+        relations = [
+            core.Relation(RELATION_KINDS[r.kind], index[r.a], index[r.b]) for r in self.relations
+        ]
+        return core.ClaimSet(claims, relations, self.label_words[0], self.label_words[1])
+
+    def subset(self, ids: Iterable[str]) -> ClaimTable:
+        keep = set(ids)
+        return ClaimTable(
+            testbed=self.testbed,
+            split=self.split,
+            claims=[c for c in self.claims if c.id in keep],
+            relations=[r for r in self.relations if r.a in keep and r.b in keep],
+            label_words=self.label_words,
+            notes=list(self.notes),
+            structure_uses_gold=self.structure_uses_gold,
+        )
+
+    def groups(self) -> dict[str, list[ClaimRecord]]:
+        out: dict[str, list[ClaimRecord]] = {}
+        for c in self.claims:
+            out.setdefault(c.group or c.id, []).append(c)
+        return out
+
+    def sample_groups(self, size: int | None, seed: int) -> ClaimTable:
+        """At most `size` claims made of whole consistency groups, picked at random."""
+        if size is None or size >= len(self.claims):
+            return self
+        if size < 1:
+            raise ConfigError(f"size: must be >= 1, got {size}")
+        groups = list(self.groups().values())
+        random.Random(seed).shuffle(groups)
+        chosen: list[str] = []
+        for g in groups:
+            if len(chosen) + len(g) > size and chosen:
+                continue
+            chosen.extend(c.id for c in g)
+            if len(chosen) >= size:
+                break
+        keep = set(chosen)
+        return self.subset(c.id for c in self.claims if c.id in keep)
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    data_dir: Path | None = None
+    size: int | None = None  # at most this many claims (whole groups); None = all
+    seed: int = 0
+    consistency: str = "default"  # "default" (by construction), "none", or "paper"
+
+
+class Testbed(ABC):
+    """A registered testbed. Subclasses set the class attributes and implement load()."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    summary: ClassVar[str]
+    source: ClassVar[str]  # where rows come from ("generated" or paths under the data dir)
+    license: ClassVar[str]
+    template: ClassVar[str] = CLAIM_TEMPLATE
+    consistency_rule: ClassVar[str]
+    splits: ClassVar[tuple[str, ...]] = ("train", "test")
+    needs_data: ClassVar[bool] = True
+    consistency_modes: ClassVar[tuple[str, ...]] = ("default", "none")
+    label_words: ClassVar[tuple[str, str]] = ("True", "False")
+
+    @abstractmethod
+    def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
+        """All claims of one split (before size sampling)."""
+
+    def load(self, split: str, options: LoadOptions | None = None) -> ClaimTable:
+        options = options or LoadOptions()
+        if split not in self.splits:
+            raise ConfigError(
+                f"split: testbed '{self.name}' has splits {list(self.splits)}, not '{split}'"
+            )
+        if options.consistency not in self.consistency_modes:
+            raise ConfigError(
+                f"--consistency: testbed '{self.name}' offers {list(self.consistency_modes)}, "
+                f"not '{options.consistency}'"
+            )
+        table = self.load_split(split, options)
+        if options.consistency == "none":
+            table = ClaimTable(
+                table.testbed,
+                table.split,
+                table.claims,
+                [],
+                table.label_words,
+                [*table.notes, "consistency relations removed (--consistency none)"],
+                False,
+            )
+        return table.sample_groups(options.size, options.seed)
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        return {
+            "name": cls.name,
+            "version": cls.version,
+            "summary": cls.summary,
+            "source": cls.source,
+            "license": cls.license,
+            "needs_data": cls.needs_data,
+            "splits": list(cls.splits),
+            "consistency_rule": cls.consistency_rule,
+            "consistency_modes": list(cls.consistency_modes),
+        }
+
+
+def render_claim(template: str, **values: str) -> str:
+    return template.format(**values)
+
+
+def check_columns(
+    row: Mapping[str, Any], required: Sequence[str], *, path: str | Path, line: int
+) -> None:
+    """Raise DataError naming the first missing or empty required field."""
+    from icm.errors import DataError
+
+    for name in required:
+        if name not in row:
+            raise DataError("missing", path=path, line=line, field=name)
+        if row[name] is None:
+            raise DataError("empty", path=path, line=line, field=name)
