@@ -24,7 +24,11 @@ from icm.config import RunConfig
 from icm.errors import ConfigError, IcmError
 
 # Modules that add subcommands: each has register(subparsers) -> None.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "icm.backends.serve_cli",  # icm serve
+    "icm.data_cli",  # icm data fetch
+    "icm.analysis.cli",  # icm analyze
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -243,7 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(handler=cmd_plot)
 
     for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as e:  # TODO(integration): drop once all modules exist
+            if e.name is None or not module.startswith(e.name):
+                raise
     return parser
 
 

@@ -1,0 +1,126 @@
+"""The `icm` command line: full runs into a temporary directory and clear one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def icm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "icm.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_full_synthetic_run_writes_the_run_directory(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    r = icm(
+        "run", "--model", "synthetic", "--size", "40", "--K", "300", "--out", str(out), "--quiet"
+    )
+    assert r.returncode == 0, r.stderr
+    for name in (
+        "config.json",
+        "labels.jsonl",
+        "trace.jsonl",
+        "metrics.json",
+        "trace.png",
+        "log.txt",
+    ):
+        assert (out / name).is_file(), name
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["K"] == 300 and config["config"]["testbed"] == "arithmetic"
+    assert config["versions"]["icm"]
+    labels = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
+    assert len(labels) == 40
+    assert {"id", "label", "score", "group", "batch", "gold", "prompt"} <= set(labels[0])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
+    assert metrics["n_labeled"] == 40
+    assert metrics["inconsistencies"] == 0
+    # The stand-in scorer knows the truth noisily (zero-shot ~93%): the search must do well.
+    assert metrics["agreement_with_gold"] >= 0.9
+    trace = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
+    assert len(trace) == 301 and trace[0]["outcome"] == "init"
+    # The run says in words that no language model was used.
+    assert "SYNTHETIC" in (out / "log.txt").read_text()
+
+
+def test_help_lists_the_original_flags() -> None:
+    r = icm("run", "--help")
+    assert r.returncode == 0
+    for flag in (
+        "--testbed",
+        "--alpha",
+        "--seed",
+        "--model",
+        "--batch_size",
+        "--num_seed",
+        "--K",
+        "--consistency_fix_K",
+        "--decay",
+        "--initial_T",
+        "--final_T",
+        "--scheduler",
+        "--out",
+        "--base-url",
+    ):
+        assert flag in r.stdout, flag
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--testbed", "arithmetik"], "unknown testbed 'arithmetik'. Did you mean 'arithmetic'?"),
+        (["--K", "-1"], "--K: must be >= 0, got -1"),
+        (["--alpha", "-2"], "--alpha: must be finite and >= 0, got -2"),
+        (["--initial_T", "0.001"], "--initial_T: must be >= final_T"),
+        (["--consistency_fix_K", "-3"], "--consistency_fix_K: must be >= 0, got -3"),
+        (["--decay", "1.5"], "--decay: must be in (0, 1]"),
+        (["--scheduler", "cosine"], "--scheduler: must be 'log' or 'exp'"),
+        (["--batch_size", "0"], "--batch_size: must be >= 1"),
+        (["--K", "ten"], "argument --K: invalid int value: 'ten'"),
+    ],
+)
+def test_bad_input_gives_one_clear_line(args: list[str], message: str, tmp_path: Path) -> None:
+    r = icm("run", "--model", "synthetic", "--out", str(tmp_path / "r"), "--quiet", *args)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert message in r.stderr, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("icm: error:")
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    r = icm("run", "--model", "synthetic", "--out", str(blocker / "run"), "--quiet")
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert f"--out: cannot write to '{blocker / 'run'}'" in r.stderr
+
+
+def test_testbeds_show_and_plot(tmp_path: Path) -> None:
+    r = icm("testbeds")
+    assert r.returncode == 0 and "arithmetic" in r.stdout
+    r = icm("show", "arithmetic", "-n", "2", "--gold")
+    assert r.returncode == 0
+    assert "I think this claim is" in r.stdout and "[gold: True]" in r.stdout
+    out = tmp_path / "run"
+    assert (
+        icm(
+            "run", "--model", "synthetic", "--size", "8", "--K", "20", "--out", str(out), "--quiet"
+        ).returncode
+        == 0
+    )
+    (out / "trace.png").unlink()
+    r = icm("plot", str(out))
+    assert r.returncode == 0 and (out / "trace.png").stat().st_size > 1000
+    r = icm("plot", str(tmp_path))
+    assert r.returncode == 2 and "no trace.jsonl" in r.stderr
