@@ -225,8 +225,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_model_options(run)
     run.add_argument("--out", default=None, help="run directory (default runs/<testbed>-<time>)")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="RUN_DIR",
+        help="continue a stopped run from its last checkpoint (flags given too must match it)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(handler=cmd_run)
+    parser.set_defaults(run_parser=run)
 
     tb = sub.add_parser("testbeds", help="list the testbeds")
     tb.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
@@ -295,11 +303,37 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from icm.run import run_from_config
+def explicit_options(run_parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, Any]:
+    """The `icm run` options given on the command line (not left at their defaults)."""
+    saved = [(a, a.default) for a in run_parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        given = vars(run_parser.parse_args(list(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+    fields = set(RunConfig().to_dict())
+    given = {k: v for k, v in given.items() if k in fields}
+    if "base_url" in given:
+        given["base_url"] = list(given["base_url"])
+    return given
 
-    cfg = config_from_args(args)
-    run_dir = run_from_config(cfg, progress=not args.quiet, argv=sys.argv)
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from icm.run import resume_run, start_run
+
+    if args.resume is not None:
+        argv = args.argv[args.argv.index("run") + 1 :]
+        overrides = explicit_options(args.run_parser, argv)
+        if not (args.resume / "config.json").exists():
+            raise ConfigError(
+                f"--resume: '{args.resume}' is not an icm run directory (no config.json)"
+            )
+        run_dir = resume_run(args.resume, overrides, progress=not args.quiet)
+    else:
+        cfg = config_from_args(args)
+        run_dir = start_run(cfg, progress=not args.quiet, argv=list(args.argv))
     print(str(run_dir))
     return 0
 
@@ -365,7 +399,9 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.version:
         from icm import __version__
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from icm import _icm_core as core
+from icm.checkpoint import STATE_FILE, TRACE_FILE, CheckpointWriter, load_progress
 from icm.config import SYNTHETIC_MODEL, RunConfig
-from icm.errors import ConfigError
+from icm.errors import ConfigError, IcmError
 from icm.run_dir import (
     RunLog,
     default_run_dir,
@@ -21,7 +24,8 @@ from icm.run_dir import (
     write_json,
     write_jsonl,
 )
-from icm.search import BatchScorer, IcmResult, gold_agreement, run_icm
+from icm.search import BatchScorer, IcmResult, gold_agreement, plan_batches, run_icm
+from icm.search import Progress as SearchProgress
 from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
 from icm.testbeds.loading import load_table
@@ -123,15 +127,18 @@ class Progress:
             self.bar.close()
 
 
-def run_from_config(
-    cfg: RunConfig, *, progress: bool = True, argv: list[str] | None = None
-) -> Path:
+def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None = None) -> Path:
+    """A new run: check everything, create its directory and config.json, then run it."""
     cfg.validate()
     table = load_run_table(cfg)
     if len(table) == 0:
         raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
-    log = RunLog(run_dir, echo=progress)
+    if (run_dir / STATE_FILE).exists() or (run_dir / "config.json").exists():
+        raise ConfigError(
+            f"--out: '{run_dir}' already holds a run; continue it with "
+            f"`icm run --resume {run_dir}` or choose another --out"
+        )
     params = cfg.search_params()
     write_json(
         run_dir / "config.json",
@@ -156,22 +163,61 @@ def run_from_config(
             },
         },
     )
-    log(
-        f"icm run: {table.testbed}/{table.split}, {len(table)} claims, "
-        f"{len(table.relations)} relations"
-    )
-    for note in table.notes:
-        log(f"note: {note}")
-    if table.structure_uses_gold:
-        log(
-            "WARNING: the consistency relations of this run were derived from GOLD labels "
-            "(--consistency paper); its labels are not unsupervised."
-        )
+    return execute_run(run_dir, cfg, table, resume=None, progress=progress)
 
-    trace_path = run_dir / "trace.jsonl"
-    trace_path.unlink(missing_ok=True)
+
+def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = True) -> Path:
+    """Continue a stopped run exactly where its last checkpoint left it."""
+    cfg = RunConfig.load(run_dir / "config.json")
+    changed = sorted(k for k, v in overrides.items() if getattr(cfg, k) != v)
+    if changed:
+        detail = ", ".join(
+            f"{k} (run: {getattr(cfg, k)!r}, given: {overrides[k]!r})" for k in changed
+        )
+        raise ConfigError(f"--resume {run_dir}: the configuration differs in {detail}")
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        status = json.loads(metrics_path.read_text()).get("status")
+        if status == "completed":
+            print(f"icm: {run_dir} is already complete; nothing to do", file=sys.stderr)
+            return run_dir
+    saved = load_progress(run_dir)
+    table = load_run_table(cfg)
+    return execute_run(run_dir, cfg, table, resume=saved, progress=progress)
+
+
+def execute_run(
+    run_dir: Path,
+    cfg: RunConfig,
+    table: ClaimTable,
+    *,
+    resume: SearchProgress | None,
+    progress: bool,
+) -> Path:
+    log = RunLog(run_dir, echo=progress)
+    params = cfg.search_params()
+    if resume is None:
+        log(
+            f"icm run: {table.testbed}/{table.split}, {len(table)} claims, "
+            f"{len(table.relations)} relations"
+        )
+        for note in table.notes:
+            log(f"note: {note}")
+        if table.structure_uses_gold:
+            log(
+                "WARNING: the consistency relations of this run were derived from GOLD labels "
+                "(--consistency paper); its labels are not unsupervised."
+            )
+    else:
+        log(
+            f"resuming: {len(resume.completed)} batch(es) done, batch {resume.batch} at "
+            f"iteration {resume.state.iteration if resume.state else 0}"
+        )
+    trace_path = run_dir / TRACE_FILE
+    if resume is None:
+        trace_path.unlink(missing_ok=True)
     started = time.monotonic()
-    status = "failed"
+    status, error = "failed", None
     result: IcmResult | None = None
     handle: ScorerHandle | None = None
     bar = Progress(total=0, enabled=False)
@@ -181,33 +227,57 @@ def run_from_config(
             trace_path.open("a", encoding="utf-8") as trace_file,
         ):
             log(handle.description)
-            from icm.search import plan_batches
-
             n_batches = len(plan_batches(table, cfg.batch_size, cfg.seed))
             bar = Progress(total=n_batches * cfg.K, enabled=progress)
+            if resume is not None and bar.bar is not None:
+                bar.bar.update(
+                    resume.n_trace_rows - len(resume.completed) - (resume.batch is not None)
+                )
 
             def on_step(batch: int, n: int, rec: dict[str, Any]) -> None:
                 trace_file.write(json.dumps(rec) + "\n")
                 trace_file.flush()
+                os.fsync(trace_file.fileno())
                 bar(batch, n, rec)
 
-            result = run_icm(table, handle.core, params, cfg.batch_size, on_step=on_step)
+            result = run_icm(
+                table,
+                handle.core,
+                params,
+                cfg.batch_size,
+                on_step=on_step,
+                resume=resume,
+                on_progress=CheckpointWriter(run_dir),
+            )
             status = "completed"
     except KeyboardInterrupt:
         status = "interrupted"
+        raise
+    except IcmError as e:
+        error = str(e)
         raise
     finally:
         bar.close()
         write_json(
             run_dir / "metrics.json",
-            metrics(cfg, table, result, handle, status, time.monotonic() - started),
+            metrics(cfg, table, result, handle, status, time.monotonic() - started, error),
         )
         if result is not None:
             write_labels(run_dir, table, result)
             from icm.report.trace_plot import plot_trace
+            from icm.run_dir import read_jsonl
 
-            plot_trace(result.trace, run_dir / "trace.png", title=f"{table.testbed} ({cfg.model})")
-        log(f"{status}: {run_dir}")
+            plot_trace(
+                read_jsonl(trace_path),
+                run_dir / "trace.png",
+                title=f"{table.testbed} ({cfg.model})",
+            )
+            log(f"{status}: {run_dir}")
+        else:
+            hint = f"{status}: {run_dir}; continue with: icm run --resume {run_dir}"
+            log(hint)
+            if not progress:  # quiet runs still say how to continue
+                print(f"icm: {hint}", file=sys.stderr)
     return run_dir
 
 
@@ -237,9 +307,11 @@ def metrics(
     handle: ScorerHandle | None,
     status: str,
     seconds: float,
+    error: str | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "status": status,
+        "error": error,
         "testbed": table.testbed,
         "split": table.split,
         "n_claims": len(table),

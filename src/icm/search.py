@@ -99,6 +99,20 @@ class IcmResult:
 StepCallback = Callable[[int, int, dict[str, Any]], None]  # (batch, n_batches, trace record)
 
 
+@dataclass
+class Progress:
+    """Where a run stands: the batches finished, and the search state of the one in progress.
+    Enough to continue exactly where it stopped (see icm.checkpoint)."""
+
+    completed: list[BatchResult] = field(default_factory=list)
+    batch: int | None = None  # the batch in progress
+    state: core.SearchState | None = None  # its search state after the last step
+    n_trace_rows: int = 0  # trace rows written so far, all batches
+
+
+ProgressCallback = Callable[[Progress, BatchResult | None], None]  # (progress, batch just finished)
+
+
 def batch_seed(seed: int, batch: int) -> int:
     """A distinct, reproducible seed per batch."""
     return (seed * 1_000_003 + batch * 7919) % (2**63)
@@ -119,26 +133,36 @@ def run_icm(
     *,
     on_step: StepCallback | None = None,
     monitor_gold: bool = True,
+    resume: Progress | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> IcmResult:
     """Label every claim of `table` with ICM, batch by batch.
 
     `scorer` is a core.Scorer, or a function of the batch's claim indices (into `table`)
     that returns one: scorers that read structured requests (the synthetic stand-in) index
-    claims within the batch.
+    claims within the batch. `on_progress` is called after every step (and after every
+    finished batch) with what `resume` needs to continue from there. Batches restored
+    from `resume` carry no trace rows (the run directory's trace.jsonl has them).
     """
     claim_set = table.to_claim_set()
     gold_all = table.gold_labels() if monitor_gold else [None] * len(table)
     batches = plan_batches(table, batch_size, params.seed)
-    results: list[BatchResult] = []
+    progress = Progress(n_trace_rows=resume.n_trace_rows if resume else 0)
     for b, indices in enumerate(batches):
+        if resume is not None and b < len(resume.completed):
+            progress.completed.append(resume.completed[b])
+            continue
         batch_params = _copy_params(params)
         batch_params.seed = batch_seed(params.seed, b)
         subset = claim_set.subset(indices)
         gold = [gold_all[i] for i in indices]
         batch_scorer = scorer if isinstance(scorer, core.Scorer) else scorer(indices)
         search = core.Search(subset, batch_params, batch_scorer)
+        if resume is not None and resume.batch == b and resume.state is not None:
+            search.restore(resume.state)
         trace: list[dict[str, Any]] = []
         start = time.monotonic()
+        progress.batch = b
         while not search.done:
             row = search.step()
             labels = [label_to_bool(x) for x in search.labels]
@@ -146,22 +170,28 @@ def run_icm(
             trace.append(record)
             if on_step is not None:
                 on_step(b, len(batches), record)
-        results.append(
-            BatchResult(
-                batch=b,
-                claim_ids=[table.claims[i].id for i in indices],
-                labels=[label_to_bool(x) for x in search.labels],
-                scores=list(search.scores),
-                utility=search.utility,
-                mp=search.mutual_predictability,
-                inconsistencies=search.inconsistencies,
-                n_requests=trace[-1]["n_requests"] if trace else 0,
-                n_cache_hits=trace[-1]["n_cache_hits"] if trace else 0,
-                seconds=time.monotonic() - start,
-                trace=trace,
-            )
+            progress.n_trace_rows += 1
+            if on_progress is not None:
+                progress.state = search.state()
+                on_progress(progress, None)
+        finished = BatchResult(
+            batch=b,
+            claim_ids=[table.claims[i].id for i in indices],
+            labels=[label_to_bool(x) for x in search.labels],
+            scores=list(search.scores),
+            utility=search.utility,
+            mp=search.mutual_predictability,
+            inconsistencies=search.inconsistencies,
+            n_requests=trace[-1]["n_requests"] if trace else 0,
+            n_cache_hits=trace[-1]["n_cache_hits"] if trace else 0,
+            seconds=time.monotonic() - start,
+            trace=trace,
         )
-    return IcmResult(results)
+        progress.completed.append(finished)
+        progress.batch, progress.state = None, None
+        if on_progress is not None:
+            on_progress(progress, finished)
+    return IcmResult(progress.completed)
 
 
 def _copy_params(p: core.SearchParams) -> core.SearchParams:

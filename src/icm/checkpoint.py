@@ -1,0 +1,153 @@
+"""Checkpoints of a run, written after every search step, so that a crash, a kill or a
+flaky server never costs finished work.
+
+    state.json      where the run stands: finished batches, the search state of the batch
+                    in progress (labels, iteration, accept count, RNG state, context draw),
+                    and how many trace rows are valid. Replaced atomically every step.
+    batches.jsonl   one line per finished batch (labels, scores, figures), appended.
+    trace.jsonl     one line per step, appended.
+
+Appended files may hold a torn or extra last line after a kill; `load_progress` trusts
+state.json and cuts them back to what it counts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from icm import _icm_core as core
+from icm.errors import ConfigError
+from icm.run_dir import write_json
+from icm.search import BatchResult, Progress
+
+STATE_FILE = "state.json"
+BATCHES_FILE = "batches.jsonl"
+TRACE_FILE = "trace.jsonl"
+FORMAT_VERSION = 1
+
+_LABEL_TO_INT = {core.Label.UNSET: -1, core.Label.FALSE: 0, core.Label.TRUE: 1}
+_INT_TO_LABEL = {v: k for k, v in _LABEL_TO_INT.items()}
+
+
+def state_to_json(s: core.SearchState) -> dict[str, Any]:
+    return {
+        "labels": [_LABEL_TO_INT[x] for x in s.labels],
+        "iteration": s.iteration,
+        "n_accepted": s.n_accepted,
+        "rng_state": s.rng_state,
+        "initialized": s.initialized,
+        "context_epoch": s.context_epoch,
+        "context_pool": list(s.context_pool),
+    }
+
+
+def state_from_json(d: dict[str, Any]) -> core.SearchState:
+    s = core.SearchState()
+    s.labels = [_INT_TO_LABEL[int(x)] for x in d["labels"]]
+    s.iteration = int(d["iteration"])
+    s.n_accepted = int(d["n_accepted"])
+    s.rng_state = str(d["rng_state"])
+    s.initialized = bool(d["initialized"])
+    s.context_epoch = int(d["context_epoch"])
+    s.context_pool = [int(x) for x in d["context_pool"]]
+    return s
+
+
+def batch_to_json(b: BatchResult) -> dict[str, Any]:
+    return {
+        "batch": b.batch,
+        "claim_ids": b.claim_ids,
+        "labels": b.labels,
+        "scores": b.scores,
+        "utility": b.utility,
+        "mp": b.mp,
+        "inconsistencies": b.inconsistencies,
+        "n_requests": b.n_requests,
+        "n_cache_hits": b.n_cache_hits,
+        "seconds": b.seconds,
+    }
+
+
+def batch_from_json(d: dict[str, Any]) -> BatchResult:
+    return BatchResult(**d, trace=[])
+
+
+def _append_line(path: Path, row: dict[str, Any]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _keep_lines(path: Path, n: int) -> list[str]:
+    """Cut `path` back to its first n complete lines and return them."""
+    if not path.exists():
+        if n:
+            raise ConfigError(f"{path}: missing, but the checkpoint counts {n} lines in it")
+        return []
+    with path.open("rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    complete = lines[:-1]  # the part after the last newline is torn or empty
+    if len(complete) < n:
+        raise ConfigError(
+            f"{path}: holds {len(complete)} complete lines, the checkpoint counts {n}"
+        )
+    keep = complete[:n]
+    with path.open("wb") as f:
+        f.write(b"".join(line + b"\n" for line in keep))
+        f.flush()
+        os.fsync(f.fileno())
+    return [line.decode("utf-8") for line in keep]
+
+
+class CheckpointWriter:
+    """The on_progress callback of run_icm: persists every step."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+
+    def __call__(self, progress: Progress, finished: BatchResult | None) -> None:
+        if finished is not None:
+            _append_line(self.run_dir / BATCHES_FILE, batch_to_json(finished))
+        write_json(
+            self.run_dir / STATE_FILE,
+            {
+                "format": FORMAT_VERSION,
+                "n_completed": len(progress.completed),
+                "batch": progress.batch,
+                "state": None if progress.state is None else state_to_json(progress.state),
+                "n_trace_rows": progress.n_trace_rows,
+            },
+        )
+
+
+def load_progress(run_dir: Path) -> Progress | None:
+    """The saved progress of a run directory (None if it has none), with batches.jsonl and
+    trace.jsonl cut back to what the checkpoint counts."""
+    path = run_dir / STATE_FILE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT_VERSION:
+            raise ConfigError(
+                f"{path}: field 'format': unsupported checkpoint version {data.get('format')}"
+            )
+        lines = _keep_lines(run_dir / BATCHES_FILE, int(data["n_completed"]))
+        completed = [batch_from_json(json.loads(line)) for line in lines]
+        _keep_lines(run_dir / TRACE_FILE, int(data["n_trace_rows"]))
+        state = None if data["state"] is None else state_from_json(data["state"])
+        return Progress(
+            completed=completed,
+            batch=data["batch"],
+            state=state,
+            n_trace_rows=int(data["n_trace_rows"]),
+        )
+    except (KeyError, TypeError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{path}: not a valid icm checkpoint ({e})") from None

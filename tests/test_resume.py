@@ -1,0 +1,148 @@
+"""Checkpoint and resume: killed, interrupted or failed runs continue to the same labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+RUN = [
+    "run",
+    "--model",
+    "synthetic",
+    "--size",
+    "60",
+    "--K",
+    "1500",
+    "--mp",
+    "exact",
+    "--batch_size",
+    "30",
+    "--seed",
+    "11",
+    "--quiet",
+]
+
+
+def icm_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "icm.cli", *args]
+
+
+def labels_of(run_dir: Path) -> dict[str, bool | None]:
+    rows = [json.loads(x) for x in (run_dir / "labels.jsonl").read_text().splitlines()]
+    return {r["id"]: r["label"] for r in rows}
+
+
+def utilities_of(run_dir: Path) -> list[float]:
+    return [json.loads(x)["utility"] for x in (run_dir / "trace.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("whole") / "run"
+    r = subprocess.run(
+        icm_cmd(*RUN, "--out", str(out)), capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    rng = random.Random(1234)
+    kills = 0
+    proc = subprocess.Popen(icm_cmd(*RUN, "--out", str(out)), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "state.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first kill lands once the run has started
+    while True:
+        # Kill somewhere between start-up and the middle of the search; the per-step
+        # checkpoint writes (temp file, fsync, rename) are often in flight.
+        time.sleep(rng.uniform(0.3, 1.2))
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        assert (out / "config.json").exists()
+        proc = subprocess.Popen(
+            icm_cmd("run", "--resume", str(out), "--quiet"), stderr=subprocess.PIPE, text=True
+        )
+        if kills >= 12:
+            break
+    assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
+    assert kills >= 10
+    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    assert labels_of(out) == labels_of(uninterrupted)
+    assert utilities_of(out) == utilities_of(uninterrupted)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_and_says_how_to_resume(
+    uninterrupted: Path, tmp_path: Path, sig: int
+) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(icm_cmd(*RUN, "--out", str(out)), stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"icm run --resume {out}" in err
+    assert "Traceback" not in err
+    assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+    r = subprocess.run(
+        icm_cmd("run", "--resume", str(out), "--quiet"), capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 0, r.stderr
+    assert labels_of(out) == labels_of(uninterrupted)
+
+
+def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:
+    # A finished run: says so and does nothing.
+    before = (uninterrupted / "trace.jsonl").stat().st_mtime_ns
+    r = subprocess.run(
+        icm_cmd("run", "--resume", str(uninterrupted), "--quiet"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0 and "already complete" in r.stderr
+    assert (uninterrupted / "trace.jsonl").stat().st_mtime_ns == before
+    # A changed configuration: an error naming the differing fields.
+    r = subprocess.run(
+        icm_cmd("run", "--resume", str(uninterrupted), "--alpha", "5", "--K", "9"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2
+    assert "differs in K (run: 1500, given: 9), alpha (run: 30.0, given: 5.0)" in r.stderr
+    # Never overwrite a run by starting a new one into its directory.
+    r = subprocess.run(
+        icm_cmd(*RUN, "--out", str(uninterrupted)), capture_output=True, text=True, check=False
+    )
+    assert r.returncode == 2 and "already holds a run" in r.stderr
+    # A damaged checkpoint is a clear error, not a traceback.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for name in ("config.json", "batches.jsonl", "trace.jsonl"):
+        (broken / name).write_bytes((uninterrupted / name).read_bytes())
+    (broken / "state.json").write_text('{"format": 1, "n_completed": 7, "batch": null}')
+    r = subprocess.run(
+        icm_cmd("run", "--resume", str(broken), "--quiet"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "state.json" in r.stderr or "batches.jsonl" in r.stderr
+    assert os.path.exists(broken / "config.json")
