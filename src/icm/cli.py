@@ -25,6 +25,7 @@ from icm.errors import ConfigError, IcmError
 
 # Modules that add subcommands: each has register(subparsers) -> None.
 COMMAND_MODULES: tuple[str, ...] = (
+    "icm.backends.cache_cli",  # icm cache stats|clear
     "icm.backends.serve_cli",  # icm serve
     "icm.data_cli",  # icm data fetch
     "icm.analysis.cli",  # icm analyze
@@ -111,6 +112,12 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument(
+        "--cache",
+        default="default",
+        help="response cache: a SQLite path, 'off', or 'default' ($ICM_CACHE_DIR or "
+        "~/.cache/icm/responses.sqlite)",
+    )
     p.add_argument(
         "--keep-trailing-space",
         dest="keep_trailing_space",
@@ -297,6 +304,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         concurrency=args.concurrency,
         timeout=args.timeout,
         keep_trailing_space=args.keep_trailing_space,
+        cache=args.cache,
         out=args.out,
     )
     cfg.validate()

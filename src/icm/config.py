@@ -56,6 +56,7 @@ class RunConfig:
     concurrency: int = 4
     timeout: float = 120.0
     keep_trailing_space: bool = False
+    cache: str = "default"  # the response cache: "default" (user cache dir), "off", or a path
     # Output
     out: str | None = None
 
@@ -146,6 +147,10 @@ class RunConfig:
         if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
             raise ConfigError(f"{path}: field 'config' is missing")
         return cls.from_dict(data["config"], source=str(path))
+
+    # Fields that change how a run is carried out but not its labels: a resumed run may
+    # give them anew.
+    OPERATIONAL_FIELDS = frozenset({"cache", "concurrency", "timeout", "out", "base_url"})
 
     def differences(self, other: RunConfig) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]

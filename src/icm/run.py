@@ -89,10 +89,20 @@ def open_scorer(cfg: RunConfig, table: ClaimTable) -> Iterator[ScorerHandle]:
         yield handle
         return
     from icm.backends import open_backend
-    from icm.backends.base import CoreScorer
+    from icm.backends.base import CoreScorer, LabelScorer
+    from icm.backends.response_cache import CachedLabelScorer, ResponseCache, default_cache_path
 
     with open_backend(cfg, table.label_words) as backend:
-        yield ScorerHandle(CoreScorer(backend), f"model: {backend.model_id}", backend)
+        scorer: LabelScorer = backend
+        cache = None
+        if cfg.cache != "off":
+            cache = ResponseCache(default_cache_path() if cfg.cache == "default" else cfg.cache)
+            scorer = CachedLabelScorer(backend, cache)
+        try:
+            yield ScorerHandle(CoreScorer(scorer), f"model: {backend.model_id}", scorer)
+        finally:
+            if cache is not None:
+                cache.close()
 
 
 class Progress:
@@ -169,7 +179,13 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
 def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = True) -> Path:
     """Continue a stopped run exactly where its last checkpoint left it."""
     cfg = RunConfig.load(run_dir / "config.json")
-    changed = sorted(k for k, v in overrides.items() if getattr(cfg, k) != v)
+    changed = sorted(
+        k
+        for k, v in overrides.items()
+        if getattr(cfg, k) != v and k not in RunConfig.OPERATIONAL_FIELDS
+    )
+    for k in RunConfig.OPERATIONAL_FIELDS & set(overrides):
+        setattr(cfg, k, overrides[k])
     if changed:
         detail = ", ".join(
             f"{k} (run: {getattr(cfg, k)!r}, given: {overrides[k]!r})" for k in changed

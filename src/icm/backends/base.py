@@ -70,6 +70,16 @@ class LabelScorer(ABC):
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         """(log P(true word), log P(false word)) per prompt, in order."""
 
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything besides the prompt that determines this scorer's answers: the key of
+        the response cache. Subclasses add their request parameters."""
+        return {
+            "scorer": type(self).__name__,
+            "model_id": self.model_id,
+            "label_words": list(self.label_words),
+            "floor": LABEL_PROB_FLOOR,
+        }
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections or processes."""
 

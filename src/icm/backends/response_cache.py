@@ -1,0 +1,175 @@
+"""A durable cache of model responses (SQLite), shared across runs and processes.
+
+Keyed by what determines a response: the backend's identity (model, label words, top-k,
+prompt handling) and the exact prompt. A resumed or repeated run re-asks nothing the model
+already answered. WAL mode lets several `icm` processes read and write one file at once.
+A damaged file is set aside (renamed, with a warning) and a fresh cache started: the cache
+can cost time, never a run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from icm.backends.base import LabelScorer
+
+SCHEMA_VERSION = 1
+
+
+def default_cache_path() -> Path:
+    base = os.environ.get("ICM_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "icm"
+    )
+    return Path(base) / "responses.sqlite"
+
+
+def _warn(message: str) -> None:
+    print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+
+
+class ResponseCache:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._db = self._open_checked()
+
+    # -- opening, with damage detection ---------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 60000")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS responses ("
+            " key TEXT PRIMARY KEY, model TEXT NOT NULL,"
+            " logp_true REAL NOT NULL, logp_false REAL NOT NULL, created REAL NOT NULL)"
+        )
+        db.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT)")
+        db.execute(
+            "INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            raise sqlite3.DatabaseError(
+                f"schema version {row and row[0]}, expected {SCHEMA_VERSION}"
+            )
+        check = db.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+        return db
+
+    def _open_checked(self) -> sqlite3.Connection:
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as e:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    src.replace(Path(str(aside) + suffix))
+            _warn(
+                f"response cache {self.path} is damaged ({e}); set it aside as {aside} "
+                "and started an empty cache"
+            )
+            return self._connect()
+
+    # -- use ---------------------------------------------------------------------------
+    @staticmethod
+    def key(identity: dict[str, Any], prompt: str) -> str:
+        blob = json.dumps({"identity": identity, "prompt": prompt}, sort_keys=True)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, tuple[float, float]]:
+        out: dict[str, tuple[float, float]] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._lock:
+            for i in range(0, len(unique), 500):
+                chunk = unique[i : i + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = self._db.execute(
+                    f"SELECT key, logp_true, logp_false FROM responses WHERE key IN ({marks})",
+                    chunk,
+                ).fetchall()
+                out.update({k: (t, f) for k, t, f in rows})
+        return out
+
+    def put_many(self, model: str, items: Sequence[tuple[str, tuple[float, float]]]) -> None:
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
+                    [(k, model, t, f, now) for k, (t, f) in items],
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            n = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            models = self._db.execute(
+                "SELECT model, COUNT(*) FROM responses GROUP BY model ORDER BY 2 DESC"
+            ).fetchall()
+        size = sum(
+            Path(str(self.path) + s).stat().st_size
+            for s in ("", "-wal")
+            if Path(str(self.path) + s).exists()
+        )
+        return {"path": str(self.path), "responses": n, "bytes": size, "models": dict(models)}
+
+    def clear(self) -> int:
+        with self._lock:
+            n = self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+            self._db.execute("DELETE FROM responses")
+            self._db.execute("VACUUM")
+        return int(n)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class CachedLabelScorer(LabelScorer):
+    """Answers from the response cache where it can; asks the wrapped scorer the rest."""
+
+    def __init__(self, inner: LabelScorer, cache: ResponseCache) -> None:
+        self.inner = inner
+        self.cache = cache
+        self.label_words = inner.label_words
+        self.model_id = inner.model_id
+        self.stats = inner.stats  # one set of counts for the run
+        self.identity = inner.cache_identity()
+
+    def cache_identity(self) -> dict[str, Any]:
+        return self.identity
+
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+        keys = [ResponseCache.key(self.identity, p) for p in prompts]
+        found = self.cache.get_many(keys)
+        missing: dict[str, str] = {}
+        for k, p in zip(keys, prompts, strict=True):
+            if k not in found:
+                missing.setdefault(k, p)
+        self.stats.cache_hits += len(prompts) - len(missing)
+        if missing:
+            scored = self.inner.score_prompts(list(missing.values()))
+            fresh = list(zip(missing.keys(), scored, strict=True))
+            self.cache.put_many(self.model_id, fresh)
+            found.update(fresh)
+        return [found[k] for k in keys]
+
+    def close(self) -> None:
+        self.inner.close()
