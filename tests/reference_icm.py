@@ -64,6 +64,21 @@ class MT19937_64:
                 return x % n
 
 
+class SplitMix64:
+    """The per-claim context stream of the C++ core."""
+
+    def __init__(self, seed: int) -> None:
+        self.state = seed & MASK64
+
+    def below(self, n: int) -> int:
+        threshold = ((1 << 64) - n) % n
+        while True:
+            self.state = (self.state + 0x9E3779B97F4A7C15) & MASK64
+            x = mix_seed(self.state - 0x9E3779B97F4A7C15 & MASK64)
+            if x >= threshold:
+                return x % n
+
+
 def mix_seed(x: int) -> int:
     x = (x + 0x9E3779B97F4A7C15) & MASK64
     x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
@@ -154,7 +169,7 @@ class ReferenceSearch:
         if k == len(candidates):
             chosen = candidates
         else:
-            rng = MT19937_64(mix_seed(mix_seed((self.p.seed + self.epoch) & MASK64) ^ target))
+            rng = SplitMix64(mix_seed(mix_seed((self.p.seed + self.epoch) & MASK64) ^ target))
             picked: set[int] = set()
             for j in range(len(candidates) - k, len(candidates)):
                 t = rng.below(j + 1)

@@ -66,7 +66,7 @@ std::vector<int32_t> DemonstrationContexts::draw_context(int32_t target) const {
         }
     } else {
         // Floyd's algorithm: k distinct positions among the candidates in O(k).
-        RandomStream rng(
+        SplitMixStream rng(
             mix_seed(mix_seed(seed_ + static_cast<uint64_t>(draw_.epoch)) ^ static_cast<uint64_t>(target)));
         std::unordered_set<size_t> chosen;
         for (size_t j = n_candidates - k; j < n_candidates; ++j) {

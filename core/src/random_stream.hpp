@@ -49,4 +49,29 @@ inline uint64_t mix_seed(uint64_t x) {
     return x ^ (x >> 31);
 }
 
+// A SplitMix64 stream: nearly free to seed, for the many short per-claim draws (one
+// context per claim) where seeding a Mersenne Twister would cost more than the draw.
+class SplitMixStream {
+  public:
+    explicit SplitMixStream(uint64_t seed) : state_(seed) {}
+    uint64_t next_u64() {
+        state_ += 0x9e3779b97f4a7c15ULL;
+        uint64_t x = state_;
+        x          = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x          = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        return x ^ (x >> 31);
+    }
+    // Uniform integer in [0, n), n > 0, without modulo bias (same rule as RandomStream).
+    uint64_t next_below(uint64_t n) {
+        const uint64_t threshold = (0 - n) % n;
+        while (true) {
+            const uint64_t x = next_u64();
+            if (x >= threshold) return x % n;
+        }
+    }
+
+  private:
+    uint64_t state_;
+};
+
 }  // namespace icm

@@ -174,14 +174,14 @@ TraceRow Search::step() {
     if (done()) throw std::logic_error("step: the search is done (K iterations)");
     // A failing scorer leaves the search exactly as it was before the step (the scores
     // it did return stay in the cache).
-    const std::string rng_before       = impl_->rng.save();
-    const int64_t     iteration_before = impl_->iteration;
-    const int64_t     accepted_before  = impl_->n_accepted;
+    const RandomStream rng_before       = impl_->rng;
+    const int64_t      iteration_before = impl_->iteration;
+    const int64_t      accepted_before  = impl_->n_accepted;
     try {
         return impl_->initialized ? impl_->step() : impl_->initialize();
     } catch (...) {
         impl_->labeling.rollback(0);
-        impl_->rng.load(rng_before);
+        impl_->rng        = rng_before;
         impl_->iteration  = iteration_before;
         impl_->n_accepted = accepted_before;
         throw;
