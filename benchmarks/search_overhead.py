@@ -209,7 +209,8 @@ def main() -> int:
 
     print(f"search_overhead  git {git_hash()}  steps {args.steps}  (model time excluded)")
     print(
-        f"{'N':>8} {'icm us/iter':>12} {'original us/iter':>18} {'ratio':>10}  {'exact us/iter':>13}"
+        f"{'N':>8} {'icm us/iter':>12} {'original us/iter':>18} {'ratio':>10}"
+        f"  {'exact us/iter':>13}"
     )
     for n in sorted(sparse):
         ours = sparse[n]["us_per_iter"]
