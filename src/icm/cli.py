@@ -26,6 +26,7 @@ from icm.errors import ConfigError, IcmError
 # Modules that add subcommands: each has register(subparsers) -> None.
 COMMAND_MODULES: tuple[str, ...] = (
     "icm.backends.cache_cli",  # icm cache stats|clear
+    "icm.eval_cli",  # icm eval
     "icm.backends.serve_cli",  # icm serve
     "icm.data_cli",  # icm data fetch
     "icm.analysis.cli",  # icm analyze

@@ -1,0 +1,227 @@
+"""Held-out evaluation: how well the base model predicts a test split when it is shown
+labeled train claims as many-shot demonstrations (the paper's protocol).
+
+Label sources for the demonstrations:
+    golden           the train split's gold labels
+    RUN_DIR          an ICM run's labels (claims it left unlabeled are not shown)
+    random           uniformly random labels
+    random-matched   gold labels with a random subset flipped so that their accuracy
+                     equals an ICM run's agreement with gold (the paper's ablation)
+    zero-shot        no demonstrations
+    zero-shot-chat   a post-trained chat model, zero-shot, through /v1/chat/completions
+    bootstrap        few-shot with random labels, then relabel the train claims with the
+                     model's own predictions, and repeat
+
+Demonstration order (documented, seeded): whole consistency groups in a random order,
+claims of a group together in train order; as many as fit the context budget. Every test
+claim sees the same demonstrations, so a server with prefix caching computes them once.
+Accuracy comes with a 95% percentile bootstrap confidence interval over test claims.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icm.backends.base import LabelScorer
+from icm.errors import ConfigError
+from icm.testbeds.base import ClaimTable
+
+DEMO_SEPARATOR = "\n\n"
+
+# What `icm eval` accepts besides a run directory.
+LABEL_SOURCES = ("golden", "random", "random-matched", "zero-shot", "zero-shot-chat", "bootstrap")
+
+
+@dataclass(frozen=True)
+class Demonstration:
+    prompt: str
+    label: bool
+
+
+def render_demonstrations(demos: Sequence[Demonstration], label_words: tuple[str, str]) -> str:
+    """The same format ICM scores with: prompt, label word, blank line."""
+    return "".join(
+        d.prompt + (label_words[0] if d.label else label_words[1]) + DEMO_SEPARATOR for d in demos
+    )
+
+
+def order_demonstrations(
+    table: ClaimTable, labels: dict[str, bool | None], seed: int
+) -> list[Demonstration]:
+    groups = list(table.groups().values())
+    random.Random(seed).shuffle(groups)
+    out = []
+    for group in groups:
+        for c in group:
+            label = labels.get(c.id)
+            if label is not None:
+                out.append(Demonstration(c.prompt, label))
+    return out
+
+
+def fit_demonstrations(
+    demos: Sequence[Demonstration],
+    test: ClaimTable,
+    *,
+    context_tokens: int,
+    chars_per_token: float,
+    max_demos: int | None,
+    label_words: tuple[str, str],
+) -> list[Demonstration]:
+    """The longest prefix of `demos` that fits the context with the longest test claim."""
+    budget = int(context_tokens * chars_per_token) - max(
+        (len(c.prompt) for c in test.claims), default=0
+    )
+    out: list[Demonstration] = []
+    used = 0
+    for d in demos:
+        if max_demos is not None and len(out) >= max_demos:
+            break
+        size = len(render_demonstrations([d], label_words))
+        if used + size > budget:
+            break
+        out.append(d)
+        used += size
+    return out
+
+
+def predict(scorer: LabelScorer, test: ClaimTable, demos: Sequence[Demonstration]) -> list[float]:
+    """The model's gap log P(true) - log P(false) for every test claim."""
+    prefix = render_demonstrations(demos, test.label_words)
+    scores = scorer.score_prompts([prefix + c.prompt for c in test.claims])
+    return [t - f for t, f in scores]
+
+
+def bootstrap_ci(
+    correct: Sequence[bool], *, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `correct`."""
+    n = len(correct)
+    if n == 0:
+        return (math.nan, math.nan)
+    rng = random.Random(seed)
+    values = [float(x) for x in correct]
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    lo = means[int(math.floor((1 - level) / 2 * resamples))]
+    hi = means[min(resamples - 1, int(math.ceil((1 + level) / 2 * resamples)) - 1)]
+    return (lo, hi)
+
+
+@dataclass
+class EvalResult:
+    testbed: str
+    source: str
+    n_test: int
+    n_demos: int
+    accuracy: float
+    ci95: tuple[float, float]
+    gaps: list[float] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "testbed": self.testbed,
+            "source": self.source,
+            "n_test": self.n_test,
+            "n_demos": self.n_demos,
+            "accuracy": self.accuracy,
+            "ci95": list(self.ci95),
+            **self.details,
+        }
+
+
+def score_predictions(
+    test: ClaimTable, gaps: Sequence[float], *, seed: int
+) -> tuple[float, tuple[float, float], list[bool]]:
+    gold = test.gold_labels()
+    pairs = [(g > 0, y) for g, y in zip(gaps, gold, strict=True) if y is not None]
+    if not pairs:
+        raise ConfigError(f"{test.testbed}/{test.split}: no gold labels to evaluate against")
+    correct = [p == y for p, y in pairs]
+    return sum(correct) / len(correct), bootstrap_ci(correct, seed=seed), correct
+
+
+# -- label sources ---------------------------------------------------------------------
+
+
+def labels_from_run(run_dir: Path) -> tuple[ClaimTable, dict[str, bool | None], dict[str, Any]]:
+    """The train claims and labels of an ICM run directory (prompts from labels.jsonl)."""
+    from icm.run_dir import read_jsonl
+    from icm.testbeds.base import ClaimRecord
+
+    path = run_dir / "labels.jsonl"
+    if not path.exists():
+        raise ConfigError(f"--labels: '{run_dir}' has no labels.jsonl (is it a finished icm run?)")
+    rows = read_jsonl(path)
+    config = json.loads((run_dir / "config.json").read_text()).get("testbed", {})
+    claims = [
+        ClaimRecord(id=r["id"], prompt=r["prompt"], group=r.get("group", ""), gold=r.get("gold"))
+        for r in rows
+    ]
+    table = ClaimTable(
+        config.get("name", "run"),
+        config.get("split", "train"),
+        claims,
+        [],
+        tuple(config.get("label_words", ("True", "False"))),  # type: ignore[arg-type]
+    )
+    labels = {r["id"]: r["label"] for r in rows}
+    agreement = _agreement(labels, {c.id: c.gold for c in claims})
+    return table, labels, {"icm_run": str(run_dir), "icm_agreement_with_gold": agreement}
+
+
+def _agreement(labels: dict[str, bool | None], gold: dict[str, bool | None]) -> float | None:
+    known = [
+        (labels[k], gold[k]) for k in labels if labels[k] is not None and gold.get(k) is not None
+    ]
+    return sum(a == b for a, b in known) / len(known) if known else None
+
+
+def random_labels(table: ClaimTable, seed: int) -> dict[str, bool | None]:
+    rng = random.Random(seed)
+    return {c.id: rng.random() < 0.5 for c in table.claims}
+
+
+def matched_random_labels(table: ClaimTable, accuracy: float, seed: int) -> dict[str, bool | None]:
+    """Gold labels with round((1 - accuracy) * n) of them flipped, chosen at random."""
+    gold = [c for c in table.claims if c.gold is not None]
+    n_flip = round((1 - accuracy) * len(gold))
+    flip = {c.id for c in random.Random(seed).sample(gold, n_flip)}
+    return {c.id: (not c.gold) if c.id in flip else c.gold for c in gold}
+
+
+def bootstrap_labels(
+    scorer: LabelScorer,
+    train: ClaimTable,
+    *,
+    rounds: int,
+    shots: int,
+    seed: int,
+    fit: Callable[[list[Demonstration]], list[Demonstration]],
+) -> dict[str, bool | None]:
+    """Start from random labels; each round, predict every train claim from `shots`
+    demonstrations of the current labels and take the predictions as the new labels."""
+    labels = random_labels(train, seed)
+    # Two halves, each relabeled from demonstrations of the other, so no claim is ever
+    # shown its own current label.
+    groups = list(train.groups())
+    random.Random(seed).shuffle(groups)
+    half_of = {g: i % 2 for i, g in enumerate(groups)}
+    halves = [
+        train.subset(c.id for c in train.claims if half_of[c.group or c.id] == h) for h in (0, 1)
+    ]
+    for r in range(rounds):
+        new: dict[str, bool | None] = {}
+        for h in (0, 1):
+            source, target = halves[1 - h], halves[h]
+            demos = fit(order_demonstrations(source, labels, seed + r + 1))[:shots]
+            gaps = predict(scorer, target, demos)
+            new.update({c.id: g > 0 for c, g in zip(target.claims, gaps, strict=True)})
+        labels = new
+    return labels

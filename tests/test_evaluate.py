@@ -1,0 +1,177 @@
+"""Held-out evaluation: demonstrations, label sources and confidence intervals."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Sequence
+
+import pytest
+
+from icm.backends.base import LabelScorer
+from icm.eval_cli import EvalConfig, run_eval
+from icm.evaluate import (
+    Demonstration,
+    bootstrap_ci,
+    fit_demonstrations,
+    matched_random_labels,
+    order_demonstrations,
+    render_demonstrations,
+)
+from icm.testbeds import LoadOptions, get_testbed
+
+CLAIM = re.compile(r"Claim: (\d+) \+ (\d+) = (\d+)\nI think this claim is (True|False)?")
+
+
+class DemoFollowingScorer(LabelScorer):
+    """A stand-in for a model, for testing the metric code only: it knows arithmetic, but
+    answers against it when most demonstrations in its prompt are labeled wrongly (as an
+    in-context learner would follow its demonstrations)."""
+
+    model_id = "demo-follower"
+
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+        out = []
+        for p in prompts:
+            matches = CLAIM.findall(p)
+            *demos, (a, b, c, _) = matches
+            right = sum((int(x) + int(y) == int(z)) == (lab == "True") for x, y, z, lab in demos)
+            follow = not demos or right >= len(demos) / 2
+            truth = int(a) + int(b) == int(c)
+            answer = truth if follow else not truth
+            out.append((-0.1, -3.0) if answer else (-3.0, -0.1))
+            self.stats.requests += 1
+        return out
+
+
+def test_ci_covers_the_true_accuracy_about_95_percent_of_the_time() -> None:
+    rng = random.Random(1)
+    covered = 0
+    trials = 300
+    for t in range(trials):
+        correct = [rng.random() < 0.7 for _ in range(200)]
+        lo, hi = bootstrap_ci(correct, resamples=400, seed=t)
+        covered += lo <= 0.7 <= hi
+    assert 0.90 <= covered / trials <= 0.99
+    lo, hi = bootstrap_ci([True] * 50 + [False] * 50, seed=0)
+    assert lo < 0.5 < hi and hi - lo < 0.25
+
+
+def test_demonstrations_keep_groups_and_fit_the_budget() -> None:
+    train = get_testbed("arithmetic").load("train", LoadOptions(size=40, seed=2))
+    test = get_testbed("arithmetic").load("test", LoadOptions(size=10, seed=2))
+    labels = {c.id: c.gold for c in train.claims}
+    demos = order_demonstrations(train, labels, seed=5)
+    assert len(demos) == 40
+    # Whole groups stay together: each question's two claims are adjacent.
+    questions = [d.prompt.split("\n")[0] for d in demos]
+    assert all(questions[i] == questions[i + 1] for i in range(0, 40, 2))
+    assert order_demonstrations(train, labels, seed=5) == demos
+    assert order_demonstrations(train, labels, seed=6) != demos
+    fitted = fit_demonstrations(
+        demos,
+        test,
+        context_tokens=200,
+        chars_per_token=3.0,
+        max_demos=None,
+        label_words=("True", "False"),
+    )
+    longest = max(len(c.prompt) for c in test.claims)
+    assert 0 < len(fitted) < 40
+    assert len(render_demonstrations(fitted, ("True", "False"))) + longest <= 600
+    assert fitted == demos[: len(fitted)]
+    capped = fit_demonstrations(
+        demos,
+        test,
+        context_tokens=10**6,
+        chars_per_token=3.0,
+        max_demos=7,
+        label_words=("True", "False"),
+    )
+    assert len(capped) == 7
+    assert render_demonstrations([Demonstration("P ", True)], ("Yes", "No")) == "P Yes\n\n"
+
+
+def test_matched_random_labels_have_exactly_the_requested_accuracy() -> None:
+    train = get_testbed("arithmetic").load("train", LoadOptions(size=200, seed=2))
+    labels = matched_random_labels(train, 0.83, seed=4)
+    right = sum(labels[c.id] == c.gold for c in train.claims)
+    assert right == 200 - round(0.17 * 200)
+    assert matched_random_labels(train, 0.83, seed=5) != labels
+
+
+@pytest.mark.parametrize("source", ["golden", "random", "zero-shot", "bootstrap"])
+def test_label_sources_rank_as_they_should_with_a_demo_following_model(source: str) -> None:
+    cfg = EvalConfig(
+        labels=source,
+        testbed="arithmetic",
+        test_size=60,
+        train_size=40,
+        seed=3,
+        context_tokens=2000,
+    )
+    result = run_eval(cfg, scorer=DemoFollowingScorer())
+    assert result.n_test == 60
+    lo, hi = result.ci95
+    assert lo <= result.accuracy <= hi
+    if source in ("golden", "zero-shot"):
+        assert result.accuracy == 1.0
+    if source == "golden":
+        assert result.n_demos > 10 and result.details["demo_label_accuracy"] == 1.0
+    if source == "zero-shot":
+        assert result.n_demos == 0
+
+
+def test_inverted_labels_score_below_golden(tmp_path) -> None:
+    """The metric sees label quality: an ICM 'run' whose labels are all wrong gets 0%."""
+    import json
+
+    train = get_testbed("arithmetic").load("train", LoadOptions(size=30, seed=1))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "labels.jsonl").write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": c.id,
+                    "label": not c.gold,
+                    "score": 0.0,
+                    "group": c.group,
+                    "gold": c.gold,
+                    "prompt": c.prompt,
+                }
+            )
+            + "\n"
+            for c in train.claims
+        )
+    )
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "config": {"testbed": "arithmetic", "split": "train"},
+                "testbed": {
+                    "name": "arithmetic",
+                    "split": "train",
+                    "label_words": ["True", "False"],
+                },
+            }
+        )
+    )
+    inverted = run_eval(EvalConfig(labels=str(run), test_size=40), scorer=DemoFollowingScorer())
+    golden = run_eval(
+        EvalConfig(labels="golden", testbed="arithmetic", train_size=30, test_size=40),
+        scorer=DemoFollowingScorer(),
+    )
+    assert inverted.source == "icm" and inverted.details["icm_agreement_with_gold"] == 0.0
+    assert inverted.accuracy == 0.0 and golden.accuracy == 1.0
+    matched = run_eval(
+        EvalConfig(
+            labels="random-matched",
+            matched_run=str(run),
+            testbed="arithmetic",
+            train_size=30,
+            test_size=40,
+        ),
+        scorer=DemoFollowingScorer(),
+    )
+    assert matched.details["matched_accuracy"] == 0.0 and matched.accuracy == 0.0
