@@ -144,7 +144,7 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         elif cfg.labels == "random-matched":
             if not cfg.matched_run:
                 raise ConfigError("--labels random-matched: name the ICM run with --match-run DIR")
-            _, run_labels, info = labels_from_run(Path(cfg.matched_run))
+            _, _, info = labels_from_run(Path(cfg.matched_run))
             accuracy = info["icm_agreement_with_gold"]
             if accuracy is None:
                 raise ConfigError(f"--match-run: '{cfg.matched_run}' has no gold labels to match")

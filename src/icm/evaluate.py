@@ -108,8 +108,8 @@ def bootstrap_ci(
     rng = random.Random(seed)
     values = [float(x) for x in correct]
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    lo = means[int(math.floor((1 - level) / 2 * resamples))]
-    hi = means[min(resamples - 1, int(math.ceil((1 + level) / 2 * resamples)) - 1)]
+    lo = means[math.floor((1 - level) / 2 * resamples)]
+    hi = means[min(resamples - 1, math.ceil((1 + level) / 2 * resamples) - 1)]
     return (lo, hi)
 
 
