@@ -27,6 +27,7 @@ from icm.errors import ConfigError, IcmError
 COMMAND_MODULES: tuple[str, ...] = (
     "icm.backends.cache_cli",  # icm cache stats|clear
     "icm.eval_cli",  # icm eval
+    "icm.report.replicate_cli",  # icm replicate
     "icm.backends.serve_cli",  # icm serve
     "icm.data_cli",  # icm data fetch
     "icm.analysis.cli",  # icm analyze

@@ -1,0 +1,105 @@
+"""`icm replicate`: run ICM and every baseline on testbeds over seeds; write report.md and
+figure.png (see icm.report.replicate)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from icm.config import RunConfig
+from icm.errors import ConfigError
+from icm.report.replicate import ReplicateConfig, plot_report, run_replicate, write_report
+from icm.run_dir import now_iso
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    from icm.cli import add_model_options
+
+    p = sub.add_parser("replicate", help="ICM vs baselines on held-out test splits, over seeds")
+    p.add_argument(
+        "--testbeds",
+        required=True,
+        help="comma-separated testbed names, e.g. arithmetic,truthfulqa,gsm8k,alpaca",
+    )
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--train-size", type=int, default=32, help="train claims ICM labels (default 32)"
+    )
+    p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    p.add_argument("--context-tokens", type=int, default=4096)
+    p.add_argument("--chat-model", default=None)
+    p.add_argument("--chat-base-url", default=None)
+    d = RunConfig()
+    p.add_argument("--K", type=int, default=d.K)
+    p.add_argument("--alpha", type=float, default=d.alpha)
+    p.add_argument("--seed", type=int, default=d.seed, help="base seed (seed i uses seed + i)")
+    p.add_argument(
+        "--batch_size", "--batch-size", dest="batch_size", type=int, default=d.batch_size
+    )
+    p.add_argument("--num_seed", "--num-seed", dest="num_seed", type=int, default=d.num_seed)
+    p.add_argument("--mp", default=d.mp)
+    p.add_argument("--context-k", dest="context_k", type=int, default=d.context_k)
+    p.add_argument("--algorithm", default=d.algorithm)
+    add_model_options(p)
+    p.add_argument("--out", type=Path, default=Path("replicate"))
+    p.set_defaults(handler=cmd_replicate)
+
+
+def cmd_replicate(args: argparse.Namespace) -> int:
+    from icm.cli import data_dir_of
+
+    if args.model == "synthetic":
+        raise ConfigError("--model synthetic: replicate evaluates a language model")
+    run = RunConfig(
+        K=args.K,
+        alpha=args.alpha,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        num_seed=args.num_seed,
+        mp=args.mp,
+        context_k=args.context_k,
+        algorithm=args.algorithm,
+        model=args.model,
+        base_url=list(args.base_url),
+        model_path=args.model_path,
+        logprobs=args.logprobs,
+        concurrency=args.concurrency,
+        timeout=args.timeout,
+        keep_trailing_space=args.keep_trailing_space,
+        cache=args.cache,
+    )
+    run.validate()
+    data_dir = data_dir_of(args)
+    cfg = ReplicateConfig(
+        testbeds=[t.strip() for t in args.testbeds.split(",") if t.strip()],
+        seeds=args.seeds,
+        train_size=args.train_size,
+        test_size=args.test_size,
+        run=run,
+        data_dir=str(data_dir) if data_dir else None,
+        context_tokens=args.context_tokens,
+        chat_model=args.chat_model,
+        chat_base_url=args.chat_base_url,
+        out=args.out,
+    )
+    started = time.monotonic()
+    cells = run_replicate(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    model = args.model_path or (
+        args.model if args.base_url else "gemma-3-270m (base, Q4_K_M), embedded llama.cpp"
+    )
+    report = write_report(
+        cfg,
+        cells,
+        command="icm " + shlex.join(args.argv),
+        wall_seconds=time.monotonic() - started,
+        model=model,
+        date=now_iso(),
+    )
+    figure = plot_report(cfg, cells)
+    print(report)
+    print(figure)
+    return 0
