@@ -118,7 +118,8 @@ def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
                     else:
                         start_run(run_cfg, progress=False)
                     log(
-                        f"{testbed} seed {seed}: ICM ({consistency}) in {time.monotonic() - started:.0f}s"
+                        f"{testbed} seed {seed}: ICM ({consistency}) in "
+                        f"{time.monotonic() - started:.0f}s"
                     )
                 record(evaluate_cell(cfg, testbed, method, seed, labels=str(run_dir)))
             for method in METHODS:
@@ -210,7 +211,7 @@ def write_report(
         row = []
         for m in methods:
             if (t, m) in summary:
-                mean, std, n = summary[(t, m)]
+                mean, std, _ = summary[(t, m)]
                 row.append(f"{mean:.1f} +/- {std:.1f}")
             else:
                 row.append("-")
