@@ -364,10 +364,11 @@ def cmd_testbeds(args: argparse.Namespace) -> int:
         avail = ", ".join(sizes)
         if cls.needs_data and all(s.endswith(" -") for s in sizes):
             avail = "data not found: " + cls.source
-        rows.append((cls.name, avail, cls.summary))
+        rows.append((cls.name, avail, cls.summary, cls.source))
     width = max(len(r[0]) for r in rows)
-    for name, avail, summary in rows:
-        print(f"{name:<{width}}  {summary}\n{'':<{width}}  claims: {avail}")
+    for name, avail, summary, source in rows:
+        pad = " " * width
+        print(f"{name:<{width}}  {summary}\n{pad}  claims: {avail}\n{pad}  source: {source}")
     return 0
 
 

@@ -30,7 +30,9 @@ CLAIM_TEMPLATE = "Question: {question}\nClaim: {claim}\nI think this claim is "
 
 @dataclass(frozen=True, slots=True)
 class ClaimRecord:
-    """One claim. `gold` is for reporting only and never reaches the search."""
+    """One claim. `gold` is for reporting only and never reaches the search; nor does
+    `fields` (source metadata for reports and analyses, some of which follows the gold label,
+    e.g. how a wrong GSM8K solution was made)."""
 
     id: str
     prompt: str
@@ -162,6 +164,7 @@ class Testbed(ABC):
     needs_data: ClassVar[bool] = True
     consistency_modes: ClassVar[tuple[str, ...]] = ("default", "none")
     label_words: ClassVar[tuple[str, str]] = ("True", "False")
+    balanced: ClassVar[bool] = False  # True and False gold labels equally often, by construction
 
     @abstractmethod
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
@@ -203,6 +206,7 @@ class Testbed(ABC):
             "splits": list(cls.splits),
             "consistency_rule": cls.consistency_rule,
             "consistency_modes": list(cls.consistency_modes),
+            "balanced": cls.balanced,
         }
 
 

@@ -9,7 +9,7 @@ from icm.testbeds.base import ClaimTable
 
 
 def is_claims_file(value: str) -> bool:
-    return value.endswith((".jsonl", ".csv")) or "/" in value or Path(value).is_file()
+    return value.endswith((".jsonl", ".csv", ".json")) or "/" in value or Path(value).is_file()
 
 
 def load_table(testbed: str, split: str, options: LoadOptions) -> ClaimTable:

@@ -1,0 +1,173 @@
+"""`icm data`: get the external dataset files the testbeds read.
+
+    icm data list  [--data-dir DIR] [--check]     what is where, per dataset
+    icm data fetch NAME... [--cache DIR] [--mirror URL] [--force]
+
+`fetch` downloads each file of a dataset from its canonical public source (raw GitHub at
+the commit named in icm/testbeds/data_files.py) into a cache folder laid out like a data
+directory, and checks its SHA-256; a mismatch stops with an error naming the file and
+nothing unverified is left behind. The testbeds read that cache when neither --data-dir
+nor $ICM_DATA_DIR is given. --mirror (or $ICM_DATA_MIRROR) replaces GitHub with any
+server that serves the data directory layout, e.g. `python -m http.server` in a copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from icm.errors import ConfigError, DataError, did_you_mean
+from icm.testbeds.data_files import (
+    DATA_DIR_ENV,
+    DATASETS,
+    MIRROR_ENV,
+    RemoteFile,
+    default_cache_dir,
+    resolve_data_dir,
+)
+
+CHUNK = 1 << 16
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "data",
+        help="list or fetch the external dataset files",
+        description="List or download the dataset files the testbeds read.",
+    )
+    sub = p.add_subparsers(dest="data_command", parser_class=type(p))
+    fetch = sub.add_parser(
+        "fetch",
+        help="download datasets from their canonical source and check their SHA-256",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fetch.add_argument("names", nargs="+", metavar="NAME", help=f"{', '.join(DATASETS)} or all")
+    fetch.add_argument(
+        "--cache", type=Path, default=None, help=f"download folder (default {default_cache_dir()})"
+    )
+    fetch.add_argument(
+        "--mirror",
+        default=None,
+        help=f"base URL serving the data directory layout (default ${MIRROR_ENV}, else GitHub)",
+    )
+    fetch.add_argument("--force", action="store_true", help="download even if already verified")
+    fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    fetch.set_defaults(handler=cmd_fetch)
+    lst = sub.add_parser("list", help="the datasets and which of their files are present")
+    lst.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    lst.add_argument("--check", action="store_true", help="also verify every SHA-256")
+    lst.set_defaults(handler=cmd_list)
+    p.set_defaults(handler=lambda args: _usage(p))
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help()
+    return 2
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def source_url(f: RemoteFile, mirror: str | None) -> str:
+    return f"{mirror.rstrip('/')}/{f.path}" if mirror else f.url
+
+
+def dataset_names(names: list[str]) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        if n == "all":
+            out += [d for d in DATASETS if d not in out]
+        elif n in DATASETS:
+            out += [] if n in out else [n]
+        else:
+            raise ConfigError(
+                f"data fetch: unknown dataset '{n}'.{did_you_mean(n, list(DATASETS))} "
+                f"Known: {', '.join(DATASETS)}, all"
+            )
+    return out
+
+
+def fetch_file(f: RemoteFile, cache: Path, *, mirror: str | None, timeout: float, force: bool):
+    """Download one file into cache/f.path unless a verified copy is there. Returns
+    'cached' or 'downloaded'; raises DataError on a failed download or a bad checksum."""
+    import httpx
+
+    target = cache / f.path
+    if not force and target.is_file() and sha256_of(target) == f.sha256:
+        return "cached"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part = target.with_name(target.name + ".part")
+    url = source_url(f, mirror)
+    h = hashlib.sha256()
+    try:
+        with (
+            httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as r,
+            part.open("wb") as out,
+        ):
+            if r.status_code != 200:
+                raise DataError(f"download failed: HTTP {r.status_code} from {url}", path=target)
+            for chunk in r.iter_bytes(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+    except httpx.HTTPError as e:
+        part.unlink(missing_ok=True)
+        raise DataError(f"download failed from {url}: {e}", path=target) from None
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    got = h.hexdigest()
+    if got != f.sha256:
+        part.unlink(missing_ok=True)
+        raise DataError(
+            f"SHA-256 mismatch: expected {f.sha256}, got {got} (from {url}); nothing was kept",
+            path=target,
+        )
+    os.replace(part, target)
+    return "downloaded"
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    cache: Path = args.cache or default_cache_dir()
+    mirror = args.mirror or os.environ.get(MIRROR_ENV) or None
+    for name in dataset_names(args.names):
+        ds = DATASETS[name]
+        print(f"{name}: {len(ds.files)} file(s) -> {cache}  [license: {ds.license}]")
+        for f in ds.files:
+            status = fetch_file(f, cache, mirror=mirror, timeout=args.timeout, force=args.force)
+            print(f"  {status:<10} {f.path}  sha256 {f.sha256[:12]}…  {source_url(f, mirror)}")
+    hint = "" if args.cache is None else f" (pass --data-dir {cache} or set {DATA_DIR_ENV})"
+    print(f"done: {cache} is a data directory{hint or ' (the testbeds read it by default)'}")
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    root = resolve_data_dir(args.data_dir)
+    print(f"data directory: {root or '(none: pass --data-dir, set ' + DATA_DIR_ENV + ')'}")
+    bad = 0
+    for ds in DATASETS.values():
+        present = [f for f in ds.files if root is not None and (root / f.path).is_file()]
+        print(f"{ds.name:<28} {len(present)}/{len(ds.files)} files  {ds.description}")
+        for f in ds.files:
+            path = None if root is None else root / f.path
+            if path is None or not path.is_file():
+                state = "missing"
+            elif args.check:
+                state = "ok" if sha256_of(path) == f.sha256 else "CHANGED"
+                bad += state == "CHANGED"
+            else:
+                state = "present"
+            print(f"    {state:<8} {f.path}")
+    if bad:
+        print(f"{bad} file(s) differ from their recorded SHA-256", file=sys.stderr)
+        return 1
+    return 0
