@@ -264,11 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.set_defaults(handler=cmd_plot)
 
     for module in COMMAND_MODULES:
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as e:  # TODO(integration): drop once all modules exist
-            if e.name is None or not module.startswith(e.name):
-                raise
+        importlib.import_module(module).register(sub)
     return parser
 
 

@@ -243,6 +243,8 @@ def execute_run(
             trace_path.open("a", encoding="utf-8") as trace_file,
         ):
             log(handle.description)
+            for warning in getattr(handle.backend, "warnings", []):
+                log(f"warning: {warning}")
             n_batches = len(plan_batches(table, cfg.batch_size, cfg.seed))
             bar = Progress(total=n_batches * cfg.K, enabled=progress)
             if resume is not None and bar.bar is not None:

@@ -1,9 +1,16 @@
-"""Language-model backends. `open_backend` picks one from the run configuration."""
+"""Language-model backends. `open_backend` picks one from the run configuration.
+
+--base-url URL [--base-url URL2 ...]  OpenAI-compatible servers (completions.py)
+(no --base-url)                       icm's llama.cpp server as a child process
+                                      (embedded.py, llama_server.py) on the packaged
+                                      base model or --model-path FILE.gguf
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from icm.backends.base import LabelScorer
@@ -14,7 +21,45 @@ if TYPE_CHECKING:
 
 @contextlib.contextmanager
 def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[LabelScorer]:
+    from icm.backends.completions import CompletionsScorer
     from icm.errors import ConfigError
 
-    raise ConfigError("language-model backends are not wired in yet; use --model synthetic")
-    yield  # pragma: no cover
+    def scorer_on(base_urls: list[str], model: str) -> CompletionsScorer:
+        return CompletionsScorer(
+            base_urls,
+            model,
+            label_words=label_words,
+            logprobs=cfg.logprobs,
+            concurrency=cfg.concurrency,
+            timeout=cfg.timeout,
+            keep_trailing_space=cfg.keep_trailing_space,
+        )
+
+    if cfg.base_url:
+        if cfg.model_path:
+            raise ConfigError(
+                "--model-path: only for the embedded server; drop it, or drop --base-url"
+            )
+        with scorer_on(cfg.base_url, cfg.model) as scorer:
+            yield scorer
+        return
+
+    from icm.backends.default_model import packaged_model_path
+    from icm.backends.embedded import embedded_server
+
+    if cfg.model_path:
+        model_path = Path(cfg.model_path).expanduser()
+        if not model_path.is_file():
+            raise ConfigError(f"--model-path: no such file '{model_path}'")
+    elif cfg.model == "embedded":
+        model_path = packaged_model_path()
+    else:
+        raise ConfigError(
+            f"--model {cfg.model}: a model name needs --base-url (an OpenAI-compatible "
+            "server); for a local GGUF file use --model-path FILE.gguf"
+        )
+    with (
+        embedded_server(model_path) as server,
+        scorer_on([server.base_url], "embedded") as scorer,
+    ):
+        yield scorer

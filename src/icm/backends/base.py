@@ -47,6 +47,7 @@ class BackendStats:
 
     requests: int = 0  # prompts scored by the model (cache misses)
     prompt_tokens: int = 0  # as the server reports them (usage.prompt_tokens)
+    cached_prompt_tokens: int = 0  # of which the server's prefix cache served
     prompt_chars: int = 0
     cache_hits: int = 0  # prompts answered by a response cache
     retries: int = 0

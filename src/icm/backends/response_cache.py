@@ -156,6 +156,10 @@ class CachedLabelScorer(LabelScorer):
     def cache_identity(self) -> dict[str, Any]:
         return self.identity
 
+    @property
+    def warnings(self) -> list[str]:
+        return list(getattr(self.inner, "warnings", []))
+
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         keys = [ResponseCache.key(self.identity, p) for p in prompts]
         found = self.cache.get_many(keys)

