@@ -40,6 +40,7 @@ NB_MODULE(_icm_core, m) {
         .value("SAME", icm::RelationKind::SAME)
         .value("AT_MOST_ONE_TRUE", icm::RelationKind::AT_MOST_ONE_TRUE)
         .value("OPPOSITE", icm::RelationKind::OPPOSITE);
+    nb::enum_<icm::GroupKind>(m, "GroupKind").value("AT_LEAST_ONE_TRUE", icm::GroupKind::AT_LEAST_ONE_TRUE);
     nb::enum_<icm::Schedule>(m, "Schedule").value("EXP", icm::Schedule::EXP).value("LOG", icm::Schedule::LOG);
     nb::enum_<icm::ScheduleCounter>(m, "ScheduleCounter")
         .value("ITERATION", icm::ScheduleCounter::ITERATION)
@@ -77,11 +78,18 @@ NB_MODULE(_icm_core, m) {
         .def_rw("a", &icm::Relation::a)
         .def_rw("b", &icm::Relation::b);
 
+    nb::class_<icm::GroupConstraint>(m, "GroupConstraint")
+        .def(nb::init<icm::GroupKind, std::vector<int32_t>>(), "kind"_a, "members"_a)
+        .def_rw("kind", &icm::GroupConstraint::kind)
+        .def_rw("members", &icm::GroupConstraint::members);
+
     nb::class_<icm::ClaimSet>(m, "ClaimSet")
         .def(nb::init<std::vector<icm::Claim>, std::vector<icm::Relation>, std::string, std::string,
-                      std::string>(),
+                      std::string, std::vector<icm::GroupConstraint>>(),
              "claims"_a, "relations"_a, "label_true"_a = "True", "label_false"_a = "False",
-             "demo_separator"_a = "\n\n")
+             "demo_separator"_a = "\n\n", "group_constraints"_a = std::vector<icm::GroupConstraint>{})
+        .def_prop_ro("group_constraints", &icm::ClaimSet::group_constraints)
+        .def_prop_ro("n_constraints", &icm::ClaimSet::n_constraints)
         .def_prop_ro("n_claims", &icm::ClaimSet::n_claims)
         .def_prop_ro("n_groups", &icm::ClaimSet::n_groups)
         .def_prop_ro("claims", &icm::ClaimSet::claims)
@@ -108,6 +116,17 @@ NB_MODULE(_icm_core, m) {
             return icm::inconsistent_relations(s, l);
         },
         "claims"_a, "labels"_a);
+    m.def(
+        "inconsistent_constraints",
+        [](const icm::ClaimSet &s, const std::vector<icm::Label> &l) {
+            return icm::inconsistent_constraints(s, l);
+        },
+        "claims"_a, "labels"_a);
+    m.def("constraint_fix_options", &icm::constraint_fix_options, "claims"_a, "constraint"_a, "options"_a);
+    m.def(
+        "group_constraint_holds",
+        [](icm::GroupKind k, const std::vector<icm::Label> &l) { return icm::group_constraint_holds(k, l); },
+        "kind"_a, "member_labels"_a);
     m.def("make_batches", &icm::make_batches, "claims"_a, "batch_size"_a, "seed"_a);
 
     nb::class_<icm::ScoreRequest>(m, "ScoreRequest")

@@ -140,11 +140,14 @@ class ReferenceSearch:
         relations: Sequence[tuple[str, int, int]],
         params: Params,
         score: ScoreFn,
+        at_least_one_true: Sequence[Sequence[int]] = (),
     ) -> None:
         self.n = len(groups)
         self.p = params
         self.score = score
         self.relations = list(relations)
+        # Constraints are numbered like the core's: relations, then group constraints.
+        self.groups_constraints = [list(g) for g in at_least_one_true]
         # Group ids by first appearance; "" is a group of its own.
         keys = [g if g else f"\0own{i}" for i, g in enumerate(groups)]
         first: dict[str, int] = {}
@@ -182,8 +185,18 @@ class ReferenceSearch:
         demos = self.context(target, labels)
         return (target, tuple(demos), tuple(bool(labels[d]) for d in demos))
 
+    def constraint_holds(self, c: int, labels: list[bool | None]) -> bool:
+        if c < len(self.relations):
+            kind, a, b = self.relations[c]
+            return holds(kind, labels[a], labels[b])
+        return any(labels[m] is not False for m in self.groups_constraints[c - len(self.relations)])
+
+    def violated(self, labels: list[bool | None]) -> list[int]:
+        n = len(self.relations) + len(self.groups_constraints)
+        return [c for c in range(n) if not self.constraint_holds(c, labels)]
+
     def inconsistencies(self, labels: list[bool | None]) -> int:
-        return sum(not holds(k, labels[a], labels[b]) for k, a, b in self.relations)
+        return len(self.violated(labels))
 
     def utility(self, labels: list[bool | None]) -> float:
         total, n = 0, 0
@@ -224,11 +237,7 @@ class ReferenceSearch:
     def consistency_fix(self, labels: list[bool | None], baseline: float) -> list[bool | None]:
         p = self.p
         for _ in range(p.fix_K):
-            violated = [
-                r
-                for r, (k, a, b) in enumerate(self.relations)
-                if not holds(k, labels[a], labels[b])
-            ]
+            violated = self.violated(labels)
             if not violated:
                 break
             if not p.fix_scan:
@@ -250,12 +259,17 @@ class ReferenceSearch:
                     break
         return labels
 
-    def best_option(self, labels: list[bool | None], r: int) -> tuple[list[bool | None], float]:
-        kind, a, b = self.relations[r]
+    def best_option(self, labels: list[bool | None], c: int) -> tuple[list[bool | None], float]:
+        if c < len(self.relations):
+            kind, a, b = self.relations[c]
+            changes = [[(a, la), (b, lb)] for la, lb in options(kind, self.p.fix_options_code)]
+        else:  # at least one true: make one member true
+            changes = [[(m, True)] for m in self.groups_constraints[c - len(self.relations)]]
         best, best_u = labels, -math.inf
-        for la, lb in options(kind, self.p.fix_options_code):
+        for change in changes:
             trial = list(labels)
-            trial[a], trial[b] = la, lb
+            for claim, label in change:
+                trial[claim] = label
             u = self.utility(trial)
             if u > best_u:
                 best, best_u = trial, u

@@ -239,3 +239,41 @@ def test_cli_runs_the_example_end_to_end(tmp_path: Path) -> None:
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n_labeled"] == 8 and metrics["inconsistencies"] == 0
+
+
+def test_group_constraints_in_a_claims_file(tmp_path: Path) -> None:
+    path = tmp_path / "claims.jsonl"
+    rows = [
+        {"id": f"q1-{k}", "question": "Which?", "claim": f"answer {k}", "group": "q1"}
+        for k in range(3)
+    ] + [
+        {"id": f"q2-{k}", "question": "Which?", "claim": f"option {k}", "group": "q2"}
+        for k in range(2)
+    ]
+    rows.append({"relation": "exactly_one_true", "group": "q1"})
+    rows.append({"relation": "at_least_one_true", "group": "q2"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = load_claims_file(path)
+    assert sorted((r.a, r.b) for r in table.relations) == [
+        ("q1-0", "q1-1"),
+        ("q1-0", "q1-2"),
+        ("q1-1", "q1-2"),
+    ]
+    assert all(r.kind == "at_most_one_true" for r in table.relations)
+    assert [g.members for g in table.group_constraints] == [
+        ("q1-0", "q1-1", "q1-2"),
+        ("q2-0", "q2-1"),
+    ]
+    assert table.to_claim_set().n_constraints == 5
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        json.dumps(rows[0])
+        + "\n"
+        + json.dumps({"relation": "exactly_one_true", "a": "q1-0", "b": "q1-0"})
+        + "\n"
+    )
+    with pytest.raises(
+        DataError,
+        match=r"bad\.jsonl:2: field 'relation': 'exactly_one_true' applies to a whole group",
+    ):
+        load_claims_file(bad)

@@ -18,9 +18,9 @@ OUTCOMES = {
 }
 
 
-def problem() -> tuple[list[str], list[tuple[str, int, int]], list[bool]]:
-    """21 claims: 4 questions x 3 answers (at most one true), 2 twin pairs (opposite),
-    2 same-answer pairs (same), and 1 lone claim."""
+def problem() -> tuple[list[str], list[tuple[str, int, int]], list[bool], list[list[int]]]:
+    """21 claims: 4 questions x 3 answers (at most one true; for two of them also at least
+    one true: exactly one), 2 twin pairs (opposite), 2 same-answer pairs (same), 1 lone claim."""
     groups: list[str] = []
     relations: list[tuple[str, int, int]] = []
     truth: list[bool] = []
@@ -43,8 +43,7 @@ def problem() -> tuple[list[str], list[tuple[str, int, int]], list[bool]]:
         relations.append((SAME, base, base + 1))
     groups.append("")
     truth.append(True)
-    # Interleave: put the lone claim first so grouped order differs from index order.
-    return groups, relations, truth
+    return groups, relations, truth, [[0, 1, 2], [6, 7, 8]]
 
 
 def make_score(truth: list[bool]):
@@ -124,10 +123,10 @@ VARIANTS = {
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("seed", [1, 7])
 def test_cpp_search_takes_the_reference_steps(variant: str, seed: int) -> None:
-    groups, relations, truth = problem()
+    groups, relations, truth, exactly_one = problem()
     params = Params(seed=seed, K=70, **VARIANTS[variant])
     score = make_score(truth)
-    reference = ReferenceSearch(groups, relations, params, score)
+    reference = ReferenceSearch(groups, relations, params, score, at_least_one_true=exactly_one)
 
     kinds = {
         SAME: core.RelationKind.SAME,
@@ -137,6 +136,9 @@ def test_cpp_search_takes_the_reference_steps(variant: str, seed: int) -> None:
     claim_set = core.ClaimSet(
         [core.Claim(f"c{i}", f"claim {i}", g) for i, g in enumerate(groups)],
         [core.Relation(kinds[k], a, b) for k, a, b in relations],
+        group_constraints=[
+            core.GroupConstraint(core.GroupKind.AT_LEAST_ONE_TRUE, m) for m in exactly_one
+        ],
     )
     search = core.Search(claim_set, core_params(params), PyScorer(score))
     outcomes = set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from icm import _icm_core as core
 from icm.testbeds import LoadOptions, get_testbed
 from icm.testbeds.capitals import CAPITALS, Capitals, split_of
 
@@ -68,9 +69,10 @@ def test_groups_one_true_wrong_capitals_from_other_countries() -> None:
             for c in group:
                 assert c.fields["city"] in capitals
                 assert c.gold == (c.fields["city"] == right[c.fields["country"]])
-        # Every relation is within a country, one per pair of its claims.
+        # Two claims per country, the right capital always one of them: exactly one is
+        # true, an OPPOSITE relation within each country.
         for r in t.relations:
-            assert r.kind == "at_most_one_true"
+            assert r.kind == "opposite"
             assert ids[r.a].fields["country"] == ids[r.b].fields["country"]
         assert len(t.relations) == len(t.groups())
 
@@ -86,7 +88,7 @@ def test_sizes_and_disjoint_splits() -> None:
     assert all(split_of(c.fields["country"]) == "test" for c in test.claims)
 
 
-def test_more_claims_per_country_are_pairwise_at_most_one_true() -> None:
+def test_more_claims_per_country_are_exactly_one_true() -> None:
     class Capitals4(Capitals):
         claims_per_country: ClassVar[int] = 4  # type: ignore[misc]
 
@@ -95,6 +97,18 @@ def test_more_claims_per_country_are_pairwise_at_most_one_true() -> None:
         assert len(group) == 4 and sum(bool(c.gold) for c in group) == 1
         assert len({c.fields["city"] for c in group}) == 4
     assert len(t.relations) == 6 * len(t.groups())
+    assert all(r.kind == "at_most_one_true" for r in t.relations)
+    # ... plus "at least one true" per country: the right capital is among its claims.
+    assert len(t.group_constraints) == len(t.groups())
+    group_of = {c.id: c.group for c in t.claims}
+    for g in t.group_constraints:
+        assert g.kind == "at_least_one_true" and len(g.members) == 4
+        assert len({group_of[m] for m in g.members}) == 1
+    # The gold labels satisfy every constraint, and all-false violates every group.
+    gold = [core.Label.TRUE if c.gold else core.Label.FALSE for c in t.claims]
+    assert core.count_inconsistencies(t.to_claim_set(), gold) == 0
+    all_false = [core.Label.FALSE] * len(t.claims)
+    assert core.count_inconsistencies(t.to_claim_set(), all_false) == len(t.groups())
 
 
 def test_size_picks_whole_countries_for_a_seed() -> None:

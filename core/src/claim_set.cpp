@@ -18,12 +18,14 @@ std::string relation_field(size_t r, const char *field) {
 }  // namespace
 
 ClaimSet::ClaimSet(std::vector<Claim> claims, std::vector<Relation> relations, std::string label_true,
-                   std::string label_false, std::string demo_separator)
+                   std::string label_false, std::string demo_separator,
+                   std::vector<GroupConstraint> group_constraints)
     : claims_(std::move(claims)),
       relations_(std::move(relations)),
       label_true_(std::move(label_true)),
       label_false_(std::move(label_false)),
-      demo_separator_(std::move(demo_separator)) {
+      demo_separator_(std::move(demo_separator)),
+      group_constraints_(std::move(group_constraints)) {
     if (label_true_.empty() || label_false_.empty() || label_true_ == label_false_) {
         throw std::invalid_argument("label words: need two different non-empty words, got '" + label_true_ +
                                     "' and '" + label_false_ + "'");
@@ -77,6 +79,28 @@ ClaimSet::ClaimSet(std::vector<Claim> claims, std::vector<Relation> relations, s
         relations_of_[static_cast<size_t>(rel.a)].push_back(static_cast<int32_t>(r));
         relations_of_[static_cast<size_t>(rel.b)].push_back(static_cast<int32_t>(r));
     }
+
+    constraints_of_ = relations_of_;
+    for (size_t g = 0; g < group_constraints_.size(); ++g) {
+        const GroupConstraint &group = group_constraints_[g];
+        const std::string      where = "group_constraints[" + std::to_string(g) + "]";
+        if (static_cast<int>(group.kind) != 0) {
+            throw std::invalid_argument(where + ".kind: unknown kind " +
+                                        std::to_string(static_cast<int>(group.kind)));
+        }
+        if (group.members.empty()) throw std::invalid_argument(where + ".members: empty");
+        std::unordered_set<int32_t> seen;
+        for (int32_t m : group.members) {
+            if (m < 0 || static_cast<size_t>(m) >= n) {
+                throw std::invalid_argument(where + ".members: claim index " + std::to_string(m) +
+                                            " out of range [0, " + std::to_string(n) + ")");
+            }
+            if (!seen.insert(m).second) {
+                throw std::invalid_argument(where + ".members: claim " + std::to_string(m) + " listed twice");
+            }
+            constraints_of_[static_cast<size_t>(m)].push_back(static_cast<int32_t>(relations_.size() + g));
+        }
+    }
 }
 
 const Claim &ClaimSet::claim(int32_t i) const {
@@ -112,7 +136,19 @@ ClaimSet ClaimSet::subset(std::span<const int32_t> indices) const {
         const int32_t b = position[static_cast<size_t>(rel.b)];
         if (a >= 0 && b >= 0) relations.push_back({rel.kind, a, b});
     }
-    return ClaimSet(std::move(claims), std::move(relations), label_true_, label_false_, demo_separator_);
+    // A group constraint is kept only if all its members are: on part of a group,
+    // "at least one true" no longer holds by construction.
+    std::vector<GroupConstraint> groups;
+    for (const GroupConstraint &group : group_constraints_) {
+        GroupConstraint kept{group.kind, {}};
+        for (int32_t m : group.members) {
+            if (position[static_cast<size_t>(m)] >= 0)
+                kept.members.push_back(position[static_cast<size_t>(m)]);
+        }
+        if (kept.members.size() == group.members.size()) groups.push_back(std::move(kept));
+    }
+    return ClaimSet(std::move(claims), std::move(relations), label_true_, label_false_, demo_separator_,
+                    std::move(groups));
 }
 
 }  // namespace icm

@@ -37,8 +37,61 @@ std::vector<std::pair<Label, Label>> relation_code_options(RelationKind kind) {
     return {{Label::FALSE, Label::TRUE}, {Label::TRUE, Label::FALSE}};
 }
 
+bool group_constraint_holds(GroupKind kind, std::span<const Label> member_labels) {
+    if (kind != GroupKind::AT_LEAST_ONE_TRUE) {
+        throw std::invalid_argument("group kind: unknown value " + std::to_string(static_cast<int>(kind)));
+    }
+    for (Label l : member_labels) {
+        if (l != Label::FALSE) return true;  // a true member, or one still unset
+    }
+    return member_labels.empty();
+}
+
+bool constraint_holds(const ClaimSet &set, int32_t c, std::span<const Label> labels) {
+    const auto n_relations = static_cast<int32_t>(set.relations().size());
+    if (c < n_relations) {
+        const Relation &rel = set.relations()[static_cast<size_t>(c)];
+        return relation_holds(rel.kind, labels[static_cast<size_t>(rel.a)],
+                              labels[static_cast<size_t>(rel.b)]);
+    }
+    const GroupConstraint &group = set.group_constraints().at(static_cast<size_t>(c - n_relations));
+    for (int32_t m : group.members) {
+        if (labels[static_cast<size_t>(m)] != Label::FALSE) return true;
+    }
+    return false;
+}
+
+std::vector<std::vector<std::pair<int32_t, Label>>> constraint_fix_options(const ClaimSet &set, int32_t c,
+                                                                           FixOptions options) {
+    std::vector<std::vector<std::pair<int32_t, Label>>> out;
+    const auto n_relations = static_cast<int32_t>(set.relations().size());
+    if (c < n_relations) {
+        const Relation &rel   = set.relations()[static_cast<size_t>(c)];
+        const auto      pairs = options == FixOptions::CONSISTENT ? relation_consistent_options(rel.kind)
+                                                                  : relation_code_options(rel.kind);
+        for (const auto &[la, lb] : pairs) out.push_back({{rel.a, la}, {rel.b, lb}});
+        return out;
+    }
+    for (int32_t m : set.group_constraints().at(static_cast<size_t>(c - n_relations)).members) {
+        out.push_back({{m, Label::TRUE}});
+    }
+    return out;
+}
+
 int64_t count_inconsistencies(const ClaimSet &set, std::span<const Label> labels) {
-    return static_cast<int64_t>(inconsistent_relations(set, labels).size());
+    return static_cast<int64_t>(inconsistent_constraints(set, labels).size());
+}
+
+std::vector<int32_t> inconsistent_constraints(const ClaimSet &set, std::span<const Label> labels) {
+    if (labels.size() != static_cast<size_t>(set.n_claims())) {
+        throw std::invalid_argument("labels: size " + std::to_string(labels.size()) +
+                                    " != number of claims " + std::to_string(set.n_claims()));
+    }
+    std::vector<int32_t> out;
+    for (int32_t c = 0; c < set.n_constraints(); ++c) {
+        if (!constraint_holds(set, c, labels)) out.push_back(c);
+    }
+    return out;
 }
 
 std::vector<int32_t> inconsistent_relations(const ClaimSet &set, std::span<const Label> labels) {
@@ -59,8 +112,8 @@ std::vector<int32_t> inconsistent_relations(const ClaimSet &set, std::span<const
 }
 
 InconsistencyTracker::InconsistencyTracker(const ClaimSet &set, std::span<const Label> labels)
-    : set_(&set), slot_(set.relations().size(), -1) {
-    for (int32_t r : inconsistent_relations(set, labels)) set_violated(r, true);
+    : set_(&set), slot_(static_cast<size_t>(set.n_constraints()), -1) {
+    for (int32_t c : inconsistent_constraints(set, labels)) set_violated(c, true);
 }
 
 void InconsistencyTracker::set_violated(int32_t relation, bool violated) {
@@ -78,35 +131,25 @@ void InconsistencyTracker::set_violated(int32_t relation, bool violated) {
 }
 
 void InconsistencyTracker::on_label_change(std::span<const Label> labels, int32_t claim) {
-    for (int32_t r : set_->relations_of(claim)) {
-        const Relation &rel = set_->relations()[static_cast<size_t>(r)];
-        set_violated(r, !relation_holds(rel.kind, labels[static_cast<size_t>(rel.a)],
-                                        labels[static_cast<size_t>(rel.b)]));
-    }
+    for (int32_t c : set_->constraints_of(claim)) set_violated(c, !constraint_holds(*set_, c, labels));
 }
 
 int64_t InconsistencyTracker::delta_if(std::span<const Label>                     labels,
                                        std::span<const std::pair<int32_t, Label>> changes) const {
-    auto label_after = [&](int32_t c) {
-        Label l = labels[static_cast<size_t>(c)];
-        for (const auto &[claim, label] : changes) {
-            if (claim == c) l = label;
-        }
-        return l;
-    };
-    // Each touched relation is counted once even when both its claims change.
+    // Each touched constraint is counted once even when several of its claims change.
     std::vector<int32_t> touched;
     for (const auto &change : changes) {
-        for (int32_t r : set_->relations_of(change.first)) touched.push_back(r);
+        for (int32_t c : set_->constraints_of(change.first)) touched.push_back(c);
     }
     std::sort(touched.begin(), touched.end());
     touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+    std::vector<Label> after(labels.begin(), labels.end());
+    for (const auto &[claim, label] : changes) after[static_cast<size_t>(claim)] = label;
     int64_t delta = 0;
-    for (int32_t r : touched) {
-        const Relation &rel   = set_->relations()[static_cast<size_t>(r)];
-        const bool      now   = slot_[static_cast<size_t>(r)] >= 0;
-        const bool      after = !relation_holds(rel.kind, label_after(rel.a), label_after(rel.b));
-        delta += static_cast<int64_t>(after) - static_cast<int64_t>(now);
+    for (int32_t c : touched) {
+        const bool now   = slot_[static_cast<size_t>(c)] >= 0;
+        const bool later = !constraint_holds(*set_, c, after);
+        delta += static_cast<int64_t>(later) - static_cast<int64_t>(now);
     }
     return delta;
 }

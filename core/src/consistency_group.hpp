@@ -10,8 +10,9 @@
 
 namespace icm {
 
-// The set of violated relations, kept up to date one label change at a time in
-// O(relations touching the claim), with O(1) uniform sampling of a violated relation.
+// The set of violated constraints (relations and group constraints, numbered as in
+// ClaimSet), kept up to date one label change at a time in O(constraints touching the
+// claim), with uniform sampling of a violated constraint.
 class InconsistencyTracker {
   public:
     InconsistencyTracker(const ClaimSet &set, std::span<const Label> labels);
@@ -23,14 +24,14 @@ class InconsistencyTracker {
     int64_t delta_if(std::span<const Label> labels, std::span<const std::pair<int32_t, Label>> changes) const;
 
     int32_t sample(RandomStream &rng) const;
-    // Violated relation indices, sorted (deterministic order for the SCAN fix).
+    // Violated constraint indices, sorted (deterministic order for the SCAN fix).
     std::vector<int32_t> sorted() const;
 
   private:
     void set_violated(int32_t relation, bool violated);
 
     const ClaimSet      *set_;
-    std::vector<int32_t> violated_;  // relation indices, unordered
+    std::vector<int32_t> violated_;  // constraint indices, unordered
     std::vector<int32_t> slot_;      // position in violated_ or -1
 };
 

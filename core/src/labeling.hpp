@@ -23,7 +23,7 @@ class Labeling {
     int64_t                      inconsistencies() const { return tracker_.count(); }
     const InconsistencyTracker  &tracker() const { return tracker_; }
     const DemonstrationContexts &contexts() const { return contexts_; }
-    const Relation &claims_relation(int32_t r) const { return set_->relations()[static_cast<size_t>(r)]; }
+    const ClaimSet              &claim_set() const { return *set_; }
 
     // Set one label. Scores that depend on it become stale until evaluate().
     void apply(int32_t claim, Label label);

@@ -47,6 +47,28 @@ TEST(invalid_input_names_the_field) {
                       "relations[0].kind"));
 }
 
+TEST(group_constraints_are_validated_and_subset_whole) {
+    using K = icm::GroupKind;
+    CHECK(message_has(
+        [] { icm::ClaimSet({{"a", "", ""}}, {}, "True", "False", "\n\n", {{K::AT_LEAST_ONE_TRUE, {}}}); },
+        "group_constraints[0].members: empty"));
+    CHECK(message_has(
+        [] { icm::ClaimSet({{"a", "", ""}}, {}, "True", "False", "\n\n", {{K::AT_LEAST_ONE_TRUE, {0, 4}}}); },
+        "group_constraints[0].members: claim index 4 out of range"));
+    CHECK(message_has(
+        [] { icm::ClaimSet({{"a", "", ""}}, {}, "True", "False", "\n\n", {{K::AT_LEAST_ONE_TRUE, {0, 0}}}); },
+        "listed twice"));
+    const icm::ClaimSet set({{"a", "A", "q"}, {"b", "B", "q"}, {"c", "C", "r"}, {"d", "D", "r"}}, {}, "True",
+                            "False", "\n\n",
+                            {{K::AT_LEAST_ONE_TRUE, {0, 1}}, {K::AT_LEAST_ONE_TRUE, {2, 3}}});
+    CHECK_EQ(set.constraints_of(2).size(), size_t{1});
+    CHECK_EQ(set.constraints_of(2)[0], 1);
+    const std::vector<int32_t> keep{3, 1, 0};  // all of the first group, half of the second
+    const icm::ClaimSet        sub = set.subset(keep);
+    CHECK_EQ(sub.group_constraints().size(), size_t{1});
+    CHECK((sub.group_constraints()[0].members == std::vector<int32_t>{2, 1}));
+}
+
 TEST(subset_keeps_relations_inside_it) {
     const icm::ClaimSet set({{"a", "A", "q"}, {"b", "B", "q"}, {"c", "C", "q"}},
                             {{RelationKind::AT_MOST_ONE_TRUE, 0, 1}, {RelationKind::AT_MOST_ONE_TRUE, 1, 2}},

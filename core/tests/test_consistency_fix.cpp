@@ -75,6 +75,27 @@ TEST(fix_keeps_labels_when_no_option_raises_u) {
     CHECK_EQ(g.labeling.inconsistencies(), 0);
 }
 
+TEST(fix_of_an_all_false_group_makes_the_most_predictable_member_true) {
+    // Exactly one of four answers is true; all four are labeled false (consistent pairwise,
+    // but the group is violated). The fix must make claim 2, the model's answer, true.
+    for (auto p : {icm::search_params_paper(), icm::search_params_code()}) {
+        const auto          base = testing_helpers::question_set(1, 4);
+        const icm::ClaimSet set(base.claims(), base.relations(), "True", "False", "\n\n",
+                                {{icm::GroupKind::AT_LEAST_ONE_TRUE, {0, 1, 2, 3}}});
+        FixedGapScorer      model({-1.0, -1.5, 0.5, -0.5});
+        icm::CachedScorer   cached(model, set);
+        icm::Labeling       labeling(set, p, cached, std::vector<Label>(4, Label::FALSE), {});
+        icm::RandomStream   rng(3);
+        labeling.evaluate();
+        CHECK_EQ(labeling.inconsistencies(), 1);
+        // A lenient baseline: the best option is taken even if U drops a little.
+        icm::consistency_fix(labeling, p, rng, cached, labeling.utility() - 100);
+        CHECK_EQ(labeling.inconsistencies(), 0);
+        CHECK(
+            (labeling.labels() == std::vector<Label>{Label::FALSE, Label::FALSE, Label::TRUE, Label::FALSE}));
+    }
+}
+
 TEST(fix_resolves_many_pairs_within_k_rounds) {
     // Four answers, all labeled TRUE (6 violated pairs). Claim 2 is the model's answer.
     for (auto p : {icm::search_params_paper(), icm::search_params_code()}) {

@@ -57,6 +57,30 @@ TEST(count_inconsistencies_per_kind) {
     CHECK_THROWS(icm::count_inconsistencies(set, std::vector<Label>(3, Label::TRUE)), std::invalid_argument);
 }
 
+TEST(at_least_one_true_groups) {
+    const Label F = Label::FALSE, T = Label::TRUE, U = Label::UNSET;
+    using K = icm::GroupKind;
+    CHECK(!icm::group_constraint_holds(K::AT_LEAST_ONE_TRUE, std::vector<Label>{F, F, F}));
+    CHECK(icm::group_constraint_holds(K::AT_LEAST_ONE_TRUE, std::vector<Label>{F, T, F}));
+    CHECK(icm::group_constraint_holds(K::AT_LEAST_ONE_TRUE, std::vector<Label>{T, T, T}));
+    CHECK(icm::group_constraint_holds(K::AT_LEAST_ONE_TRUE, std::vector<Label>{F, U, F}));  // may still be
+    // Exactly one of three: pairwise at most one, plus the group.
+    const auto          base = testing_helpers::question_set(1, 3);
+    const icm::ClaimSet set(base.claims(), base.relations(), "True", "False", "\n\n",
+                            {{K::AT_LEAST_ONE_TRUE, {0, 1, 2}}});
+    CHECK_EQ(set.n_constraints(), 4);
+    CHECK_EQ(icm::count_inconsistencies(set, std::vector<Label>{F, F, F}), 1);
+    CHECK_EQ(icm::count_inconsistencies(set, std::vector<Label>{F, T, F}), 0);
+    CHECK_EQ(icm::count_inconsistencies(set, std::vector<Label>{T, T, F}), 1);
+    CHECK((icm::inconsistent_constraints(set, std::vector<Label>{F, F, F}) == std::vector<int32_t>{3}));
+    CHECK((icm::inconsistent_relations(set, std::vector<Label>{F, F, F}).empty()));
+    const auto options = icm::constraint_fix_options(set, 3, icm::FixOptions::CONSISTENT);
+    CHECK_EQ(options.size(), size_t{3});
+    CHECK((options[1] == std::vector<std::pair<int32_t, Label>>{{1, T}}));
+    CHECK_EQ(icm::constraint_fix_options(set, 0, icm::FixOptions::CONSISTENT).size(), size_t{3});
+    CHECK_EQ(icm::constraint_fix_options(set, 0, icm::FixOptions::CODE).size(), size_t{2});
+}
+
 TEST(incremental_tracker_matches_full_recount) {
     // Property test: random relations of every kind, random label changes.
     std::mt19937 gen(7);
@@ -71,7 +95,15 @@ TEST(incremental_tracker_matches_full_recount) {
                 if (gen() % 3 == 0) relations.push_back({static_cast<RelationKind>(gen() % 3), a, b});
             }
         }
-        const icm::ClaimSet       set(claims, relations);
+        std::vector<icm::GroupConstraint> groups;
+        for (int g = 0; g < 3; ++g) {
+            icm::GroupConstraint group{icm::GroupKind::AT_LEAST_ONE_TRUE, {}};
+            for (int i = g; i < n; i += 3) {
+                if (gen() % 2) group.members.push_back(i);
+            }
+            if (!group.members.empty()) groups.push_back(group);
+        }
+        const icm::ClaimSet       set(claims, relations, "True", "False", "\n\n", groups);
         std::vector<Label>        labels(n, Label::UNSET);
         icm::InconsistencyTracker tracker(set, labels);
         for (int step = 0; step < 200; ++step) {
@@ -83,7 +115,7 @@ TEST(incremental_tracker_matches_full_recount) {
             tracker.on_label_change(labels, c);
             CHECK_EQ(tracker.count(), icm::count_inconsistencies(set, labels));
             CHECK_EQ(predicted, tracker.count());
-            CHECK((tracker.sorted() == icm::inconsistent_relations(set, labels)));
+            CHECK((tracker.sorted() == icm::inconsistent_constraints(set, labels)));
         }
         // Two simultaneous changes, possibly on one relation's both ends.
         const std::vector<std::pair<int32_t, Label>> both{{0, Label::TRUE}, {1, Label::FALSE}};

@@ -61,13 +61,32 @@ std::vector<std::pair<Label, Label>> relation_consistent_options(RelationKind ki
 // AT_MOST_ONE_TRUE it never tries (0, 0).
 std::vector<std::pair<Label, Label>> relation_code_options(RelationKind kind);
 
+// A constraint on a whole set of claims.
+enum class GroupKind : int8_t {
+    // Not all false. With AT_MOST_ONE_TRUE pairs between the same claims it makes "exactly
+    // one true": a question whose correct answer is among its claims by construction.
+    AT_LEAST_ONE_TRUE = 0,
+};
+
+struct GroupConstraint {
+    GroupKind            kind = GroupKind::AT_LEAST_ONE_TRUE;
+    std::vector<int32_t> members;  // claim indices
+};
+
+// true when the labels satisfy the constraint; while a member is unset it always does.
+bool group_constraint_holds(GroupKind kind, std::span<const Label> member_labels);
+
 // An immutable set of claims with their relations, validated on construction.
+//
+// Constraints are numbered: relation r is constraint r, group constraint g is constraint
+// n_relations + g. I(D) counts violated constraints of both kinds.
 class ClaimSet {
   public:
     // label_true / label_false: the words appended to demonstrations ("True" / "False").
     // demo_separator: what follows each demonstration's label ("\n\n" in the paper).
     ClaimSet(std::vector<Claim> claims, std::vector<Relation> relations, std::string label_true = "True",
-             std::string label_false = "False", std::string demo_separator = "\n\n");
+             std::string label_false = "False", std::string demo_separator = "\n\n",
+             std::vector<GroupConstraint> group_constraints = {});
 
     int32_t                      n_claims() const { return static_cast<int32_t>(claims_.size()); }
     int32_t                      n_groups() const { return static_cast<int32_t>(group_members_.size()); }
@@ -78,9 +97,17 @@ class ClaimSet {
     const std::vector<int32_t>  &group_members(int32_t g) const {
         return group_members_[static_cast<size_t>(g)];
     }
+    const std::vector<GroupConstraint> &group_constraints() const { return group_constraints_; }
+    int32_t                             n_constraints() const {
+        return static_cast<int32_t>(relations_.size() + group_constraints_.size());
+    }
     // Relation indices touching claim i.
     const std::vector<int32_t> &relations_of(int32_t i) const {
         return relations_of_[static_cast<size_t>(i)];
+    }
+    // Constraint indices (relations and group constraints) touching claim i.
+    const std::vector<int32_t> &constraints_of(int32_t i) const {
+        return constraints_of_[static_cast<size_t>(i)];
     }
     const std::string &label_word(Label l) const;
     const std::string &demo_separator() const { return demo_separator_; }
@@ -95,12 +122,20 @@ class ClaimSet {
     std::vector<int32_t>              group_of_;
     std::vector<std::vector<int32_t>> group_members_;
     std::vector<std::vector<int32_t>> relations_of_;
+    std::vector<GroupConstraint>      group_constraints_;
+    std::vector<std::vector<int32_t>> constraints_of_;
 };
 
-// I(D): the number of relations violated by the labels (unset labels violate nothing).
+// Whether constraint c (see ClaimSet) holds under the labels.
+bool constraint_holds(const ClaimSet &set, int32_t c, std::span<const Label> labels);
+
+// I(D): the number of constraints violated by the labels (unset labels violate nothing).
 int64_t count_inconsistencies(const ClaimSet &set, std::span<const Label> labels);
 
-// The violated relations, as indices into set.relations(), in index order.
+// The violated constraints (relations first, then group constraints), in index order.
+std::vector<int32_t> inconsistent_constraints(const ClaimSet &set, std::span<const Label> labels);
+
+// The violated relations only, as indices into set.relations(), in index order.
 std::vector<int32_t> inconsistent_relations(const ClaimSet &set, std::span<const Label> labels);
 
 // Split the claims into batches of about batch_size claims, never splitting a consistency
@@ -227,6 +262,13 @@ enum class FixBaseline : int8_t {
     DUMMY   = 1,  // the original code compares against a dummy -inf metric, so the first
                   // option tried is always applied
 };
+
+// The label changes ConsistencyFix tries for a violated constraint c: for a relation, each
+// option of its pair (every consistent one, or the original code's two); for an
+// AT_LEAST_ONE_TRUE group, making one member true (one option per member; the original
+// code has no group constraints).
+std::vector<std::vector<std::pair<int32_t, Label>>> constraint_fix_options(const ClaimSet &set, int32_t c,
+                                                                           FixOptions options);
 
 struct SearchParams {
     double          alpha             = 30.0;  // weight of MP against I(D)

@@ -48,6 +48,28 @@ class RelationRecord:
     b: str  # claim id
 
 
+GROUP_KINDS: dict[str, core.GroupKind] = {"at_least_one_true": core.GroupKind.AT_LEAST_ONE_TRUE}
+
+
+@dataclass(frozen=True, slots=True)
+class GroupConstraintRecord:
+    """A constraint on a whole set of claims: "at_least_one_true" (not all false)."""
+
+    kind: Literal["at_least_one_true"]
+    members: tuple[str, ...]  # claim ids
+
+
+def exactly_one_true(ids: Sequence[str]) -> tuple[list[RelationRecord], GroupConstraintRecord]:
+    """Exactly one of `ids` is true: pairwise at most one, and at least one. Use it only
+    where one of the claims is true by construction (the correct answer is among them)."""
+    pairs = [
+        RelationRecord("at_most_one_true", ids[i], ids[j])
+        for i in range(len(ids))
+        for j in range(i + 1, len(ids))
+    ]
+    return pairs, GroupConstraintRecord("at_least_one_true", tuple(ids))
+
+
 @dataclass
 class ClaimTable:
     """One split of a testbed, ready for the search."""
@@ -61,6 +83,7 @@ class ClaimTable:
     # labels (--consistency paper), or which file stood in for a missing split.
     notes: list[str] = field(default_factory=list)
     structure_uses_gold: bool = False
+    group_constraints: list[GroupConstraintRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -85,6 +108,21 @@ class ClaimTable:
                         f"{self.testbed}/{self.split}: relation {r.kind} names unknown "
                         f"claim '{end}'"
                     )
+        for g in self.group_constraints:
+            if g.kind not in GROUP_KINDS:
+                raise ConfigError(
+                    f"{self.testbed}/{self.split}: unknown group constraint '{g.kind}'"
+                )
+            if not g.members:
+                raise ConfigError(
+                    f"{self.testbed}/{self.split}: a {g.kind} constraint has no claims"
+                )
+            for m in g.members:
+                if m not in seen:
+                    raise ConfigError(
+                        f"{self.testbed}/{self.split}: {g.kind} constraint names unknown "
+                        f"claim '{m}'"
+                    )
 
     def __len__(self) -> int:
         return len(self.claims)
@@ -103,7 +141,17 @@ class ClaimTable:
         relations = [
             core.Relation(RELATION_KINDS[r.kind], index[r.a], index[r.b]) for r in self.relations
         ]
-        return core.ClaimSet(claims, relations, self.label_words[0], self.label_words[1])
+        groups = [
+            core.GroupConstraint(GROUP_KINDS[g.kind], [index[m] for m in g.members])
+            for g in self.group_constraints
+        ]
+        return core.ClaimSet(
+            claims,
+            relations,
+            self.label_words[0],
+            self.label_words[1],
+            group_constraints=groups,
+        )
 
     def subset(self, ids: Iterable[str]) -> ClaimTable:
         keep = set(ids)
@@ -115,6 +163,8 @@ class ClaimTable:
             label_words=self.label_words,
             notes=list(self.notes),
             structure_uses_gold=self.structure_uses_gold,
+            # On part of its members "at least one true" no longer holds by construction.
+            group_constraints=[g for g in self.group_constraints if keep.issuperset(g.members)],
         )
 
     def groups(self) -> dict[str, list[ClaimRecord]]:

@@ -19,6 +19,8 @@ One claim per JSONL line (a JSON object) or per CSV row (a header names the colu
 A JSONL line can also be a relation on its own:
     {"relation": "opposite", "a": "c1", "b": "c2"}
     {"relation": "at_most_one_true", "group": "q1"}     (every pair of the group)
+    {"relation": "at_least_one_true", "group": "q1"}    (not all of the group false)
+    {"relation": "exactly_one_true", "group": "q1"}     (both of the above)
 
 Relations must hold by construction (e.g. two answers to one question cannot both be
 true); relations derived from gold labels leak the answer into the search.
@@ -37,6 +39,7 @@ from icm.testbeds.base import (
     RELATION_KINDS,
     ClaimRecord,
     ClaimTable,
+    GroupConstraintRecord,
     LoadOptions,
     RelationRecord,
 )
@@ -52,6 +55,7 @@ from icm.testbeds.data_files import (
 
 CLAIM_ONLY_TEMPLATE = "Claim: {claim}\nI think this claim is "
 KINDS = tuple(RELATION_KINDS)  # same, at_most_one_true, opposite
+GROUP_ONLY_KINDS = ("at_least_one_true", "exactly_one_true")  # over a whole group
 CLAIM_KEYS = ("id", "question", "claim", "prompt", "group", "label", *KINDS)
 RELATION_KEYS = ("relation", "a", "b", "group")
 
@@ -125,11 +129,17 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
         raise DataError("no claims (only relations, or nothing)", path=path)
 
     relations: list[RelationRecord] = []
+    group_constraints: list[GroupConstraintRecord] = []
     seen: dict[tuple[str, str], dict[str, int]] = {}  # pair -> kind -> line
     for kind, group, line in group_rels:
         if group not in groups or not group:
             raise DataError(f"unknown group '{group}'", path=path, line=line, field="group")
         ids = groups[group]
+        if kind in GROUP_ONLY_KINDS:
+            group_constraints.append(GroupConstraintRecord("at_least_one_true", tuple(ids)))
+            if kind == "at_least_one_true":
+                continue
+            kind = "at_most_one_true"
         rels += [
             _Rel(kind, ids[i], ids[j], line, "group")
             for i in range(len(ids))
@@ -167,7 +177,9 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
     unlabeled = sum(c.gold is None for c in claims)
     if unlabeled:
         notes.append(f"{unlabeled} of {len(claims)} claims have no gold label (not reported)")
-    table = ClaimTable(path.name, "all", claims, relations, notes=notes)
+    table = ClaimTable(
+        path.name, "all", claims, relations, notes=notes, group_constraints=group_constraints
+    )
     if options.consistency == "none":
         table = ClaimTable(
             path.name,
@@ -252,10 +264,11 @@ def _relation_line(
     group_rels: list[tuple[str, str, int]],
 ) -> None:
     kind = row["relation"]
-    if not isinstance(kind, str) or kind not in KINDS:
-        hint = did_you_mean(str(kind), list(KINDS))
+    known = (*KINDS, *GROUP_ONLY_KINDS)
+    if not isinstance(kind, str) or kind not in known:
+        hint = did_you_mean(str(kind), list(known))
         raise DataError(
-            f"unknown relation kind {kind!r}.{hint} Known: {', '.join(KINDS)}",
+            f"unknown relation kind {kind!r}.{hint} Known: {', '.join(known)}",
             path=path,
             line=line,
             field="relation",
@@ -275,6 +288,13 @@ def _relation_line(
             )
         group_rels.append((kind, req_id(row, "group", path=path, line=line), line))
         return
+    if kind in GROUP_ONLY_KINDS:
+        raise DataError(
+            f"'{kind}' applies to a whole group: give 'group'",
+            path=path,
+            line=line,
+            field="relation",
+        )
     a = req_id(row, "a", path=path, line=line)
     b = req_id(row, "b", path=path, line=line)
     rels.append(_Rel(kind, a, b, line, "b", "a"))

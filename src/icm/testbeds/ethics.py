@@ -38,9 +38,11 @@ from icm.testbeds import register_testbed
 from icm.testbeds.base import (
     ClaimRecord,
     ClaimTable,
+    GroupConstraintRecord,
     LoadOptions,
     RelationRecord,
     Testbed,
+    exactly_one_true,
 )
 
 ETHICS_LICENSE = (
@@ -469,6 +471,7 @@ class EthicsVirtue(_Ethics):
         for c in claims:
             members.setdefault(c.group, []).append(c.id)
         relations: list[RelationRecord] = []
+        groups: list[GroupConstraintRecord] = []
         for group, ids in members.items():
             # The exactly-one structure is a property of the files, checked on the
             # *number of candidates* only: gold labels never decide a relation.
@@ -480,14 +483,16 @@ class EthicsVirtue(_Ethics):
                     line=line_of[group],
                     field="scenario",
                 )
-            for a in range(len(ids)):
-                for b in range(a + 1, len(ids)):
-                    relations.append(RelationRecord("at_most_one_true", ids[a], ids[b]))
+            pairs, group_constraint = exactly_one_true(ids)
+            relations.extend(pairs)
+            groups.append(group_constraint)
         note = (
-            "exactly one fitting trait per sentence, expressed as pairwise AT_MOST_ONE_TRUE; "
-            "the 'at least one' half is not enforced by the core"
+            "exactly one fitting trait per sentence: pairwise AT_MOST_ONE_TRUE plus an "
+            "AT_LEAST_ONE_TRUE group constraint"
         )
-        return ClaimTable(self.name, split, claims, relations, notes=[note])
+        return ClaimTable(
+            self.name, split, claims, relations, notes=[note], group_constraints=groups
+        )
 
 
 UTIL_TEMPLATE = (

@@ -39,6 +39,7 @@ from icm.testbeds.base import (
     CLAIM_TEMPLATE,
     ClaimRecord,
     ClaimTable,
+    GroupConstraintRecord,
     LoadOptions,
     RelationRecord,
     Testbed,
@@ -321,8 +322,16 @@ def read_test(path: Path) -> list[Solution]:
 
 
 def build_table(
-    name: str, split: str, solutions: list[Solution], consistency: str, notes: list[str]
+    name: str,
+    split: str,
+    solutions: list[Solution],
+    consistency: str,
+    notes: list[str],
+    *,
+    correct_answer_included: bool = False,
 ) -> ClaimTable:
+    """`correct_answer_included`: every question's claims hold its gold solution by
+    construction (the built train split), so at least one of them is true."""
     groups: dict[str, list[Solution]] = {}
     for s in solutions:
         groups.setdefault(s.group, []).append(s)
@@ -350,7 +359,17 @@ def build_table(
                 relations.append(
                     RelationRecord("same" if same else "at_most_one_true", ids[i], ids[j])
                 )
-    return ClaimTable(name, split, claims, relations, notes=notes)
+    group_constraints = []
+    if correct_answer_included and consistency != "paper":
+        members: dict[str, list[str]] = {}
+        for c in claims:
+            members.setdefault(c.group, []).append(c.id)
+        group_constraints = [
+            GroupConstraintRecord("at_least_one_true", tuple(m)) for m in members.values()
+        ]
+    return ClaimTable(
+        name, split, claims, relations, notes=notes, group_constraints=group_constraints
+    )
 
 
 @register_testbed
@@ -366,7 +385,8 @@ class GSM8K(Testbed):
     template = CLAIM_TEMPLATE
     consistency_rule = (
         "by final answer within a question: same answer SAME, different answers "
-        "AT_MOST_ONE_TRUE (one correct answer per question)"
+        "AT_MOST_ONE_TRUE (one correct answer per question); on the built train split, where "
+        "the gold solution is among the claims, also AT_LEAST_ONE_TRUE per question"
     )
     consistency_modes = ("default", "none", "paper")
     wrong_per_question = WRONG_PER_QUESTION
@@ -379,8 +399,16 @@ class GSM8K(Testbed):
             solutions = read_train(data_file(options.data_dir, TRAIN_FILE), self.wrong_per_question)
             notes.append(
                 "train split built from gsm8k/train.jsonl: gold solutions plus perturbed "
-                "incorrect ones (the paper's train_gsm8k.json is not public)"
+                "incorrect ones (the paper's train_gsm8k.json is not public); each question's "
+                "claims include its gold solution, so at least one is true (a group constraint)"
             )
         if options.consistency == "paper":
             notes.append("--consistency paper: final answers compared as raw strings")
-        return build_table(self.name, split, solutions, options.consistency, notes)
+        return build_table(
+            self.name,
+            split,
+            solutions,
+            options.consistency,
+            notes,
+            correct_answer_included=split == "train",
+        )

@@ -30,9 +30,11 @@ from icm.testbeds import register_testbed
 from icm.testbeds.base import (
     ClaimRecord,
     ClaimTable,
+    GroupConstraintRecord,
     LoadOptions,
     RelationRecord,
     Testbed,
+    exactly_one_true,
 )
 from icm.testbeds.ethics import Row, data_file, read_csv, shuffled_within_groups, text_field
 
@@ -193,6 +195,7 @@ class MfvFoundation(_Mfv):
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
         claims: list[ClaimRecord] = []
         relations: list[RelationRecord] = []
+        groups: list[GroupConstraintRecord] = []
         for v in load_vignettes(options):
             if v["split"] != split:
                 continue
@@ -209,12 +212,14 @@ class MfvFoundation(_Mfv):
                         fields={**_fields(v), "answer": cls},
                     )
                 )
-            for a in range(len(ids)):
-                for b in range(a + 1, len(ids)):
-                    relations.append(RelationRecord("at_most_one_true", ids[a], ids[b]))
+            pairs, group_constraint = exactly_one_true(ids)
+            relations.extend(pairs)
+            groups.append(group_constraint)
         claims = shuffled_within_groups(claims, self.name)
         note = (
-            "exactly one answer per vignette, expressed as pairwise AT_MOST_ONE_TRUE; the "
-            "'at least one' half is not enforced by the core"
+            "exactly one answer per vignette: pairwise AT_MOST_ONE_TRUE plus an "
+            "AT_LEAST_ONE_TRUE group constraint"
         )
-        return ClaimTable(self.name, split, claims, relations, notes=[note])
+        return ClaimTable(
+            self.name, split, claims, relations, notes=[note], group_constraints=groups
+        )
