@@ -23,7 +23,18 @@ def icm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def test_full_synthetic_run_writes_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
     r = icm(
-        "run", "--model", "synthetic", "--size", "40", "--K", "300", "--out", str(out), "--quiet"
+        "run",
+        "--testbed",
+        "arithmetic",
+        "--model",
+        "synthetic",
+        "--size",
+        "40",
+        "--K",
+        "300",
+        "--out",
+        str(out),
+        "--quiet",
     )
     assert r.returncode == 0, r.stderr
     for name in (

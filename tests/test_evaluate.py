@@ -175,3 +175,17 @@ def test_inverted_labels_score_below_golden(tmp_path) -> None:
         scorer=DemoFollowingScorer(),
     )
     assert matched.details["matched_accuracy"] == 0.0 and matched.accuracy == 0.0
+
+
+def test_threshold_free_metrics() -> None:
+    from icm.evaluate import auroc, group_argmax_accuracy
+
+    assert auroc([3, 2, 1, 0], [True, True, False, False]) == 1.0
+    assert auroc([0, 1, 2, 3], [True, True, False, False]) == 0.0
+    assert auroc([1, 1, 1, 1], [True, False, True, False]) == 0.5  # ties count half
+    assert auroc([1.0, 0.5], [True, None]) is None
+    # All gaps positive (a True-biased model) but ranked right within every pair.
+    test = get_testbed("arithmetic").load("test", LoadOptions(size=20, seed=1))
+    gaps = [2.0 if c.gold else 1.0 for c in test.claims]
+    assert group_argmax_accuracy(test, gaps) == 1.0
+    assert group_argmax_accuracy(test, [-g for g in gaps]) == 0.0

@@ -56,10 +56,10 @@ def _int_or_all(text: str) -> int | None:
         ) from None
 
 
-def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None = 32) -> None:
+def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None = 16) -> None:
     p.add_argument(
         "--testbed",
-        default="arithmetic",
+        default="capitals",
         help="testbed name (see `icm testbeds`) or a path to claims .jsonl/.csv",
     )
     p.add_argument("--split", default="train", help="which split to label (default: train)")

@@ -3,7 +3,8 @@
 Flag names follow the original code (--alpha --seed --model --batch_size --num_seed --K
 --consistency_fix_K --decay --initial_T --final_T --scheduler); its defaults are the
 defaults here, except `size` (how many claims to label), which is small by default so
-that `icm run` finishes in minutes on a laptop CPU.
+that `icm run` finishes in minutes on a laptop CPU, and the context of sparse mutual
+predictability (see docs/algorithm.md).
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ SYNTHETIC_MODEL = "synthetic"
 @dataclass
 class RunConfig:
     # What to label
-    testbed: str = "arithmetic"
+    testbed: str = "capitals"
     split: str = "train"
-    size: int | None = 32  # claims to label (whole groups); None = the whole split
+    size: int | None = 16  # claims to label (whole groups); None = the whole split
     data_dir: str | None = None
     consistency: str = "default"  # default (by construction) | none | paper
     # The objective and the search (the original code's flags and defaults)
@@ -45,7 +46,7 @@ class RunConfig:
     algorithm: str = "paper"  # paper | code: see docs/algorithm.md
     log_beta: float | None = None  # None: 0.99 (paper) or 2 (code)
     mp: str = "sparse"  # exact (the original: all other labeled claims) | sparse
-    context_k: int = 8
+    context_k: int = 4
     context_regrow: float = 1.25
     mp_objective: str = "mean-gap"  # mean-gap (the original code) | sum-logprob (paper text)
     # The model

@@ -18,8 +18,10 @@ from icm.errors import ConfigError
 from icm.evaluate import (
     LABEL_SOURCES,
     EvalResult,
+    auroc,
     bootstrap_labels,
     fit_demonstrations,
+    group_argmax_accuracy,
     labels_from_run,
     matched_random_labels,
     order_demonstrations,
@@ -170,6 +172,11 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         details["backend"] = model.stats.as_dict()
 
     accuracy, ci, _ = score_predictions(test, gaps, seed=cfg.seed)
+    # Threshold-free views of the same predictions: small base models often put every
+    # claim on one side of gap 0 (argmax accuracy 50%) while still ranking them.
+    details["auroc"] = auroc(gaps, test.gold_labels())
+    details["group_argmax_accuracy"] = group_argmax_accuracy(test, gaps)
+    details["share_predicted_true"] = sum(g > 0 for g in gaps) / len(gaps) if gaps else None
     gold_of = {c.prompt: c.gold for c in train.claims}
     demo_acc = [d.label == gold_of[d.prompt] for d in demos if gold_of.get(d.prompt) is not None]
     details["demo_label_accuracy"] = sum(demo_acc) / len(demo_acc) if demo_acc else None

@@ -147,6 +147,43 @@ def score_predictions(
     return sum(correct) / len(correct), bootstrap_ci(correct, seed=seed), correct
 
 
+def auroc(gaps: Sequence[float], gold: Sequence[bool | None]) -> float | None:
+    """Area under the ROC curve of the gap for gold True vs False (ties count half): how
+    well the model ranks true claims above false ones, whatever its bias toward one word."""
+    pos = [g for g, y in zip(gaps, gold, strict=True) if y is True]
+    neg = [g for g, y in zip(gaps, gold, strict=True) if y is False]
+    if not pos or not neg:
+        return None
+    ranked = sorted((g, i) for i, g in enumerate(pos + neg))
+    ranks = [0.0] * len(ranked)
+    i = 0
+    while i < len(ranked):  # average ranks over ties
+        j = i
+        while j + 1 < len(ranked) and ranked[j + 1][0] == ranked[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[ranked[k][1]] = (i + j) / 2 + 1
+        i = j + 1
+    rank_sum = sum(ranks[: len(pos)])
+    return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def group_argmax_accuracy(test: ClaimTable, gaps: Sequence[float]) -> float | None:
+    """For groups with exactly one gold-true claim (a question and its answers, a pair and
+    its twin): how often the claim with the highest gap is the true one."""
+    gap = {c.id: g for c, g in zip(test.claims, gaps, strict=True)}
+    right = total = 0
+    for group in test.groups().values():
+        if len(group) < 2 or sum(c.gold is True for c in group) != 1:
+            continue
+        if any(c.gold is None for c in group):
+            continue
+        best = max(group, key=lambda c: gap[c.id])
+        right += best.gold is True
+        total += 1
+    return right / total if total else None
+
+
 # -- label sources ---------------------------------------------------------------------
 
 

@@ -224,6 +224,14 @@ def execute_run(
                 "WARNING: the consistency relations of this run were derived from GOLD labels "
                 "(--consistency paper); its labels are not unsupervised."
             )
+        n_batch = min(len(table), cfg.batch_size)
+        if cfg.mp_objective == "mean-gap" and n_batch < 128:
+            log(
+                f"note: MP is a mean over the labeled claims, so one claim weighs alpha/N = "
+                f"{cfg.alpha / n_batch:.2f} against one inconsistency here (N = {n_batch}); "
+                f"the paper's batches (256 claims, alpha 30) weigh 0.12: --alpha "
+                f"{30 * n_batch / 256:.1f} keeps that balance (docs/algorithm.md)"
+            )
     else:
         log(
             f"resuming: {len(resume.completed)} batch(es) done, batch {resume.batch} at "
