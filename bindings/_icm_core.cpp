@@ -202,6 +202,7 @@ NB_MODULE(_icm_core, m) {
         .def_ro("n_fixed", &icm::TraceRow::n_fixed)
         .def_ro("n_requests", &icm::TraceRow::n_requests)
         .def_ro("n_cache_hits", &icm::TraceRow::n_cache_hits)
+        .def_ro("n_prompt_claims", &icm::TraceRow::n_prompt_claims)
         .def_ro("n_accepted", &icm::TraceRow::n_accepted);
 
     nb::class_<icm::SearchState>(m, "SearchState")

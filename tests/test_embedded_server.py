@@ -160,7 +160,16 @@ def test_the_server_dies_with_a_killed_icm(tmp_path: Path) -> None:
 def test_a_backend_error_stops_the_server_and_keeps_the_run_directory(tmp_path: Path) -> None:
     out = tmp_path / "run"
     # A 32-token context: the first many-shot prompt is too long for the server.
-    process = start_icm(out, "--K", "20", env={"ICM_N_CTX": "32", "ICM_RETRIES": "0"})
+    process = start_icm(
+        out,
+        "--K",
+        "20",
+        "--size",
+        "40",
+        "--context-k",
+        "16",
+        env={"ICM_N_CTX": "32", "ICM_RETRIES": "0"},
+    )
     pid = server_pid_of(process)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2, stderr

@@ -54,22 +54,30 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def trace_rows(run_dir: Path) -> int:
+    try:
+        return (run_dir / "trace.jsonl").read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
+
+
 def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
+    total = len(utilities_of(uninterrupted))
     rng = random.Random(1234)
     kills = 0
     proc = subprocess.Popen(icm_cmd(*RUN, "--out", str(out)), stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (out / "state.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)  # the first kill lands once the run has started
-    while True:
-        # Kill somewhere between start-up and the middle of the search; the per-step
-        # checkpoint writes (temp file, fsync, rename) are often in flight.
-        time.sleep(rng.uniform(0.3, 1.2))
-        if proc.poll() is not None:
-            break
+    # Twelve kills, each after a random number of further steps (so the run cannot finish
+    # first), at whatever point of a step the process is: often in the middle of the
+    # checkpoint writes (temp file, fsync, rename), which run every step.
+    for _ in range(12):
+        target = min(total - 5, trace_rows(out) + rng.randint(20, 2 * total // 15))
+        deadline = time.monotonic() + 120
+        while trace_rows(out) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.001, 0.02))
+        assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         kills += 1
@@ -77,10 +85,8 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
         proc = subprocess.Popen(
             icm_cmd("run", "--resume", str(out), "--quiet"), stderr=subprocess.PIPE, text=True
         )
-        if kills >= 12:
-            break
     assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-    assert kills >= 10
+    assert kills == 12
     assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
     assert labels_of(out) == labels_of(uninterrupted)
     assert utilities_of(out) == utilities_of(uninterrupted)

@@ -60,6 +60,7 @@ std::vector<LabelScore> CachedScorer::score(std::vector<ScoreRequest> requests) 
             }
         }
         n_requests_ += static_cast<int64_t>(misses.size());
+        for (const ScoreRequest &m : misses) n_prompt_claims_ += static_cast<int64_t>(m.demos.size()) + 1;
         for (size_t i = 0; i < requests.size(); ++i) {
             if (miss_of[i] != SIZE_MAX) {
                 out[i] = scored[miss_of[i]];

@@ -48,16 +48,20 @@ class CachedScorer {
 
     std::vector<LabelScore> score(std::vector<ScoreRequest> requests);
 
-    int64_t           n_requests() const { return n_requests_; }
-    int64_t           n_cache_hits() const { return n_cache_hits_; }
+    int64_t n_requests() const { return n_requests_; }
+    int64_t n_cache_hits() const { return n_cache_hits_; }
+    // Claims in the prompts sent to the scorer (demonstrations + target): prompt length in
+    // claims, a model-free proxy of prompt tokens.
+    int64_t           n_prompt_claims() const { return n_prompt_claims_; }
     const ScoreCache &cache() const { return cache_; }
 
   private:
     Scorer         *scorer_;
     const ClaimSet *set_;
     ScoreCache      cache_;
-    int64_t         n_requests_   = 0;
-    int64_t         n_cache_hits_ = 0;
+    int64_t         n_requests_      = 0;
+    int64_t         n_cache_hits_    = 0;
+    int64_t         n_prompt_claims_ = 0;
 };
 
 }  // namespace icm

@@ -52,15 +52,16 @@ struct Search::Impl {
 
 TraceRow Search::Impl::row(StepOutcome outcome) const {
     TraceRow r;
-    r.iteration    = iteration;
-    r.outcome      = outcome;
-    r.utility      = labeling.utility();
-    r.mp           = labeling.mp();
-    r.inconsistent = labeling.inconsistencies();
-    r.n_labeled    = labeling.n_labeled();
-    r.n_requests   = scorer.n_requests();
-    r.n_cache_hits = scorer.n_cache_hits();
-    r.n_accepted   = n_accepted;
+    r.iteration       = iteration;
+    r.outcome         = outcome;
+    r.utility         = labeling.utility();
+    r.mp              = labeling.mp();
+    r.inconsistent    = labeling.inconsistencies();
+    r.n_labeled       = labeling.n_labeled();
+    r.n_requests      = scorer.n_requests();
+    r.n_cache_hits    = scorer.n_cache_hits();
+    r.n_prompt_claims = scorer.n_prompt_claims();
+    r.n_accepted      = n_accepted;
     return r;
 }
 

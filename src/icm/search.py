@@ -57,6 +57,7 @@ def trace_record(batch: int, row: core.TraceRow, agreement: float | None) -> dic
         "n_fixed": row.n_fixed,
         "n_requests": row.n_requests,
         "n_cache_hits": row.n_cache_hits,
+        "n_prompt_claims": row.n_prompt_claims,
         "n_accepted": row.n_accepted,
         "gold_agreement": agreement,
     }

@@ -318,20 +318,21 @@ enum class StepOutcome : int8_t {
 };
 
 struct TraceRow {
-    int64_t     iteration    = 0;
-    StepOutcome outcome      = StepOutcome::INIT;
-    int32_t     claim        = -1;  // the sampled claim
-    Label       proposed     = Label::UNSET;
-    double      temperature  = 0.0;
-    double      delta        = 0.0;  // U(proposal after fix) - U(current)
-    double      utility      = 0.0;  // U after the step
-    double      mp           = 0.0;
-    int64_t     inconsistent = 0;
-    int32_t     n_labeled    = 0;
-    int32_t     n_fixed      = 0;  // labels changed by ConsistencyFix in this step
-    int64_t     n_requests   = 0;  // scorer requests so far (cache misses)
-    int64_t     n_cache_hits = 0;  // requests served by the score cache so far
-    int64_t     n_accepted   = 0;
+    int64_t     iteration       = 0;
+    StepOutcome outcome         = StepOutcome::INIT;
+    int32_t     claim           = -1;  // the sampled claim
+    Label       proposed        = Label::UNSET;
+    double      temperature     = 0.0;
+    double      delta           = 0.0;  // U(proposal after fix) - U(current)
+    double      utility         = 0.0;  // U after the step
+    double      mp              = 0.0;
+    int64_t     inconsistent    = 0;
+    int32_t     n_labeled       = 0;
+    int32_t     n_fixed         = 0;  // labels changed by ConsistencyFix in this step
+    int64_t     n_requests      = 0;  // scorer requests so far (cache misses)
+    int64_t     n_cache_hits    = 0;  // requests served by the score cache so far
+    int64_t     n_prompt_claims = 0;  // claims in the prompts sent so far (demos + target)
+    int64_t     n_accepted      = 0;
 };
 
 // Everything needed to continue a search exactly where it stopped.

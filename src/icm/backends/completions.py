@@ -229,6 +229,7 @@ class CompletionsScorer(LabelScorer):
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._workers: list[threading.Thread] = []
         self._warned_short_topk = False
+        self._seen_logprobs = False  # any answer with logprobs yet (see _score_one)
         try:
             card = self._model_card()
             self.model = self._resolve_model_name(model, card)
@@ -354,12 +355,24 @@ class CompletionsScorer(LabelScorer):
             **self.extra_body,
         }
         endpoint = self._pick_endpoint()
-        body = self._request_with_retries(endpoint, "POST", endpoint.completions, payload)
-        top = top_logprobs_of(body)
+        for attempt in range(self.retry.retries + 1):
+            body = self._request_with_retries(endpoint, "POST", endpoint.completions, payload)
+            top = top_logprobs_of(body)
+            # A server that has never sent logprobs is misconfigured: say so at once. One
+            # that has, and now sends an answer without them, glitched: ask again.
+            if top or not self._seen_logprobs or attempt == self.retry.retries:
+                break
+            with self._lock:
+                self.stats.retries += 1
+            if self._stop.wait(self.retry.delay(attempt)):
+                raise BackendError(f"{endpoint.completions}: the scorer was closed")
         if not top:
+            with self._lock:
+                self.stats.failures += 1
             raise BackendError(
                 f"{endpoint.completions}: the response has no logprobs; {NO_LOGPROBS_HINT}"
             )
+        self._seen_logprobs = True
         if len(top) < self.logprobs - 2 and not self._warned_short_topk:
             # (A couple fewer is normal: tokens with the same text share one entry.)
             self._warned_short_topk = True
@@ -417,16 +430,17 @@ class CompletionsScorer(LabelScorer):
                 if response.status_code == 200:
                     try:
                         return response.json()
-                    except ValueError:
-                        raise BackendError(f"{url}: the answer is not JSON") from None
-                if method == "GET" and response.status_code == 404:
+                    except ValueError:  # truncated or garbled: transient, like a reset
+                        last_error = "the answer is not JSON"
+                elif method == "GET" and response.status_code == 404:
                     return None
-                last_error = f"HTTP {response.status_code}: {self._error_message(response)}"
-                if response.status_code not in RETRYABLE_STATUS:
-                    with self._lock:
-                        self.stats.failures += 1
-                    raise BackendError(f"{url}: {last_error}")
-                retry_after = _retry_after_seconds(response)
+                else:
+                    last_error = f"HTTP {response.status_code}: {self._error_message(response)}"
+                    if response.status_code not in RETRYABLE_STATUS:
+                        with self._lock:
+                            self.stats.failures += 1
+                        raise BackendError(f"{url}: {last_error}")
+                    retry_after = _retry_after_seconds(response)
             finally:
                 with self._lock:
                     endpoint.in_flight -= 1

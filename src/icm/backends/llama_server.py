@@ -235,7 +235,9 @@ class LlamaEngine:
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
         self.n_vocab = int(llama_cpp.llama_vocab_n_tokens(self.vocab))
         self.n_ctx = int(llama_cpp.llama_n_ctx_seq(self.ctx))  # per slot
-        self.n_batch = n_batch
+        # llama.cpp caps the batch at the context size: a small --n-ctx means smaller chunks
+        # (a chunk beyond the cap would abort the process in a GGML_ASSERT).
+        self.n_batch = min(n_batch, int(llama_cpp.llama_n_batch(self.ctx)))
         self.add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.vocab))
         self.batch = llama_cpp.llama_batch_init(n_batch, 0, 1)
         self.slots = [Slot(seq_id=s) for s in range(n_slots)]

@@ -2,7 +2,7 @@
 one per subset, each with the dataset's own train / test / test_hard files.
 
 What holds by construction, measured on the files in DATA_DIR/ethics (see
-docs/testbeds_moral.md for the numbers):
+docs/testbeds.md, "Moral testbeds" for the numbers):
 
 - commonsense: one first-person scenario per row, label 1 = clearly morally wrong. The
   rows come in edited minimal pairs, but two edits of a story can both be wrong (or both

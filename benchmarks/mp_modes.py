@@ -1,0 +1,138 @@
+"""mp_modes: exact vs sparse mutual predictability, side by side in one run.
+
+Part 1, the real model (the embedded llama.cpp server): for each seed, the same ICM search
+on a built-in testbed with `--mp exact` (every labeled claim in context: the original) and
+`--mp sparse` (a fixed random context of --context-k claims), the response cache off so
+that every prompt token is really computed. Prompt tokens, requests, wall time and final
+agreement with gold, per mode, mean over seeds, and the ratios.
+
+Part 2, model-free, at the paper's scale: the same comparison with the synthetic scorer on
+batches of 256 claims, counting prompt length in claims (demonstrations + target) per
+request, a proxy of prompt tokens that needs no model. Exact mode at 256 claims is out of
+reach of this CPU with a real model; this part shows how the ratio grows with N.
+
+    uv run python benchmarks/mp_modes.py [--seeds 3] [--size 12] [--K 150] [--skip-model]
+
+Goal (issue 7): sparse uses >= 20x fewer prompt tokens than exact with final accuracy
+within 2 points (mean of seeds). Figures are printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from icm import _icm_core as core
+from icm.config import RunConfig
+from icm.run import start_run
+from icm.search import run_icm
+from icm.testbeds import LoadOptions, get_testbed
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_hash() -> str:
+    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                       capture_output=True, text=True, check=False)
+    return r.stdout.strip() or "unknown"
+
+
+def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {"exact": [], "sparse": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(args.seeds):
+            for mode in ("exact", "sparse"):
+                cfg = RunConfig(testbed=args.testbed, size=args.size, K=args.K, seed=seed + 1,
+                                mp=mode, context_k=args.context_k, alpha=args.alpha,
+                                cache="off", out=f"{tmp}/{mode}-{seed}")
+                start = time.monotonic()
+                run_dir = start_run(cfg, progress=False)
+                wall = time.monotonic() - start
+                m = json.loads((run_dir / "metrics.json").read_text())
+                row = {"seed": seed, "prompt_tokens": m["backend"]["prompt_tokens"],
+                       "requests": m["backend"]["requests"], "wall": wall,
+                       "agreement": m["agreement_with_gold"],
+                       "inconsistencies": m["inconsistencies"]}
+                rows[mode].append(row)
+                print(f"  {mode:<6} seed {seed}: {row}", file=sys.stderr, flush=True)
+    return rows
+
+
+def synthetic_runs(n: int, k: int, K: int, seeds: int) -> dict[str, list[dict]]:
+    table = get_testbed("arithmetic").load("train", LoadOptions(size=n, seed=0))
+    gold = table.gold_labels()
+    truth = [core.Label.TRUE if g else core.Label.FALSE for g in gold]
+    rows: dict[str, list[dict]] = {"exact": [], "sparse": []}
+    for seed in range(seeds):
+        for mode in ("exact", "sparse"):
+            cfg = RunConfig(K=K, seed=seed + 1, mp=mode, context_k=k, batch_size=n)
+            params = core.SyntheticScorerParams()
+            params.seed = seed
+            scorer = core.SyntheticScorer(truth, params)
+            result = run_icm(table, scorer, cfg.search_params(), n)
+            last = result.trace[-1]
+            labels = result.labels
+            agree = [labels[c.id] == c.gold for c in table.claims if labels[c.id] is not None]
+            rows[mode].append({"prompt_claims": last["n_prompt_claims"],
+                               "requests": last["n_requests"],
+                               "agreement": sum(agree) / len(agree)})
+    return rows
+
+
+def mean(rows: list[dict], key: str) -> float:
+    return statistics.mean(r[key] for r in rows)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--testbed", default="capitals")
+    p.add_argument("--size", type=int, default=12)
+    p.add_argument("--K", type=int, default=150)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--context-k", type=int, default=4)
+    p.add_argument("--alpha", type=float, default=30.0)
+    p.add_argument("--synthetic-n", type=int, default=256)
+    p.add_argument("--synthetic-k", type=int, default=16)
+    p.add_argument("--synthetic-K", type=int, default=600)
+    p.add_argument("--skip-model", action="store_true")
+    args = p.parse_args()
+
+    synthetic = synthetic_runs(args.synthetic_n, args.synthetic_k, args.synthetic_K, args.seeds)
+    model = None if args.skip_model else model_runs(args)
+
+    print(f"mp_modes  git {git_hash()}  seeds {args.seeds}")
+    if model is not None:
+        print(f"\nreal model (embedded Gemma 3 270M), {args.testbed}, {args.size} claims, "
+              f"K={args.K}, sparse context_k={args.context_k}, response cache off")
+        print(f"{'mode':<8}{'prompt tokens':>15}{'requests':>10}{'wall s':>9}{'agreement':>11}")
+        for mode in ("exact", "sparse"):
+            rows = model[mode]
+            print(f"{mode:<8}{mean(rows, 'prompt_tokens'):>15.0f}{mean(rows, 'requests'):>10.0f}"
+                  f"{mean(rows, 'wall'):>9.0f}{100 * mean(rows, 'agreement'):>10.1f}%")
+        tokens = mean(model["exact"], "prompt_tokens") / mean(model["sparse"], "prompt_tokens")
+        wall = mean(model["exact"], "wall") / mean(model["sparse"], "wall")
+        acc = 100 * (mean(model["sparse"], "agreement") - mean(model["exact"], "agreement"))
+        print(f"exact/sparse: {tokens:.1f}x prompt tokens, {wall:.1f}x wall time; "
+              f"agreement sparse - exact: {acc:+.1f} points")
+    print(f"\nsynthetic scorer (no model), {args.synthetic_n} claims (one batch, the paper's "
+          f"size), K={args.synthetic_K}, sparse context_k={args.synthetic_k}")
+    print(f"{'mode':<8}{'prompt claims':>15}{'requests':>10}{'agreement':>11}")
+    for mode in ("exact", "sparse"):
+        rows = synthetic[mode]
+        print(f"{mode:<8}{mean(rows, 'prompt_claims'):>15.0f}{mean(rows, 'requests'):>10.0f}"
+              f"{100 * mean(rows, 'agreement'):>10.1f}%")
+    ratio = mean(synthetic["exact"], "prompt_claims") / mean(synthetic["sparse"], "prompt_claims")
+    acc = 100 * (mean(synthetic["sparse"], "agreement") - mean(synthetic["exact"], "agreement"))
+    print(f"exact/sparse: {ratio:.1f}x prompt claims (~tokens); agreement sparse - exact: "
+          f"{acc:+.1f} points")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
