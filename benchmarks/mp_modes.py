@@ -38,8 +38,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_hash() -> str:
-    r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return r.stdout.strip() or "unknown"
 
 
@@ -48,17 +52,29 @@ def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for mode in ("exact", "sparse"):
-                cfg = RunConfig(testbed=args.testbed, size=args.size, K=args.K, seed=seed + 1,
-                                mp=mode, context_k=args.context_k, alpha=args.alpha,
-                                cache="off", out=f"{tmp}/{mode}-{seed}")
+                cfg = RunConfig(
+                    testbed=args.testbed,
+                    size=args.size,
+                    K=args.K,
+                    seed=seed + 1,
+                    mp=mode,
+                    context_k=args.context_k,
+                    alpha=args.alpha,
+                    cache="off",
+                    out=f"{tmp}/{mode}-{seed}",
+                )
                 start = time.monotonic()
                 run_dir = start_run(cfg, progress=False)
                 wall = time.monotonic() - start
                 m = json.loads((run_dir / "metrics.json").read_text())
-                row = {"seed": seed, "prompt_tokens": m["backend"]["prompt_tokens"],
-                       "requests": m["backend"]["requests"], "wall": wall,
-                       "agreement": m["agreement_with_gold"],
-                       "inconsistencies": m["inconsistencies"]}
+                row = {
+                    "seed": seed,
+                    "prompt_tokens": m["backend"]["prompt_tokens"],
+                    "requests": m["backend"]["requests"],
+                    "wall": wall,
+                    "agreement": m["agreement_with_gold"],
+                    "inconsistencies": m["inconsistencies"],
+                }
                 rows[mode].append(row)
                 print(f"  {mode:<6} seed {seed}: {row}", file=sys.stderr, flush=True)
     return rows
@@ -79,9 +95,13 @@ def synthetic_runs(n: int, k: int, K: int, seeds: int) -> dict[str, list[dict]]:
             last = result.trace[-1]
             labels = result.labels
             agree = [labels[c.id] == c.gold for c in table.claims if labels[c.id] is not None]
-            rows[mode].append({"prompt_claims": last["n_prompt_claims"],
-                               "requests": last["n_requests"],
-                               "agreement": sum(agree) / len(agree)})
+            rows[mode].append(
+                {
+                    "prompt_claims": last["n_prompt_claims"],
+                    "requests": last["n_requests"],
+                    "agreement": sum(agree) / len(agree),
+                }
+            )
     return rows
 
 
@@ -108,29 +128,41 @@ def main() -> int:
 
     print(f"mp_modes  git {git_hash()}  seeds {args.seeds}")
     if model is not None:
-        print(f"\nreal model (embedded Gemma 3 270M), {args.testbed}, {args.size} claims, "
-              f"K={args.K}, sparse context_k={args.context_k}, response cache off")
+        print(
+            f"\nreal model (embedded Gemma 3 270M), {args.testbed}, {args.size} claims, "
+            f"K={args.K}, sparse context_k={args.context_k}, response cache off"
+        )
         print(f"{'mode':<8}{'prompt tokens':>15}{'requests':>10}{'wall s':>9}{'agreement':>11}")
         for mode in ("exact", "sparse"):
             rows = model[mode]
-            print(f"{mode:<8}{mean(rows, 'prompt_tokens'):>15.0f}{mean(rows, 'requests'):>10.0f}"
-                  f"{mean(rows, 'wall'):>9.0f}{100 * mean(rows, 'agreement'):>10.1f}%")
+            print(
+                f"{mode:<8}{mean(rows, 'prompt_tokens'):>15.0f}{mean(rows, 'requests'):>10.0f}"
+                f"{mean(rows, 'wall'):>9.0f}{100 * mean(rows, 'agreement'):>10.1f}%"
+            )
         tokens = mean(model["exact"], "prompt_tokens") / mean(model["sparse"], "prompt_tokens")
         wall = mean(model["exact"], "wall") / mean(model["sparse"], "wall")
         acc = 100 * (mean(model["sparse"], "agreement") - mean(model["exact"], "agreement"))
-        print(f"exact/sparse: {tokens:.1f}x prompt tokens, {wall:.1f}x wall time; "
-              f"agreement sparse - exact: {acc:+.1f} points")
-    print(f"\nsynthetic scorer (no model), {args.synthetic_n} claims (one batch, the paper's "
-          f"size), K={args.synthetic_K}, sparse context_k={args.synthetic_k}")
+        print(
+            f"exact/sparse: {tokens:.1f}x prompt tokens, {wall:.1f}x wall time; "
+            f"agreement sparse - exact: {acc:+.1f} points"
+        )
+    print(
+        f"\nsynthetic scorer (no model), {args.synthetic_n} claims (one batch, the paper's "
+        f"size), K={args.synthetic_K}, sparse context_k={args.synthetic_k}"
+    )
     print(f"{'mode':<8}{'prompt claims':>15}{'requests':>10}{'agreement':>11}")
     for mode in ("exact", "sparse"):
         rows = synthetic[mode]
-        print(f"{mode:<8}{mean(rows, 'prompt_claims'):>15.0f}{mean(rows, 'requests'):>10.0f}"
-              f"{100 * mean(rows, 'agreement'):>10.1f}%")
+        print(
+            f"{mode:<8}{mean(rows, 'prompt_claims'):>15.0f}{mean(rows, 'requests'):>10.0f}"
+            f"{100 * mean(rows, 'agreement'):>10.1f}%"
+        )
     ratio = mean(synthetic["exact"], "prompt_claims") / mean(synthetic["sparse"], "prompt_claims")
     acc = 100 * (mean(synthetic["sparse"], "agreement") - mean(synthetic["exact"], "agreement"))
-    print(f"exact/sparse: {ratio:.1f}x prompt claims (~tokens); agreement sparse - exact: "
-          f"{acc:+.1f} points")
+    print(
+        f"exact/sparse: {ratio:.1f}x prompt claims (~tokens); agreement sparse - exact: "
+        f"{acc:+.1f} points"
+    )
     return 0
 
 
