@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
@@ -123,21 +125,14 @@ class RunConfig:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
-        cfg = cls(**data)
-        for f in fields(cls):
-            value = getattr(cfg, f.name)
-            default = getattr(cls(), f.name)
-            if value is None or default is None:
-                continue
-            if isinstance(default, bool) != isinstance(value, bool) or (
-                isinstance(default, (int, float)) and not isinstance(value, (int, float))
-            ):
-                raise ConfigError(f"{source}: field '{f.name}' has the wrong type ({value!r})")
-            if isinstance(default, str) and not isinstance(value, str):
-                raise ConfigError(f"{source}: field '{f.name}' must be a string, got {value!r}")
-            if isinstance(default, list) and not isinstance(value, list):
-                raise ConfigError(f"{source}: field '{f.name}' must be a list, got {value!r}")
-        return cfg
+        hints = get_type_hints(cls)
+        for name, value in data.items():
+            expected = hints[name]
+            if not _has_type(value, expected):
+                raise ConfigError(
+                    f"{source}: field '{name}' must be {_type_name(expected)}, got {value!r}"
+                )
+        return cls(**data)
 
     @classmethod
     def load(cls, path: Path) -> RunConfig:
@@ -155,3 +150,34 @@ class RunConfig:
 
     def differences(self, other: RunConfig) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+def _has_type(value: Any, expected: Any) -> bool:
+    """isinstance for the annotations used in RunConfig (int, float, str, bool, list[str]
+    and their unions with None). An int is a float; a bool is neither."""
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        return any(_has_type(value, t) for t in typing.get_args(expected))
+    if expected is type(None):
+        return value is None
+    if typing.get_origin(expected) is list:
+        (item,) = typing.get_args(expected)
+        return isinstance(value, list) and all(_has_type(v, item) for v in value)
+    if expected is bool:
+        return isinstance(value, bool)
+    if isinstance(value, bool):
+        return False
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
+
+
+def _type_name(expected: Any) -> str:
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(t) for t in typing.get_args(expected))
+    if expected is type(None):
+        return "null"
+    if typing.get_origin(expected) is list:
+        return f"a list of {_type_name(typing.get_args(expected)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        expected, str(expected)
+    )
