@@ -198,3 +198,25 @@ def test_out_of_retries_stops_cleanly_and_resumes_to_the_same_labels(tmp_path: P
     print(f"\nrequests {flaky.counts['requests']}, runs stopped and resumed {stops}")
     assert stops >= 1
     assert labels(out) == labels(tmp_path / "clean")
+
+
+def test_the_api_key_is_nowhere_a_successful_run_writes(tmp_path: Path) -> None:
+    secret = "sk-test-SECRET-7d1e0b"
+    server = FlakyServer(0.0, seed=4, stall=0)
+    out, cache_dir = tmp_path / "run", tmp_path / "cache"
+    args = [*RUN]
+    args[args.index("--cache") : args.index("--cache") + 2] = []  # the default cache, on
+    try:
+        r = icm(
+            ["run", *args, "--base-url", server.url, "--out", str(out)],
+            {"ICM_API_KEY": secret, "ICM_CACHE_DIR": str(cache_dir)},
+        )
+    finally:
+        server.close()
+    assert r.returncode == 0, r.stderr
+    assert (cache_dir / "responses.sqlite").is_file()
+    assert secret not in r.stdout + r.stderr
+    written = [p for d in (out, cache_dir) for p in d.rglob("*") if p.is_file()]
+    assert len(written) >= 8
+    for path in written:
+        assert secret.encode() not in path.read_bytes(), path
