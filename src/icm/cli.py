@@ -295,18 +295,25 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         mp=args.mp,
         context_k=args.context_k,
         mp_objective=args.mp_objective,
-        model=args.model,
-        base_url=list(args.base_url),
-        model_path=args.model_path,
-        logprobs=args.logprobs,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        keep_trailing_space=args.keep_trailing_space,
-        cache=args.cache,
         out=args.out,
+        **model_options(args),
     )
     cfg.validate()
     return cfg
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields set by add_model_options."""
+    return {
+        "model": args.model,
+        "base_url": list(args.base_url),
+        "model_path": args.model_path,
+        "logprobs": args.logprobs,
+        "concurrency": args.concurrency,
+        "timeout": args.timeout,
+        "keep_trailing_space": args.keep_trailing_space,
+        "cache": args.cache,
+    }
 
 
 def explicit_options(run_parser: argparse.ArgumentParser, argv: Sequence[str]) -> dict[str, Any]:

@@ -250,19 +250,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from icm.cli import data_dir_of
+    from icm.cli import data_dir_of, model_options
 
     data_dir = data_dir_of(args)
-    model = RunConfig(
-        model=args.model,
-        base_url=list(args.base_url),
-        model_path=args.model_path,
-        logprobs=args.logprobs,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        keep_trailing_space=args.keep_trailing_space,
-        cache=args.cache,
-    )
+    model = RunConfig(**model_options(args))
     if model.model == "synthetic":
         raise ConfigError("--model synthetic: icm eval needs a language model")
     cfg = EvalConfig(

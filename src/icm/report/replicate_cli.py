@@ -50,7 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
-    from icm.cli import data_dir_of
+    from icm.cli import data_dir_of, model_options
 
     if args.model == "synthetic":
         raise ConfigError("--model synthetic: replicate evaluates a language model")
@@ -63,14 +63,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
         mp=args.mp,
         context_k=args.context_k,
         algorithm=args.algorithm,
-        model=args.model,
-        base_url=list(args.base_url),
-        model_path=args.model_path,
-        logprobs=args.logprobs,
-        concurrency=args.concurrency,
-        timeout=args.timeout,
-        keep_trailing_space=args.keep_trailing_space,
-        cache=args.cache,
+        **model_options(args),
     )
     run.validate()
     data_dir = data_dir_of(args)
