@@ -145,6 +145,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         for f in ds.files:
             status = fetch_file(f, cache, mirror=mirror, timeout=args.timeout, force=args.force)
             print(f"  {status:<10} {f.path}  sha256 {f.sha256[:12]}…  {source_url(f, mirror)}")
+        if name == "machiavelli" and mirror is None:
+            fetch_machiavelli_scenes(cache, args.timeout)
+        elif name == "machiavelli":
+            print("  skipped    scene data: it comes from HuggingFace only, not from a mirror")
     hint = "" if args.cache is None else f" (pass --data-dir {cache} or set {DATA_DIR_ENV})"
     print(f"done: {cache} is a data directory{hint or ' (the testbeds read it by default)'}")
     return 0
@@ -171,3 +175,22 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{bad} file(s) differ from their recorded SHA-256", file=sys.stderr)
         return 1
     return 0
+
+
+def fetch_machiavelli_scenes(cache: Path, timeout: float) -> None:
+    """The scene-level MACHIAVELLI data has no pinned file to check: it comes from the
+    derived HuggingFace dataset wassname/machiavelli, page by page (no SHA-256; the source
+    and date are recorded in FETCH.json beside it)."""
+    import httpx
+
+    from icm.errors import BackendError
+    from icm.testbeds.machiavelli import fetch_machiavelli
+
+    def progress(done: int, total: int | None) -> None:
+        print(f"\r  rows {done}/{total or '?'}", end="", flush=True)
+
+    try:
+        path = fetch_machiavelli(cache, timeout=timeout, progress=progress)
+    except httpx.HTTPError as e:
+        raise BackendError(f"machiavelli: the HuggingFace rows API did not answer ({e})") from None
+    print(f"\n  done       {path.relative_to(cache)}  (no fixed checksum: see FETCH.json)")
