@@ -28,9 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from icm import _icm_core as core
 from icm.config import RunConfig
-from icm.run import start_run
+from icm.run import ScorerHandle, start_run, synthetic_scorer_factory
 from icm.search import run_icm
 from icm.testbeds import LoadOptions, get_testbed
 
@@ -82,15 +81,13 @@ def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
 
 def synthetic_runs(n: int, k: int, K: int, seeds: int) -> dict[str, list[dict]]:
     table = get_testbed("arithmetic").load("train", LoadOptions(size=n, seed=0))
-    gold = table.gold_labels()
-    truth = [core.Label.TRUE if g else core.Label.FALSE for g in gold]
     rows: dict[str, list[dict]] = {"exact": [], "sparse": []}
     for seed in range(seeds):
         for mode in ("exact", "sparse"):
             cfg = RunConfig(K=K, seed=seed + 1, mp=mode, context_k=k, batch_size=n)
-            params = core.SyntheticScorerParams()
-            params.seed = seed
-            scorer = core.SyntheticScorer(truth, params)
+            # The stand-in model indexes claims within a batch: one per batch.
+            handle = ScorerHandle(None, "synthetic")  # type: ignore[arg-type]
+            scorer = synthetic_scorer_factory(table, seed, handle)
             result = run_icm(table, scorer, cfg.search_params(), n)
             last = result.trace[-1]
             labels = result.labels
