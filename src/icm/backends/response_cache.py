@@ -9,6 +9,7 @@ can cost time, never a run.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -23,6 +24,21 @@ from typing import Any
 from icm.backends.base import LabelScorer
 
 SCHEMA_VERSION = 1
+
+# SQLite result codes that mean the file itself is bad (not that someone else holds a lock).
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+
+class CacheDamage(sqlite3.DatabaseError):
+    """The file opened but is not a cache this version can trust (schema, integrity)."""
+
+
+def _is_damage(e: sqlite3.DatabaseError) -> bool:
+    if isinstance(e, CacheDamage):
+        return True
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
 
 
 def default_cache_path() -> Path:
@@ -60,28 +76,37 @@ class ResponseCache:
         )
         row = db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
         if row is None or row[0] != str(SCHEMA_VERSION):
-            raise sqlite3.DatabaseError(
-                f"schema version {row and row[0]}, expected {SCHEMA_VERSION}"
-            )
+            raise CacheDamage(f"schema version {row and row[0]}, expected {SCHEMA_VERSION}")
         check = db.execute("PRAGMA quick_check").fetchone()
         if check is None or check[0] != "ok":
-            raise sqlite3.DatabaseError(f"integrity check failed: {check}")
+            raise CacheDamage(f"integrity check failed: {check}")
         return db
 
     def _open_checked(self) -> sqlite3.Connection:
-        try:
-            return self._connect()
-        except sqlite3.DatabaseError as e:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            for suffix in ("", "-wal", "-shm"):
-                src = Path(str(self.path) + suffix)
-                if src.exists():
-                    src.replace(Path(str(aside) + suffix))
-            _warn(
-                f"response cache {self.path} is damaged ({e}); set it aside as {aside} "
-                "and started an empty cache"
-            )
-            return self._connect()
+        # Several processes may open (or create) one cache at the same moment. Opening is
+        # serialized by an advisory lock on a sidecar file so that no process sees another's
+        # half-created file, and only real damage (corrupt / not a database / failed checks)
+        # sets the file aside: "database is locked" is contention, never damage.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(Path(str(self.path) + ".lock"), "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as e:
+                if not _is_damage(e):
+                    raise sqlite3.OperationalError(
+                        f"response cache {self.path}: cannot open ({e})"
+                    ) from e
+                aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+                for suffix in ("", "-wal", "-shm"):
+                    src = Path(str(self.path) + suffix)
+                    if src.exists():
+                        src.replace(Path(str(aside) + suffix))
+                _warn(
+                    f"response cache {self.path} is damaged ({e}); set it aside as {aside} "
+                    "and started an empty cache"
+                )
+                return self._connect()
 
     # -- use ---------------------------------------------------------------------------
     @staticmethod
