@@ -85,3 +85,18 @@ def test_replicate_small_real_run(tmp_path: Path) -> None:
     assert {c["seed"] for c in cells} == {0, 1}
     assert all(0 <= c["accuracy"] <= 1 and c["n_test"] == 8 for c in cells)
     assert (out / "figure.png").stat().st_size > 5000
+
+    # The real model's labels export as training data (SFT JSONL, read back).
+    run_dir = out / "runs" / "capitals-icm-seed0"
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "export", str(run_dir), "--format", "sft"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    sft = [json.loads(x) for x in (run_dir / "export" / "sft.jsonl").read_text().splitlines()]
+    labels = [json.loads(x) for x in (run_dir / "labels.jsonl").read_text().splitlines()]
+    assert [(s["id"], s["completion"]) for s in sft] == [
+        (lab["id"], "True" if lab["label"] else "False") for lab in labels
+    ]

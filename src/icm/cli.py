@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "icm.backends.serve_cli",  # icm serve
     "icm.data_cli",  # icm data fetch
     "icm.analysis.cli",  # icm analyze
+    "icm.export_cli",  # icm export
 )
 
 Handler = Callable[[argparse.Namespace], int]

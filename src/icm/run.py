@@ -322,6 +322,8 @@ def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:
         if c.gold is not None:
             row["gold"] = c.gold
         row["prompt"] = c.prompt
+        if c.fields:  # source metadata (reports, exports); never read by the search
+            row["fields"] = dict(c.fields)
         rows.append(row)
     write_jsonl(run_dir / "labels.jsonl", rows)
 

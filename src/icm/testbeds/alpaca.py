@@ -145,7 +145,13 @@ def build_pair_table(
                     prompt=render(r),
                     group=f"p{i}",
                     gold=r.gold,
-                    fields={"question": r.question, "source": r.source},
+                    # first/second: which response this claim says is better (for exports)
+                    fields={
+                        "question": r.question,
+                        "first": r.first,
+                        "second": r.second,
+                        "source": r.source,
+                    },
                 )
             )
         if len(members) == 2:
