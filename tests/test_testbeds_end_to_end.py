@@ -1,0 +1,65 @@
+"""Every registered testbed runs end to end with `icm run` on the real default model
+(small batch): one llama.cpp server on the packaged Gemma 3 270M base model for the whole
+module, one `icm run` subprocess per testbed. Testbeds whose data is not on this machine
+are skipped with the reason (the loader's own message); MACHIAVELLI, whose scenes are not
+in the offline data, runs on the hand-written fixture of tests/fixtures/machiavelli."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from icm.errors import DataError
+from icm.testbeds import ClaimTable, LoadOptions, get_testbed, list_testbeds
+
+from .test_backend_completions import shared_server
+from .test_testbeds import SHARED_DATA, is_missing_data
+
+pytestmark = pytest.mark.model
+
+NAMES = [cls.name for cls in list_testbeds()]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def first_loadable(name: str) -> tuple[str, Path, ClaimTable | str]:
+    """The first split whose data is here (ETHICS commonsense has no offline train file)."""
+    data_dir = FIXTURES if name == "machiavelli" else SHARED_DATA
+    why = ""
+    for split in type(get_testbed(name)).splits:
+        try:
+            t = get_testbed(name).load(split, LoadOptions(data_dir=data_dir, size=6, seed=0))
+            return split, data_dir, t
+        except DataError as e:
+            if not is_missing_data(e):
+                raise
+            why = f"{name}: no split has its data here ({e})"
+    return "", data_dir, why
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_icm_run_on_the_default_model(name: str, tmp_path: Path) -> None:
+    split, data_dir, t = first_loadable(name)
+    if isinstance(t, str):
+        pytest.skip(t)
+    out = tmp_path / "run"
+    # fmt: off
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "run", "--testbed", name, "--split", split,
+         "--data-dir", str(data_dir), "--size", "6", "--seed", "0", "--K", "4", "--context-k", "2",
+         "--base-url", shared_server().base_url, "--model", "gemma-3-270m-q4_k_m",
+         "--cache", "off", "--out", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    # fmt: on
+    assert r.returncode == 0, r.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["testbed"] == name
+    assert metrics["backend"]["requests"] > 0 and metrics["backend"]["failures"] == 0
+    rows = [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()]
+    assert [row["id"] for row in rows] == [c.id for c in t.claims]
+    assert all(isinstance(row["label"], bool) for row in rows)
+    assert all(isinstance(row["score"], float) for row in rows)
