@@ -25,11 +25,14 @@ NAMES = [cls.name for cls in list_testbeds()]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
-def first_loadable(name: str) -> tuple[str, Path, ClaimTable | str]:
-    """The first split whose data is here (ETHICS commonsense has no offline train file)."""
+def first_loadable(name: str, skip: str | None = None) -> tuple[str, Path, ClaimTable | str]:
+    """The first split (other than `skip`) whose data is here (ETHICS commonsense has no
+    offline train file)."""
     data_dir = FIXTURES if name == "machiavelli" else SHARED_DATA
     why = ""
     for split in type(get_testbed(name)).splits:
+        if split == skip:
+            continue
         try:
             t = get_testbed(name).load(split, LoadOptions(data_dir=data_dir, size=6, seed=0))
             return split, data_dir, t
@@ -41,7 +44,7 @@ def first_loadable(name: str) -> tuple[str, Path, ClaimTable | str]:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_icm_run_on_the_default_model(name: str, tmp_path: Path) -> None:
+def test_icm_run_and_eval_on_the_default_model(name: str, tmp_path: Path) -> None:
     split, data_dir, t = first_loadable(name)
     if isinstance(t, str):
         pytest.skip(t)
@@ -63,3 +66,26 @@ def test_icm_run_on_the_default_model(name: str, tmp_path: Path) -> None:
     assert [row["id"] for row in rows] == [c.id for c in t.claims]
     assert all(isinstance(row["label"], bool) for row in rows)
     assert all(isinstance(row["score"], float) for row in rows)
+
+    # icm eval: the run's labels as demonstrations for claims of another split.
+    test_split, _, test = first_loadable(name, skip=split)
+    if isinstance(test, str):
+        pytest.skip(test)
+    # fmt: off
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "eval", "--labels", str(out),
+         "--test-split", test_split, "--test-size", "4", "--context-tokens", "1024",
+         "--data-dir", str(data_dir), "--base-url", shared_server().base_url,
+         "--model", "gemma-3-270m-q4_k_m", "--cache", "off", "--out", str(tmp_path / "eval")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    # fmt: on
+    if all(c.gold is None for c in test.claims):  # DailyDilemmas: analysed, not scored
+        assert r.returncode != 0 and "no gold labels to evaluate against" in r.stderr
+        return
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert result["testbed"] == name and result["source"] == "icm"
+    assert result["n_test"] > 0 and result["n_demos"] > 0  # whole groups: about 4
+    assert 0.0 <= result["ci95"][0] <= result["accuracy"] <= result["ci95"][1] <= 1.0
+    assert result["backend"]["requests"] >= result["n_test"]
