@@ -37,6 +37,21 @@ def test_report_table_and_figure_from_cells(tmp_path: Path) -> None:
     assert "| truthfulqa | 65.0 +/- 7.1 | 60.0 +/- 14.1 | 85.0 +/- 7.1 |" in report
     assert "Llama 3.1 70B | 60.0 | 74.0 | 92.0 | 91.0" in report  # the paper's numbers
     assert "gold-derived consistency keys" in report and "+25.0 points" in report
+    assert "leaking into the objective" in report  # 25 points > the seeds' spread (14.1)
+
+    # A gap inside the spread over seeds is not read as the leak's effect.
+    noisy = [
+        Cell("truthfulqa", m, s, acc, (0.0, 1.0), 40, 8, {})
+        for s, (m, acc) in enumerate(
+            [("icm", 0.40), ("icm", 0.50), ("icm-paper-consistency", 0.42),
+             ("icm-paper-consistency", 0.58)]
+        )
+    ]  # fmt: skip
+    text = write_report(
+        cfg, noisy, command="icm replicate ...", wall_seconds=60, model="test", date="d"
+    ).read_text()
+    assert "+5.0 points, no larger than the spread over seeds (std up to 11.3)" in text
+    assert "leaking into the objective" not in text
     assert plot_report(cfg, cells).stat().st_size > 5000
 
 

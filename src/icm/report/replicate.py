@@ -235,12 +235,18 @@ def write_report(
         a = summary.get(("truthfulqa", "icm"))
         b = summary.get(("truthfulqa", "icm-paper-consistency"))
         if a and b:
+            gap, noise = b[0] - a[0], max(a[1], b[1])
+            reading = (
+                "that comes from gold labels leaking into the objective"
+                if abs(gap) > noise
+                else f"no larger than the spread over seeds (std up to {noise:.1f}), so this "
+                "run cannot tell whether the leak helps"
+            )
             lines += [
                 "",
                 f"truthfulqa: ICM with the original code's gold-derived consistency keys "
                 f"(--consistency paper) scores {b[0]:.1f}%, the leak-free default {a[0]:.1f}%: "
-                f"a gap of {b[0] - a[0]:+.1f} points that comes from gold labels leaking into "
-                "the objective.",
+                f"a gap of {gap:+.1f} points, {reading}.",
             ]
     icm_agree = [c.details.get("icm_agreement_with_gold") for c in cells if c.method == "icm"]
     icm_agree = [a for a in icm_agree if a is not None]
