@@ -60,7 +60,6 @@ class ResponseCache:
 
     # -- opening, with damage detection ---------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 60000")
         db.execute("PRAGMA journal_mode = WAL")
