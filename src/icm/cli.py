@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "icm.data_cli",  # icm data fetch
     "icm.analysis.cli",  # icm analyze
     "icm.export_cli",  # icm export
+    "icm.finetune_cli",  # icm finetune
 )
 
 Handler = Callable[[argparse.Namespace], int]
@@ -108,7 +109,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--model_path",
         dest="model_path",
         default=None,
-        help="a local GGUF file for the embedded llama.cpp server",
+        help="a local GGUF file for the embedded llama.cpp server (with --iterative, also a "
+        "Hugging Face model folder)",
     )
     p.add_argument(
         "--logprobs", type=int, default=20, help="top-k logprobs to request (default 20)"
@@ -234,6 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="mean-gap (original code) | sum-logprob (paper text)",
     )
     add_model_options(run)
+    f = run.add_argument_group("iterative fine-tuning (needs the 'finetune' extra)")
+    f.add_argument(
+        "--iterative",
+        action="store_true",
+        help="the paper's loop: label batch 1 with the base model, then each next batch with "
+        "the base model fine-tuned (LoRA) on the labels of all batches before it; models are "
+        "scored in process (transformers) and kept in RUN_DIR/models/",
+    )
+    f.add_argument(
+        "--finetune-epochs", dest="finetune_epochs", type=float, default=d.finetune_epochs
+    )
+    f.add_argument("--finetune-lr", dest="finetune_lr", type=float, default=d.finetune_lr)
+    f.add_argument("--lora-r", dest="lora_r", type=int, default=d.lora_r)
     run.add_argument("--out", default=None, help="run directory (default runs/<testbed>-<time>)")
     run.add_argument(
         "--resume",
@@ -296,6 +311,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         mp=args.mp,
         context_k=args.context_k,
         mp_objective=args.mp_objective,
+        iterative=args.iterative,
+        finetune_epochs=args.finetune_epochs,
+        finetune_lr=args.finetune_lr,
+        lora_r=args.lora_r,
         out=args.out,
         **model_options(args),
     )

@@ -60,6 +60,11 @@ class RunConfig:
     timeout: float = 120.0
     keep_trailing_space: bool = False
     cache: str = "default"  # the response cache: "default" (user cache dir), "off", or a path
+    # Iterative fine-tuning (the paper's loop over batches; needs the 'finetune' extra)
+    iterative: bool = False
+    finetune_epochs: float = 4.0
+    finetune_lr: float = 5e-4
+    lora_r: int = 8
     # Output
     out: str | None = None
 
@@ -87,6 +92,17 @@ class RunConfig:
             bad("concurrency", f"must be >= 1, got {self.concurrency}")
         if not self.timeout > 0:
             bad("timeout", f"must be > 0, got {self.timeout}")
+        if self.iterative:
+            if self.base_url:
+                bad(
+                    "iterative",
+                    "each batch is scored by the model fine-tuned on the batches before it, "
+                    "which icm serves in process: give the base model with --model-path "
+                    "(GGUF file or Hugging Face folder) instead of --base-url",
+                )
+            if self.model not in ("embedded",):
+                bad("iterative", f"needs a language model, not --model {self.model}")
+            self.finetune_config().validate()
         try:
             self.search_params().validate()
         except ValueError as e:
@@ -115,6 +131,19 @@ class RunConfig:
             else core.MpObjective.SUM_LOGPROB
         )
         return p
+
+    def finetune_config(self) -> Any:
+        """The fine-tuning settings of an iterative run (icm.finetune.FinetuneConfig)."""
+        from icm.finetune import FinetuneConfig
+
+        return FinetuneConfig(
+            base=self.model_path or "embedded",
+            epochs=self.finetune_epochs,
+            learning_rate=self.finetune_lr,
+            lora_r=self.lora_r,
+            lora_alpha=2 * self.lora_r,
+            seed=self.seed,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

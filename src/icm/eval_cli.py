@@ -244,6 +244,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--chat-base-url", default=None, help="zero-shot-chat: its server")
     add_model_options(p)
     p.add_argument(
+        "--finetuned",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="an `icm finetune` output folder (repeat for several): evaluate each, and their "
+        "base model, in process with the same --labels source, side by side (the paper's "
+        "fine-tuning comparison; needs the 'finetune' extra)",
+    )
+    p.add_argument(
         "--out", type=Path, default=None, help="write eval.json and predictions.jsonl here"
     )
     p.set_defaults(handler=cmd_eval)
@@ -275,6 +285,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         chat_model=args.chat_model,
         chat_base_url=args.chat_base_url,
     )
+    if args.finetuned:
+        return compare_finetuned(cfg, args.finetuned, args.out)
     result = run_eval(cfg)
     if args.out:
         write_eval(args.out, result)
@@ -286,4 +298,58 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{result.n_demos} demonstrations",
         file=sys.stderr,
     )
+    return 0
+
+
+def compare_finetuned(cfg: EvalConfig, adapters: list[Path], out: Path | None) -> int:
+    """The base model and each fine-tuned model, all scored in process by transformers,
+    evaluated with the same label source on the same test claims."""
+    from icm.backends.transformers_scorer import (
+        TransformersScorer,
+        load_causal_lm,
+        read_finetune_record,
+    )
+
+    bases = {read_finetune_record(a)["base"] for a in adapters}
+    if len(bases) != 1:
+        raise ConfigError(
+            f"--finetuned: the folders were fine-tuned from different base models "
+            f"({', '.join(sorted(bases))}); compare models of one base"
+        )
+    if cfg.labels == "zero-shot-chat":
+        raise ConfigError("--finetuned: use a label source other than zero-shot-chat")
+    testbed = cfg.testbed
+    if testbed is None and cfg.labels not in LABEL_SOURCES:
+        testbed = RunConfig.load(Path(cfg.labels) / "config.json").testbed
+    if testbed is None:
+        raise ConfigError("--testbed: needed unless --labels is a run directory")
+    words = load_split(cfg, testbed, cfg.test_split, 1).label_words
+    model = cfg.model or RunConfig()
+    results: list[EvalResult] = []
+    for name, source in [("base", bases.pop()), *[(str(a), a) for a in adapters]]:
+        scorer = TransformersScorer(
+            load_causal_lm(source),
+            label_words=words,
+            logprobs=model.logprobs,
+            keep_trailing_space=model.keep_trailing_space,
+        )
+        result = run_eval(cfg, scorer=scorer)
+        result.details["model_source"] = name
+        results.append(result)
+        lo, hi = result.ci95
+        print(
+            f"{name}: accuracy {100 * result.accuracy:.1f}% (95% CI {100 * lo:.1f}-"
+            f"{100 * hi:.1f}), AUROC {result.details['auroc']}, {result.n_test} test claims, "
+            f"{result.n_demos} demonstrations",
+            file=sys.stderr,
+        )
+        del scorer  # one model in memory at a time
+    summaries = [r.summary() for r in results]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(
+            out / "eval.json",
+            {"comparison": summaries, "versions": versions(), "created": now_iso()},
+        )
+    print(json.dumps({"comparison": summaries}, indent=2))
     return 0

@@ -82,7 +82,18 @@ def synthetic_scorer_factory(table: ClaimTable, seed: int, handle: ScorerHandle)
 
 
 @contextlib.contextmanager
-def open_scorer(cfg: RunConfig, table: ClaimTable) -> Iterator[ScorerHandle]:
+def open_scorer(
+    cfg: RunConfig,
+    table: ClaimTable,
+    run_dir: Path | None = None,
+    log: Any = print,
+) -> Iterator[ScorerHandle]:
+    if cfg.iterative:
+        if run_dir is None:
+            raise ConfigError("--iterative: needs a run directory for its models")
+        with _iterative_scorer(cfg, table, run_dir, log) as handle:
+            yield handle
+        return
     if cfg.model == SYNTHETIC_MODEL:
         handle = ScorerHandle(None, SYNTHETIC_WARNING)  # type: ignore[arg-type]
         handle.core = synthetic_scorer_factory(table, cfg.seed, handle)
@@ -103,6 +114,36 @@ def open_scorer(cfg: RunConfig, table: ClaimTable) -> Iterator[ScorerHandle]:
         finally:
             if cache is not None:
                 cache.close()
+
+
+@contextlib.contextmanager
+def _iterative_scorer(
+    cfg: RunConfig, table: ClaimTable, run_dir: Path, log: Any
+) -> Iterator[ScorerHandle]:
+    from icm.backends.response_cache import CachedLabelScorer, ResponseCache, default_cache_path
+    from icm.backends.transformers_scorer import require_finetune_extra
+    from icm.iterative import IterativeFinetuning
+
+    require_finetune_extra()
+    cache = None
+    if cfg.cache != "off":
+        cache = ResponseCache(default_cache_path() if cfg.cache == "default" else cfg.cache)
+
+    def wrap(scorer: Any) -> Any:
+        return scorer if cache is None else CachedLabelScorer(scorer, cache)
+
+    iterative = IterativeFinetuning(cfg, table, run_dir, log, wrap)
+    try:
+        yield ScorerHandle(
+            iterative,
+            f"model: {cfg.model_path or cfg.model} in process (transformers), fine-tuned "
+            "on the labels of the batches before each batch (--iterative)",
+            iterative,
+        )
+    finally:
+        iterative.close()
+        if cache is not None:
+            cache.close()
 
 
 class Progress:
@@ -247,7 +288,7 @@ def execute_run(
     bar = Progress(total=0, enabled=False)
     try:
         with (
-            open_scorer(cfg, table) as handle,
+            open_scorer(cfg, table, run_dir, log) as handle,
             trace_path.open("a", encoding="utf-8") as trace_file,
         ):
             log(handle.description)
@@ -369,4 +410,7 @@ def metrics(
         )
     if handle is not None:
         out["backend"] = handle.stats()
+        records = getattr(handle.backend, "records", None)
+        if records is not None:  # --iterative: which model labelled which batch
+            out["iterative"] = records
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from icm import _icm_core as core
 from icm.testbeds.base import ClaimTable
@@ -123,7 +123,16 @@ def plan_batches(table: ClaimTable, batch_size: int, seed: int) -> list[list[int
     return [list(b) for b in core.make_batches(table.to_claim_set(), batch_size, seed)]
 
 
-BatchScorer = core.Scorer | Callable[[list[int]], core.Scorer]
+class ScorerAfterBatches(Protocol):
+    """A scorer that depends on the batches labelled before (icm run --iterative: the
+    model fine-tuned on their labels)."""
+
+    def for_batch(
+        self, batch: int, indices: list[int], completed: list[BatchResult]
+    ) -> core.Scorer: ...
+
+
+BatchScorer = core.Scorer | Callable[[list[int]], core.Scorer] | ScorerAfterBatches
 
 
 def run_icm(
@@ -139,9 +148,10 @@ def run_icm(
 ) -> IcmResult:
     """Label every claim of `table` with ICM, batch by batch.
 
-    `scorer` is a core.Scorer, or a function of the batch's claim indices (into `table`)
-    that returns one: scorers that read structured requests (the synthetic stand-in) index
-    claims within the batch. `on_progress` is called after every step (and after every
+    `scorer` is a core.Scorer, a function of the batch's claim indices (into `table`)
+    that returns one (scorers that read structured requests, like the synthetic stand-in,
+    index claims within the batch), or a ScorerAfterBatches, which also sees the batches
+    finished before. `on_progress` is called after every step (and after every
     finished batch) with what `resume` needs to continue from there. Batches restored
     from `resume` carry no trace rows (the run directory's trace.jsonl has them).
     """
@@ -157,7 +167,12 @@ def run_icm(
         batch_params.seed = batch_seed(params.seed, b)
         subset = claim_set.subset(indices)
         gold = [gold_all[i] for i in indices]
-        batch_scorer = scorer if isinstance(scorer, core.Scorer) else scorer(indices)
+        if isinstance(scorer, core.Scorer):
+            batch_scorer = scorer
+        elif hasattr(scorer, "for_batch"):
+            batch_scorer = scorer.for_batch(b, indices, list(progress.completed))
+        else:
+            batch_scorer = scorer(indices)
         search = core.Search(subset, batch_params, batch_scorer)
         if resume is not None and resume.batch == b and resume.state is not None:
             search.restore(resume.state)

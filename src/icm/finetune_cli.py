@@ -1,0 +1,124 @@
+"""`icm finetune RUN_DIR [RUN_DIR ...] --out DIR`: LoRA fine-tuning on a run's labels.
+
+`--labels gold` trains on the same claims with their gold labels instead: the golden-label
+fine-tune of the paper's comparison (`icm eval --finetuned A --finetuned B` then puts both
+beside the zero-shot base model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from icm.errors import ConfigError, DataError
+from icm.export import load_run
+from icm.finetune import FinetuneConfig, finetune, sft_example
+
+
+def base_of_run(config: dict[str, Any], run_dir: Path) -> str:
+    """The model a run was labelled with, as a source transformers can load."""
+    cfg = config.get("config", {})
+    if cfg.get("model_path"):
+        return str(cfg["model_path"])
+    if cfg.get("model") == "embedded" and not cfg.get("base_url"):
+        return "embedded"
+    raise ConfigError(
+        f"{run_dir}: labelled by '{cfg.get('model')}' on a server; give its weights "
+        "(a Hugging Face folder or a GGUF file) with --base"
+    )
+
+
+def collect_examples(run_dirs: list[Path], labels: str) -> list[dict[str, str]]:
+    """One prompt-completion example per labelled claim of every run."""
+    examples: list[dict[str, str]] = []
+    for run_dir in run_dirs:
+        run = load_run(run_dir)
+        for r in run.rows:
+            if labels == "gold":
+                if not isinstance(r.get("gold"), bool):
+                    raise DataError(
+                        f"{run_dir / 'labels.jsonl'}: claim {r['id']!r} has no gold label "
+                        "(--labels gold needs one for every labelled claim)"
+                    )
+                label = r["gold"]
+            else:
+                label = r["label"]
+            examples.append(sft_example(r["prompt"], label, run.label_words))
+    return examples
+
+
+def shared_base(run_dirs: list[Path]) -> str:
+    """The base model every run was labelled with (ConfigError if there is none)."""
+    bases = {base_of_run(load_run(r).config, r) for r in run_dirs}
+    if len(bases) != 1:
+        raise ConfigError(
+            f"--base: the runs were labelled with different models ({', '.join(sorted(bases))}); "
+            "name the base model to fine-tune"
+        )
+    return bases.pop()
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    d = FinetuneConfig()
+    p = sub.add_parser(
+        "finetune",
+        help="LoRA fine-tuning (TRL + PEFT) on a run's labels",
+        description="Fine-tune the base model on the labels of one or more runs (LoRA "
+        "adapter + finetune.json in --out). Needs the 'finetune' extra.",
+    )
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    p.add_argument("--out", type=Path, required=True, help="folder for the adapter")
+    p.add_argument(
+        "--base",
+        default=None,
+        help="base model: GGUF file, Hugging Face folder or 'embedded' (default: the model "
+        "the runs were labelled with)",
+    )
+    p.add_argument(
+        "--labels",
+        choices=["icm", "gold"],
+        default="icm",
+        help="icm: the runs' labels; gold: the same claims' gold labels (the comparison)",
+    )
+    p.add_argument("--epochs", type=float, default=d.epochs)
+    p.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--lora-r", type=int, default=d.lora_r)
+    p.add_argument("--lora-alpha", type=int, default=None, help="default: 2 * lora-r")
+    p.add_argument("--max-length", type=int, default=d.max_length)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.set_defaults(handler=cmd_finetune)
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    for run_dir in args.run_dirs:
+        if not run_dir.is_dir():
+            raise ConfigError(f"RUN_DIR: '{run_dir}' is not a directory")
+    if args.out.exists() and any(args.out.iterdir()):
+        raise ConfigError(f"--out: '{args.out}' exists and is not empty")
+    examples = collect_examples(args.run_dirs, args.labels)
+    base = args.base or shared_base(args.run_dirs)
+    cfg = FinetuneConfig(
+        base=base,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha or 2 * args.lora_r,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
+    source = {"runs": [str(r) for r in args.run_dirs], "labels": args.labels}
+    record = finetune(
+        examples, cfg, args.out, source=source, log=lambda m: print(f"icm: {m}", file=sys.stderr)
+    )
+    print(str(args.out))
+    losses = record["epoch_loss"]
+    print(
+        f"icm: {record['n_examples']} examples ({args.labels} labels), loss by epoch "
+        + ", ".join(f"{x:.3f}" for x in losses),
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,234 @@
+"""Fine-tuning (issue 9): `icm run --iterative`, `icm finetune`, `icm eval --finetuned`.
+
+The real end-to-end test runs the paper's loop on CPU with the default model itself
+(Gemma 3 270M, loaded by transformers from the packaged GGUF): two batches of the built-in
+capitals testbed, the second labelled by the model fine-tuned on the first batch's ICM
+labels. It checks that the fine-tuned weights differ from the base, that the training loss
+went down, and that batch 2's requests were answered by the fine-tuned model. The tests
+without a model check the pieces (examples, loss bookkeeping, errors)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from icm.config import RunConfig
+from icm.errors import ConfigError, DataError
+from icm.finetune import FinetuneConfig, epoch_losses, examples_digest, sft_example
+
+# --- without a model ------------------------------------------------------------------
+
+
+def test_sft_example_matches_what_the_scorer_reads() -> None:
+    # The scorer drops the prompt's trailing space and reads the next token, " True".
+    e = sft_example("Claim: x.\nI think this claim is ", True, ("True", "False"))
+    assert e == {"prompt": "Claim: x.\nI think this claim is", "completion": " True"}
+    assert sft_example("p ", False, ("Yes", "No"))["completion"] == " No"
+
+
+def test_examples_digest_changes_with_one_label() -> None:
+    a = [sft_example("p1 ", True, ("True", "False")), sft_example("p2 ", False, ("True", "False"))]
+    b = [a[0], sft_example("p2 ", True, ("True", "False"))]
+    assert examples_digest(a) == examples_digest(list(a))
+    assert examples_digest(a) != examples_digest(b)
+
+
+def test_epoch_losses_groups_steps_by_epoch() -> None:
+    history = [
+        {"epoch": 0.5, "loss": 4.0},
+        {"epoch": 1.0, "loss": 2.0},
+        {"epoch": 1.5, "loss": 1.0},
+        {"epoch": 2.0, "loss": 0.0},
+    ]
+    assert epoch_losses(history) == [3.0, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("epochs", 0, "--epochs"), ("lora_r", 0, "--lora-r"), ("lora_dropout", 1.0, "dropout")],
+)
+def test_finetune_config_rejects_bad_values(field: str, value: Any, message: str) -> None:
+    cfg = FinetuneConfig(**{field: value})
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate()
+
+
+def test_iterative_run_refuses_a_server_model() -> None:
+    cfg = RunConfig(iterative=True, base_url=["http://127.0.0.1:1/v1"], model="m")
+    with pytest.raises(ConfigError, match=r"--iterative.*--model-path"):
+        cfg.validate()
+
+
+def write_run(run_dir: Path, rows: list[dict[str, Any]], **config: Any) -> Path:
+    run_dir.mkdir(parents=True)
+    cfg = {"model": "embedded", "base_url": [], "model_path": None, **config}
+    (run_dir / "config.json").write_text(
+        json.dumps({"config": cfg, "testbed": {"label_words": ["True", "False"]}})
+    )
+    (run_dir / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return run_dir
+
+
+def test_gold_labels_needed_for_every_claim(tmp_path: Path) -> None:
+    from icm.finetune_cli import collect_examples, shared_base
+
+    run = write_run(
+        tmp_path / "run",
+        [
+            {"id": "a", "prompt": "A is ", "label": True, "gold": False},
+            {"id": "b", "prompt": "B is ", "label": False},
+        ],
+    )
+    examples = collect_examples([run], "icm")
+    assert [e["completion"] for e in examples] == [" True", " False"]
+    assert shared_base([run]) == "embedded"
+    with pytest.raises(DataError, match=r"labels.jsonl: claim 'b' has no gold label"):
+        collect_examples([run], "gold")
+
+
+def test_finetune_of_a_server_run_needs_base(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from icm.cli import main
+
+    run = write_run(
+        tmp_path / "run",
+        [{"id": "a", "prompt": "A is ", "label": True}],
+        model="meta-llama/Llama-3.1-8B",
+        base_url=["http://host:8000/v1"],
+    )
+    assert main(["finetune", str(run), "--out", str(tmp_path / "ft")]) == 2
+    assert "labelled by 'meta-llama/Llama-3.1-8B' on a server" in capsys.readouterr().err
+    assert not (tmp_path / "ft").exists()
+
+
+# --- the real model ----------------------------------------------------------------------
+
+torch = pytest.importorskip("torch", reason="the 'finetune' extra is not installed")
+
+
+def icm(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "icm.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def iterative_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The paper's loop, two iterations: 8 capitals claims in 2 batches of 4."""
+    out = tmp_path_factory.mktemp("iterative") / "run"
+    # fmt: off
+    r = icm("run", "--testbed", "capitals", "--size", "8", "--batch_size", "4", "--K", "10",
+            "--seed", "3", "--context-k", "2", "--iterative", "--finetune-epochs", "3",
+            "--cache", "off", "--quiet", "--out", str(out))
+    # fmt: on
+    assert r.returncode == 0, r.stderr[-4000:]
+    return out
+
+
+@pytest.mark.model
+def test_iterative_run_labels_batch_two_with_the_finetuned_model(iterative_run: Path) -> None:
+    metrics = json.loads((iterative_run / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["n_batches"] == 2
+    record = json.loads((iterative_run / "iterative.json").read_text())["batches"]
+    assert [b["batch"] for b in record] == [0, 1]
+    first, second = record
+    # Batch 1: the base model; batch 2: the adapter trained before it, by fingerprint.
+    assert first["finetune"] is None and "+lora-" not in first["scored_by"]
+    adapter = iterative_run / "models" / "after-batch-01"
+    trained = json.loads((adapter / "finetune.json").read_text())
+    assert second["model"] == str(adapter)
+    assert f"+lora-{trained['adapter_fingerprint']}" in second["scored_by"]
+    assert first["requests"] > 0 and second["requests"] > 0
+    assert metrics["iterative"] == record
+    assert metrics["backend"]["requests"] == first["requests"] + second["requests"]
+    # It was trained on batch 1's ICM labels, and only on them.
+    labels = [json.loads(x) for x in (iterative_run / "labels.jsonl").read_text().splitlines()]
+    batch1 = {r["prompt"].rstrip(" "): r["label"] for r in labels if r["batch"] == 0}
+    examples = [json.loads(x) for x in (adapter / "train.jsonl").read_text().splitlines()]
+    assert {e["prompt"]: e["completion"] == " True" for e in examples} == batch1
+    assert trained["source"] == {"run": str(iterative_run), "batches": [0], "labels": "icm"}
+    # The loss went down.
+    losses = trained["epoch_loss"]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+    assert all(isinstance(r["label"], bool) for r in labels)
+
+
+@pytest.mark.model
+def test_finetuned_weights_differ_from_the_base(iterative_run: Path) -> None:
+    from icm.backends.transformers_scorer import load_causal_lm
+
+    base = load_causal_lm("embedded").model
+    tuned = load_causal_lm(iterative_run / "models" / "after-batch-01").model
+    base_params = dict(base.named_parameters())
+    changed = [
+        name
+        for name, p in tuned.named_parameters()
+        if not torch.equal(p.detach(), base_params[name].detach())
+    ]
+    # LoRA on every linear layer of every block: the attention and MLP weights move,
+    # the embeddings and norms do not.
+    assert any("q_proj" in n for n in changed) and any("down_proj" in n for n in changed)
+    assert not any("embed_tokens" in n or "norm" in n for n in changed)
+
+
+@pytest.mark.model
+def test_transformers_scorer_agrees_with_llama_cpp() -> None:
+    """The in-process scorer (float32 weights dequantized from the GGUF) and the llama.cpp
+    server (the quantized file) give nearly the same label gaps on the same prompts."""
+    from icm.backends.completions import CompletionsScorer
+    from icm.backends.transformers_scorer import TransformersScorer, load_causal_lm
+
+    from .test_backend_completions import icm_prompts, shared_server
+
+    prompts = icm_prompts(4, 3)
+    local = TransformersScorer(load_causal_lm("embedded")).score_prompts(prompts)
+    with CompletionsScorer([shared_server().base_url], "gemma-3-270m-q4_k_m") as remote:
+        served = remote.score_prompts(prompts)
+    gaps_local = [t - f for t, f in local]
+    gaps_served = [t - f for t, f in served]
+    assert max(abs(a - b) for a, b in zip(gaps_local, gaps_served, strict=True)) < 0.5, (
+        gaps_local,
+        gaps_served,
+    )
+
+
+@pytest.mark.model
+def test_golden_vs_icm_finetune_comparison_in_one_eval(iterative_run: Path, tmp_path: Path) -> None:
+    gold_ft = tmp_path / "ft-gold"
+    r = icm(
+        "finetune", str(iterative_run), "--labels", "gold", "--epochs", "2", "--out", str(gold_ft)
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    record = json.loads((gold_ft / "finetune.json").read_text())
+    labels = [json.loads(x) for x in (iterative_run / "labels.jsonl").read_text().splitlines()]
+    examples = [json.loads(x) for x in (gold_ft / "train.jsonl").read_text().splitlines()]
+    assert {e["prompt"]: e["completion"] == " True" for e in examples} == {
+        r["prompt"].rstrip(" "): r["gold"] for r in labels
+    }
+    assert record["source"]["labels"] == "gold" and record["base"] == "embedded"
+
+    icm_ft = iterative_run / "models" / "after-batch-01"
+    # fmt: off
+    r = icm("eval", "--testbed", "capitals", "--labels", "zero-shot", "--test-size", "8",
+            "--finetuned", str(gold_ft), "--finetuned", str(icm_ft), "--out", str(tmp_path / "ev"))
+    # fmt: on
+    assert r.returncode == 0, r.stderr[-4000:]
+    rows = json.loads((tmp_path / "ev" / "eval.json").read_text())["comparison"]
+    assert [row["model_source"] for row in rows] == ["base", str(gold_ft), str(icm_ft)]
+    assert all(row["n_test"] == 8 and row["source"] == "zero-shot" for row in rows)
+    assert "+lora-" not in rows[0]["model"] and "+lora-" in rows[1]["model"]
+    assert rows[1]["model"] != rows[2]["model"]
+    # Different weights, different predictions: the three columns are not one model.
+    accuracies = {row["accuracy"] for row in rows}
+    aurocs = {row["auroc"] for row in rows}
+    assert len(accuracies | aurocs) > 1
