@@ -9,9 +9,8 @@ without a model check the pieces (examples, loss bookkeeping, errors)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,8 @@ import pytest
 from icm.config import RunConfig
 from icm.errors import ConfigError, DataError
 from icm.finetune import FinetuneConfig, epoch_losses, examples_digest, sft_example
+
+from .test_cli import icm
 
 # --- without a model ------------------------------------------------------------------
 
@@ -36,6 +37,24 @@ def test_examples_digest_changes_with_one_label() -> None:
     b = [a[0], sft_example("p2 ", True, ("True", "False"))]
     assert examples_digest(a) == examples_digest(list(a))
     assert examples_digest(a) != examples_digest(b)
+
+
+def test_a_finished_finetune_is_reused_only_for_the_same_examples_and_settings(
+    tmp_path: Path,
+) -> None:
+    from dataclasses import asdict
+
+    from icm.finetune import finished_record
+
+    examples = [sft_example("p1 ", True, ("True", "False"))]
+    cfg = FinetuneConfig()
+    assert finished_record(tmp_path, examples_digest(examples), cfg) is None
+    record = {"examples_digest": examples_digest(examples), "config": asdict(cfg)}
+    (tmp_path / "finetune.json").write_text(json.dumps(record))
+    assert finished_record(tmp_path, examples_digest(examples), cfg) == record
+    other = [sft_example("p1 ", False, ("True", "False"))]
+    assert finished_record(tmp_path, examples_digest(other), cfg) is None
+    assert finished_record(tmp_path, examples_digest(examples), FinetuneConfig(epochs=1)) is None
 
 
 def test_epoch_losses_groups_steps_by_epoch() -> None:
@@ -109,17 +128,11 @@ def test_finetune_of_a_server_run_needs_base(
 
 # --- the real model ----------------------------------------------------------------------
 
-torch = pytest.importorskip("torch", reason="the 'finetune' extra is not installed")
-
-
-def icm(*args: str, timeout: int = 1500) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "icm.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+# The README's test command installs the 'finetune' extra; without it these are skipped.
+needs_torch = pytest.mark.skipif(
+    importlib.util.find_spec("torch") is None, reason="the 'finetune' extra is not installed"
+)
+FINETUNE_TIMEOUT = 1500
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +142,14 @@ def iterative_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # fmt: off
     r = icm("run", "--testbed", "capitals", "--size", "8", "--batch_size", "4", "--K", "10",
             "--seed", "3", "--context-k", "2", "--iterative", "--finetune-epochs", "3",
-            "--cache", "off", "--quiet", "--out", str(out))
+            "--cache", "off", "--quiet", "--out", str(out), timeout=FINETUNE_TIMEOUT)
     # fmt: on
     assert r.returncode == 0, r.stderr[-4000:]
     return out
 
 
 @pytest.mark.model
+@needs_torch
 def test_iterative_run_labels_batch_two_with_the_finetuned_model(iterative_run: Path) -> None:
     metrics = json.loads((iterative_run / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["n_batches"] == 2
@@ -164,7 +178,10 @@ def test_iterative_run_labels_batch_two_with_the_finetuned_model(iterative_run: 
 
 
 @pytest.mark.model
+@needs_torch
 def test_finetuned_weights_differ_from_the_base(iterative_run: Path) -> None:
+    import torch
+
     from icm.backends.transformers_scorer import load_causal_lm
 
     base = load_causal_lm("embedded").model
@@ -182,6 +199,7 @@ def test_finetuned_weights_differ_from_the_base(iterative_run: Path) -> None:
 
 
 @pytest.mark.model
+@needs_torch
 def test_transformers_scorer_agrees_with_llama_cpp() -> None:
     """The in-process scorer (float32 weights dequantized from the GGUF) and the llama.cpp
     server (the quantized file) give nearly the same label gaps on the same prompts."""
@@ -203,10 +221,19 @@ def test_transformers_scorer_agrees_with_llama_cpp() -> None:
 
 
 @pytest.mark.model
+@needs_torch
 def test_golden_vs_icm_finetune_comparison_in_one_eval(iterative_run: Path, tmp_path: Path) -> None:
     gold_ft = tmp_path / "ft-gold"
     r = icm(
-        "finetune", str(iterative_run), "--labels", "gold", "--epochs", "2", "--out", str(gold_ft)
+        "finetune",
+        str(iterative_run),
+        "--labels",
+        "gold",
+        "--epochs",
+        "2",
+        "--out",
+        str(gold_ft),
+        timeout=FINETUNE_TIMEOUT,
     )
     assert r.returncode == 0, r.stderr[-4000:]
     record = json.loads((gold_ft / "finetune.json").read_text())
@@ -220,7 +247,8 @@ def test_golden_vs_icm_finetune_comparison_in_one_eval(iterative_run: Path, tmp_
     icm_ft = iterative_run / "models" / "after-batch-01"
     # fmt: off
     r = icm("eval", "--testbed", "capitals", "--labels", "zero-shot", "--test-size", "8",
-            "--finetuned", str(gold_ft), "--finetuned", str(icm_ft), "--out", str(tmp_path / "ev"))
+            "--finetuned", str(gold_ft), "--finetuned", str(icm_ft), "--out", str(tmp_path / "ev"),
+            timeout=FINETUNE_TIMEOUT)
     # fmt: on
     assert r.returncode == 0, r.stderr[-4000:]
     rows = json.loads((tmp_path / "ev" / "eval.json").read_text())["comparison"]
