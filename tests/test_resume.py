@@ -97,8 +97,18 @@ def test_interrupt_saves_and_says_how_to_resume(
     uninterrupted: Path, tmp_path: Path, sig: int
 ) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen(icm_cmd(*RUN, "--out", str(out)), stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)
+    # A shell without job control starts background commands with SIGINT ignored, and
+    # Python keeps it ignored: give the run the default disposition, as a terminal would.
+    proc = subprocess.Popen(
+        icm_cmd(*RUN, "--out", str(out)),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
+    )
+    deadline = time.monotonic() + 60
+    while trace_rows(out) < 20 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
