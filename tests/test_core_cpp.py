@@ -65,3 +65,9 @@ def test_python_is_ruff_clean() -> None:
     assert check.returncode == 0, check.stdout[-4000:]
     fmt = run([tool("ruff"), "format", "--check", *paths])
     assert fmt.returncode == 0, fmt.stdout[-4000:]
+
+
+def test_python_package_type_checks() -> None:
+    # mypy reads the core's stub (_icm_core.pyi) and, with the finetune extra, torch's types.
+    r = run([tool("mypy"), "src"])
+    assert r.returncode == 0, r.stdout[-4000:]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeAlias
 
 from icm import _icm_core as core
 from icm.backends.base import CoreScorer, LabelScorer
@@ -24,7 +24,7 @@ from icm.errors import ConfigError
 from icm.search import IcmResult, run_icm
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
 
-ScorerLike = LabelScorer | core.Scorer | str
+ScorerLike: TypeAlias = LabelScorer | core.Scorer | str
 
 
 def claims_table(

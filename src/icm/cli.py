@@ -375,7 +375,7 @@ def cmd_testbeds(args: argparse.Namespace) -> int:
     from icm.testbeds import LoadOptions, list_testbeds
 
     data_dir = data_dir_of(args)
-    rows: list[tuple[str, str, str]] = []
+    rows: list[tuple[str, str, str, str]] = []
     for cls in list_testbeds():
         sizes = []
         for split in cls.splits:

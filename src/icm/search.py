@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 from icm import _icm_core as core
 from icm.testbeds.base import ClaimTable
@@ -132,7 +132,7 @@ class ScorerAfterBatches(Protocol):
     ) -> core.Scorer: ...
 
 
-BatchScorer = core.Scorer | Callable[[list[int]], core.Scorer] | ScorerAfterBatches
+BatchScorer: TypeAlias = core.Scorer | Callable[[list[int]], core.Scorer] | ScorerAfterBatches
 
 
 def run_icm(

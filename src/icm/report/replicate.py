@@ -248,8 +248,11 @@ def write_report(
                 f"(--consistency paper) scores {b[0]:.1f}%, the leak-free default {a[0]:.1f}%: "
                 f"a gap of {gap:+.1f} points, {reading}.",
             ]
-    icm_agree = [c.details.get("icm_agreement_with_gold") for c in cells if c.method == "icm"]
-    icm_agree = [a for a in icm_agree if a is not None]
+    icm_agree: list[float] = [
+        a
+        for c in cells
+        if c.method == "icm" and (a := c.details.get("icm_agreement_with_gold")) is not None
+    ]
     if icm_agree:
         lines += [
             "",

@@ -18,6 +18,7 @@ from icm.testbeds.base import (
     ClaimRecord,
     ClaimTable,
     LoadOptions,
+    RelationKindName,
     RelationRecord,
     Testbed,
 )
@@ -93,7 +94,7 @@ class Arithmetic(Testbed):
                         fields={"a": a, "b": b, "answer": c},
                     )
                 )
-            kind = "opposite" if len(ids) == 2 else "at_most_one_true"
+            kind: RelationKindName = "opposite" if len(ids) == 2 else "at_most_one_true"
             for i in range(len(ids)):
                 for j in range(i + 1, len(ids)):
                     relations.append(RelationRecord(kind, ids[i], ids[j]))

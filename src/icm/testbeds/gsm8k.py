@@ -361,11 +361,11 @@ def build_table(
                 )
     group_constraints = []
     if correct_answer_included and consistency != "paper":
-        members: dict[str, list[str]] = {}
+        ids_of_group: dict[str, list[str]] = {}
         for c in claims:
-            members.setdefault(c.group, []).append(c.id)
+            ids_of_group.setdefault(c.group, []).append(c.id)
         group_constraints = [
-            GroupConstraintRecord("at_least_one_true", tuple(m)) for m in members.values()
+            GroupConstraintRecord("at_least_one_true", tuple(m)) for m in ids_of_group.values()
         ]
     return ClaimTable(
         name, split, claims, relations, notes=notes, group_constraints=group_constraints
