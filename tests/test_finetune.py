@@ -260,3 +260,55 @@ def test_golden_vs_icm_finetune_comparison_in_one_eval(iterative_run: Path, tmp_
     accuracies = {row["accuracy"] for row in rows}
     aurocs = {row["auroc"] for row in rows}
     assert len(accuracies | aurocs) > 1
+
+
+@pytest.mark.model
+@needs_torch
+def test_killed_iterative_run_resumes_with_its_finetuned_model(tmp_path: Path) -> None:
+    """SIGKILL in batch 2, after the fine-tune: the resumed run reuses the saved adapter
+    (nothing is trained again) and keeps batch 1's record."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    # fmt: off
+    args = ["run", "--testbed", "capitals", "--size", "8", "--batch_size", "4", "--K", "30",
+            "--seed", "5", "--context-k", "2", "--iterative", "--finetune-epochs", "2",
+            "--cache", "off", "--quiet", "--out", str(out)]
+    # fmt: on
+    proc = subprocess.Popen([sys.executable, "-m", "icm.cli", *args], stderr=subprocess.PIPE)
+    adapter = out / "models" / "after-batch-01"
+
+    def in_batch_two() -> bool:
+        # iterative.json gets batch 2's record once M1 is loaded, before batch 2's first
+        # step (which scores prompts for seconds): later steps may all hit the score cache
+        # and end the run within milliseconds.
+        try:
+            batches = json.loads((out / "iterative.json").read_text())["batches"]
+        except (FileNotFoundError, json.JSONDecodeError):
+            return False
+        return len(batches) == 2
+
+    deadline = time.monotonic() + FINETUNE_TIMEOUT
+    while not in_batch_two() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before batch 2 started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    trained = (adapter / "finetune.json").read_text()
+    before = json.loads((out / "iterative.json").read_text())["batches"]
+    assert [b["batch"] for b in before] == [0, 1]
+
+    r = icm("run", "--resume", str(out), "--quiet", timeout=FINETUNE_TIMEOUT)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (adapter / "finetune.json").read_text() == trained  # not trained again
+    log = (out / "log.txt").read_text()
+    assert "reusing the model fine-tuned before" in log
+    after = json.loads((out / "iterative.json").read_text())["batches"]
+    assert [b["batch"] for b in after] == [0, 1]
+    assert after[0]["scored_by"] == before[0]["scored_by"] and after[0].get("requests")
+    assert after[1]["scored_by"] == before[1]["scored_by"] and after[1]["requests"] > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["n_labeled"] == 8
