@@ -94,6 +94,7 @@ def write_run(run_dir: Path, rows: list[dict[str, Any]], **config: Any) -> Path:
 
 
 def test_gold_labels_needed_for_every_claim(tmp_path: Path) -> None:
+    from icm.export import load_run
     from icm.finetune_cli import collect_examples, shared_base
 
     run = write_run(
@@ -103,11 +104,12 @@ def test_gold_labels_needed_for_every_claim(tmp_path: Path) -> None:
             {"id": "b", "prompt": "B is ", "label": False},
         ],
     )
-    examples = collect_examples([run], "icm")
+    runs = [load_run(run)]
+    examples = collect_examples(runs, "icm")
     assert [e["completion"] for e in examples] == [" True", " False"]
-    assert shared_base([run]) == "embedded"
+    assert shared_base(runs) == "embedded"
     with pytest.raises(DataError, match=r"labels.jsonl: claim 'b' has no gold label"):
-        collect_examples([run], "gold")
+        collect_examples(runs, "gold")
 
 
 def test_finetune_of_a_server_run_needs_base(

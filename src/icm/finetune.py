@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -74,7 +75,7 @@ def epoch_losses(history: Sequence[dict[str, Any]]) -> list[float]:
     by_epoch: dict[int, list[float]] = {}
     for h in history:
         # A step logged at epoch e (1-based, fractional) belongs to epoch ceil(e) - 1.
-        index = max(0, int(-(-h["epoch"] // 1)) - 1)
+        index = max(0, math.ceil(h["epoch"]) - 1)
         by_epoch.setdefault(index, []).append(h["loss"])
     return [sum(v) / len(v) for _, v in sorted(by_epoch.items())]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from icm.errors import ConfigError, DataError
-from icm.export import load_run
+from icm.export import RunLabels, load_run
 from icm.finetune import FinetuneConfig, finetune, sft_example
 
 
@@ -30,16 +30,15 @@ def base_of_run(config: dict[str, Any], run_dir: Path) -> str:
     )
 
 
-def collect_examples(run_dirs: list[Path], labels: str) -> list[dict[str, str]]:
+def collect_examples(runs: list[RunLabels], labels: str) -> list[dict[str, str]]:
     """One prompt-completion example per labelled claim of every run."""
     examples: list[dict[str, str]] = []
-    for run_dir in run_dirs:
-        run = load_run(run_dir)
+    for run in runs:
         for r in run.rows:
             if labels == "gold":
                 if not isinstance(r.get("gold"), bool):
                     raise DataError(
-                        f"{run_dir / 'labels.jsonl'}: claim {r['id']!r} has no gold label "
+                        f"{run.run_dir / 'labels.jsonl'}: claim {r['id']!r} has no gold label "
                         "(--labels gold needs one for every labelled claim)"
                     )
                 label = r["gold"]
@@ -49,9 +48,9 @@ def collect_examples(run_dirs: list[Path], labels: str) -> list[dict[str, str]]:
     return examples
 
 
-def shared_base(run_dirs: list[Path]) -> str:
+def shared_base(runs: list[RunLabels]) -> str:
     """The base model every run was labelled with (ConfigError if there is none)."""
-    bases = {base_of_run(load_run(r).config, r) for r in run_dirs}
+    bases = {base_of_run(run.config, run.run_dir) for run in runs}
     if len(bases) != 1:
         raise ConfigError(
             f"--base: the runs were labelled with different models ({', '.join(sorted(bases))}); "
@@ -98,8 +97,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             raise ConfigError(f"RUN_DIR: '{run_dir}' is not a directory")
     if args.out.exists() and any(args.out.iterdir()):
         raise ConfigError(f"--out: '{args.out}' exists and is not empty")
-    examples = collect_examples(args.run_dirs, args.labels)
-    base = args.base or shared_base(args.run_dirs)
+    runs = [load_run(r) for r in args.run_dirs]
+    examples = collect_examples(runs, args.labels)
+    base = args.base or shared_base(runs)
     cfg = FinetuneConfig(
         base=base,
         epochs=args.epochs,
@@ -111,14 +111,9 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     source = {"runs": [str(r) for r in args.run_dirs], "labels": args.labels}
-    record = finetune(
+    # finetune() logs the example count and the loss by epoch itself.
+    finetune(
         examples, cfg, args.out, source=source, log=lambda m: print(f"icm: {m}", file=sys.stderr)
     )
     print(str(args.out))
-    losses = record["epoch_loss"]
-    print(
-        f"icm: {record['n_examples']} examples ({args.labels} labels), loss by epoch "
-        + ", ".join(f"{x:.3f}" for x in losses),
-        file=sys.stderr,
-    )
     return 0

@@ -51,14 +51,16 @@ class IterativeFinetuning:
         self.wrap = wrap  # the response cache, when the run has one
         self.finetune_cfg = cfg.finetune_config()
         self.records: list[dict[str, Any]] = []
-        self._scorers: list[LabelScorer] = []  # one per batch, in record order
+        self._scorers: list[TransformersScorer] = []  # one per batch, in record order
         self._index = {c.id: i for i, c in enumerate(table.claims)}
 
-    def model_for_batch(self, batch: int, completed: list[BatchResult]) -> tuple[str, dict]:
+    def model_for_batch(
+        self, batch: int, completed: list[BatchResult]
+    ) -> tuple[str, dict[str, Any] | None]:
         """The model that labels `batch`: the base for the first, else the base fine-tuned
-        on the labels of every batch before it."""
+        on the labels of every batch before it (with a summary of that fine-tune)."""
         if batch == 0:
-            return self.finetune_cfg.base, {}
+            return self.finetune_cfg.base, None
         words = self.table.label_words
         examples = [
             sft_example(self.table.claims[self._index[cid]].prompt, label, words)
@@ -112,7 +114,7 @@ class IterativeFinetuning:
                 "batch": batch,
                 "model": source,
                 "scored_by": scorer.model_id,
-                "finetune": finetune_summary or None,
+                "finetune": finetune_summary,
             }
         )
         self._scorers.append(scorer)
@@ -132,8 +134,7 @@ class IterativeFinetuning:
             last = self._scorers[-1]
             self.records[-1]["requests"] = last.stats.requests
             self.records[-1]["prompt_tokens"] = last.stats.prompt_tokens
-            if isinstance(last, TransformersScorer):
-                last.loaded.model = None  # free the weights; the record keeps the name
+            last.loaded.model = None  # free the weights; the record keeps the name
 
     def _write(self) -> None:
         write_json(self.run_dir / ITERATIVE_RECORD, {"batches": self.records})

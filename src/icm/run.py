@@ -88,62 +88,38 @@ def open_scorer(
     run_dir: Path | None = None,
     log: Any = print,
 ) -> Iterator[ScorerHandle]:
-    if cfg.iterative:
-        if run_dir is None:
-            raise ConfigError("--iterative: needs a run directory for its models")
-        with _iterative_scorer(cfg, table, run_dir, log) as handle:
-            yield handle
-        return
     if cfg.model == SYNTHETIC_MODEL:
         handle = ScorerHandle(None, SYNTHETIC_WARNING)  # type: ignore[arg-type]
         handle.core = synthetic_scorer_factory(table, cfg.seed, handle)
         yield handle
         return
+    from icm.backends.base import CoreScorer
+    from icm.backends.response_cache import cache_wrapper
+
+    if cfg.iterative:
+        from icm.backends.transformers_scorer import require_finetune_extra
+        from icm.iterative import IterativeFinetuning
+
+        if run_dir is None:
+            raise ConfigError("--iterative: needs a run directory for its models")
+        require_finetune_extra()
+        with cache_wrapper(cfg.cache) as cached:
+            iterative = IterativeFinetuning(cfg, table, run_dir, log, cached)
+            try:
+                yield ScorerHandle(
+                    iterative,
+                    f"model: {cfg.model_path or cfg.model} in process (transformers), "
+                    "fine-tuned on the labels of the batches before each batch (--iterative)",
+                    iterative,
+                )
+            finally:
+                iterative.close()
+        return
     from icm.backends import open_backend
-    from icm.backends.base import CoreScorer, LabelScorer
-    from icm.backends.response_cache import CachedLabelScorer, ResponseCache, default_cache_path
 
-    with open_backend(cfg, table.label_words) as backend:
-        scorer: LabelScorer = backend
-        cache = None
-        if cfg.cache != "off":
-            cache = ResponseCache(default_cache_path() if cfg.cache == "default" else cfg.cache)
-            scorer = CachedLabelScorer(backend, cache)
-        try:
-            yield ScorerHandle(CoreScorer(scorer), f"model: {backend.model_id}", scorer)
-        finally:
-            if cache is not None:
-                cache.close()
-
-
-@contextlib.contextmanager
-def _iterative_scorer(
-    cfg: RunConfig, table: ClaimTable, run_dir: Path, log: Any
-) -> Iterator[ScorerHandle]:
-    from icm.backends.response_cache import CachedLabelScorer, ResponseCache, default_cache_path
-    from icm.backends.transformers_scorer import require_finetune_extra
-    from icm.iterative import IterativeFinetuning
-
-    require_finetune_extra()
-    cache = None
-    if cfg.cache != "off":
-        cache = ResponseCache(default_cache_path() if cfg.cache == "default" else cfg.cache)
-
-    def wrap(scorer: Any) -> Any:
-        return scorer if cache is None else CachedLabelScorer(scorer, cache)
-
-    iterative = IterativeFinetuning(cfg, table, run_dir, log, wrap)
-    try:
-        yield ScorerHandle(
-            iterative,
-            f"model: {cfg.model_path or cfg.model} in process (transformers), fine-tuned "
-            "on the labels of the batches before each batch (--iterative)",
-            iterative,
-        )
-    finally:
-        iterative.close()
-        if cache is not None:
-            cache.close()
+    with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
+        scorer = cached(backend)
+        yield ScorerHandle(CoreScorer(scorer), f"model: {backend.model_id}", scorer)
 
 
 class Progress:

@@ -17,9 +17,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 from icm.errors import BackendError, ConfigError
+from icm.file_lock import exclusive_lock
 
 _STAMP_SUFFIX = ".verified.json"
 
@@ -59,10 +59,8 @@ def packaged_model_path() -> Path:
     if _stamp_matches(target, stamp, expected):
         return target
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         # Another icm may be assembling the same file: take turns.
-        with (folder / ".assemble.lock").open("w") as lock:
-            _lock_file(lock)
+        with exclusive_lock(folder / ".assemble.lock"):
             if _stamp_matches(target, stamp, expected):
                 return target
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
@@ -83,14 +81,6 @@ def _stamp_matches(target: Path, stamp: Path, expected: str) -> bool:
         return bool(recorded == _stamp_of(target, expected))
     except (OSError, ValueError):
         return False
-
-
-def _lock_file(f: IO[str]) -> None:
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: the rename keeps the file whole anyway
-        return
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
 
 
 # ---------------------------------------------------------------------------------------

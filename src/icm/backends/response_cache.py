@@ -9,7 +9,7 @@ can cost time, never a run.
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import hashlib
 import json
 import os
@@ -17,11 +17,12 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from icm.backends.base import LabelScorer
+from icm.file_lock import exclusive_lock
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +51,21 @@ def default_cache_path() -> Path:
 
 def _warn(message: str) -> None:
     print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]]:
+    """A `--cache` setting as a wrapper for scorers: unchanged for 'off', else answered
+    from the response cache ('default': default_cache_path(), or a path), which is closed
+    on exit."""
+    if setting == "off":
+        yield lambda scorer: scorer
+        return
+    cache = ResponseCache(default_cache_path() if setting == "default" else setting)
+    try:
+        yield lambda scorer: CachedLabelScorer(scorer, cache)
+    finally:
+        cache.close()
 
 
 class ResponseCache:
@@ -86,9 +102,7 @@ class ResponseCache:
         # serialized by an advisory lock on a sidecar file so that no process sees another's
         # half-created file, and only real damage (corrupt / not a database / failed checks)
         # sets the file aside: "database is locked" is contention, never damage.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(Path(str(self.path) + ".lock"), "a+b") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive_lock(Path(str(self.path) + ".lock")):
             try:
                 return self._connect()
             except sqlite3.DatabaseError as e:

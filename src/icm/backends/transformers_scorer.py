@@ -21,20 +21,20 @@ and so the scores.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icm.backends.base import LabelScorer, label_logprobs
 from icm.errors import BackendError, ConfigError
+from icm.file_lock import exclusive_lock
 
 FINETUNE_RECORD = "finetune.json"  # written by icm finetune beside the adapter
 INSTALL_HINT = (
@@ -73,31 +73,19 @@ def hf_cache_dir() -> Path:
     return cache_dir() / "hf"
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def converted_gguf_folder(gguf: Path) -> Path:
     """The Hugging Face folder of a GGUF file, converted once and kept in the model cache.
 
     The folder name carries the file's fingerprint, so a different file never reuses it;
     it is written under a temporary name and renamed, so a killed conversion leaves
     nothing that looks finished."""
-    from icm.backends.llama_server import quick_fingerprint
+    from icm.backends.llama_server import quick_fingerprint, served_model_id
 
     fingerprint = quick_fingerprint(gguf).split(":")[-1]
-    stem = gguf.name[: -len(".gguf")] if gguf.name.lower().endswith(".gguf") else gguf.name
-    target = hf_cache_dir() / f"{stem}-{fingerprint}"
+    target = hf_cache_dir() / f"{served_model_id(gguf)}-{fingerprint}"
     if (target / "config.json").exists():
         return target
-    with _locked(hf_cache_dir() / f".{target.name}.lock"):
+    with exclusive_lock(hf_cache_dir() / f".{target.name}.lock"):
         if (target / "config.json").exists():
             return target
         import torch
