@@ -127,7 +127,8 @@ def main() -> int:
     if model is not None:
         print(
             f"\nreal model (embedded Gemma 3 270M), {args.testbed}, {args.size} claims, "
-            f"K={args.K}, sparse context_k={args.context_k}, response cache off"
+            f"K={args.K}, alpha={args.alpha:g}, sparse context_k={args.context_k}, "
+            "response cache off"
         )
         print(f"{'mode':<8}{'prompt tokens':>15}{'requests':>10}{'wall s':>9}{'agreement':>11}")
         for mode in ("exact", "sparse"):
@@ -135,6 +136,16 @@ def main() -> int:
             print(
                 f"{mode:<8}{mean(rows, 'prompt_tokens'):>15.0f}{mean(rows, 'requests'):>10.0f}"
                 f"{mean(rows, 'wall'):>9.0f}{100 * mean(rows, 'agreement'):>10.1f}%"
+            )
+        print(
+            f"{'seed':<6}{'exact tokens':>14}{'sparse tokens':>15}{'ratio':>8}"
+            f"{'exact agr':>11}{'sparse agr':>12}"
+        )
+        for ex, sp in zip(model["exact"], model["sparse"], strict=True):
+            print(
+                f"{ex['seed']:<6}{ex['prompt_tokens']:>14}{sp['prompt_tokens']:>15}"
+                f"{ex['prompt_tokens'] / sp['prompt_tokens']:>7.1f}x"
+                f"{100 * ex['agreement']:>10.1f}%{100 * sp['agreement']:>11.1f}%"
             )
         tokens = mean(model["exact"], "prompt_tokens") / mean(model["sparse"], "prompt_tokens")
         wall = mean(model["exact"], "wall") / mean(model["sparse"], "wall")
