@@ -119,11 +119,12 @@ def main() -> int:
     p.add_argument("--synthetic-K", type=int, default=600)
     p.add_argument("--skip-model", action="store_true")
     args = p.parse_args()
+    head = git_hash()  # at the start: the checkout may move on during a long run
 
     synthetic = synthetic_runs(args.synthetic_n, args.synthetic_k, args.synthetic_K, args.seeds)
     model = None if args.skip_model else model_runs(args)
 
-    print(f"mp_modes  git {git_hash()}  seeds {args.seeds}")
+    print(f"mp_modes  git {head}  seeds {args.seeds}")
     if model is not None:
         print(
             f"\nreal model (embedded Gemma 3 270M), {args.testbed}, {args.size} claims, "
