@@ -11,7 +11,8 @@ batches of 256 claims, counting prompt length in claims (demonstrations + target
 request, a proxy of prompt tokens that needs no model. Exact mode at 256 claims is out of
 reach of this CPU with a real model; this part shows how the ratio grows with N.
 
-    uv run python benchmarks/mp_modes.py [--seeds 3] [--size 12] [--K 150] [--skip-model]
+    uv run python benchmarks/mp_modes.py [--seeds 3] [--size 12] [--K 150] [--alpha 30]
+        [--model-path GGUF_OR_FOLDER] [--skip-model]
 
 Goal (issue 7): sparse uses >= 20x fewer prompt tokens than exact with final accuracy
 within 2 points (mean of seeds). Figures are printed last.
@@ -59,6 +60,7 @@ def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
                     mp=mode,
                     context_k=args.context_k,
                     alpha=args.alpha,
+                    model_path=args.model_path,
                     cache="off",
                     out=f"{tmp}/{mode}-{seed}",
                 )
@@ -117,6 +119,12 @@ def main() -> int:
     p.add_argument("--synthetic-n", type=int, default=256)
     p.add_argument("--synthetic-k", type=int, default=16)
     p.add_argument("--synthetic-K", type=int, default=600)
+    p.add_argument(
+        "--model-path",
+        default=None,
+        help="GGUF file, Hugging Face folder or `icm finetune` output (default: the "
+        "embedded Gemma 3 270M)",
+    )
     p.add_argument("--skip-model", action="store_true")
     args = p.parse_args()
     head = git_hash()  # at the start: the checkout may move on during a long run
@@ -127,7 +135,8 @@ def main() -> int:
     print(f"mp_modes  git {head}  seeds {args.seeds}")
     if model is not None:
         print(
-            f"\nreal model (embedded Gemma 3 270M), {args.testbed}, {args.size} claims, "
+            f"\nreal model ({args.model_path or 'embedded Gemma 3 270M'}), {args.testbed}, "
+            f"{args.size} claims, "
             f"K={args.K}, alpha={args.alpha:g}, sparse context_k={args.context_k}, "
             "response cache off"
         )

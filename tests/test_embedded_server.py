@@ -193,7 +193,7 @@ def test_a_missing_model_file_is_a_one_line_error(tmp_path: Path) -> None:
     )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1] == (
-        f"icm: error: --model-path: no such file '{tmp_path / 'nope.gguf'}'"
+        f"icm: error: --model-path: no such file or folder '{tmp_path / 'nope.gguf'}'"
     )
 
 

@@ -266,6 +266,50 @@ def test_golden_vs_icm_finetune_comparison_in_one_eval(iterative_run: Path, tmp_
 
 @pytest.mark.model
 @needs_torch
+def test_plain_run_on_a_finetuned_model_folder(iterative_run: Path, tmp_path: Path) -> None:
+    """`icm run --model-path FOLDER`: an `icm finetune` output labels claims in process,
+    and the run says which adapter (by fingerprint) answered."""
+    adapter = iterative_run / "models" / "after-batch-01"
+    out = tmp_path / "run"
+    # fmt: off
+    r = icm("run", "--testbed", "capitals", "--size", "4", "--K", "4", "--seed", "5",
+            "--context-k", "2", "--model-path", str(adapter), "--cache", "off", "--quiet",
+            "--out", str(out), timeout=FINETUNE_TIMEOUT)
+    # fmt: on
+    assert r.returncode == 0, r.stderr[-4000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    fingerprint = json.loads((adapter / "finetune.json").read_text())["adapter_fingerprint"]
+    assert f"+lora-{fingerprint}" in metrics["model"]
+    assert metrics["backend"]["requests"] > 0 and metrics["backend"]["prompt_tokens"] > 0
+    assert metrics["status"] == "completed" and metrics["n_labeled"] == 4
+
+
+def test_a_folder_that_is_not_a_model_is_a_one_line_error(tmp_path: Path) -> None:
+    r = icm(
+        "run",
+        "--testbed",
+        "capitals",
+        "--size",
+        "4",
+        "--K",
+        "2",
+        "--model-path",
+        str(tmp_path),
+        "--cache",
+        "off",
+        "--quiet",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"icm: error: --model-path: '{tmp_path}' is a folder, but neither a Hugging Face model "
+        "folder (config.json) nor an `icm finetune` output (finetune.json)"
+    )
+
+
+@pytest.mark.model
+@needs_torch
 def test_killed_iterative_run_resumes_with_its_finetuned_model(tmp_path: Path) -> None:
     """SIGKILL in batch 2, after the fine-tune: the resumed run reuses the saved adapter
     (nothing is trained again) and keeps batch 1's record."""

@@ -109,8 +109,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
         "--model_path",
         dest="model_path",
         default=None,
-        help="a local GGUF file for the embedded llama.cpp server (with --iterative, also a "
-        "Hugging Face model folder)",
+        help="a local GGUF file for the embedded llama.cpp server, or a Hugging Face model "
+        "folder or an `icm finetune` output folder (scored in process by transformers; "
+        "needs the finetune extra)",
     )
     p.add_argument(
         "--logprobs", type=int, default=20, help="top-k logprobs to request (default 20)"

@@ -4,6 +4,9 @@
 (no --base-url)                       icm's llama.cpp server as a child process
                                       (embedded.py, llama_server.py) on the packaged
                                       base model or --model-path FILE.gguf
+--model-path FOLDER                   a Hugging Face model folder or an `icm finetune`
+                                      output, scored in process by transformers
+                                      (transformers_scorer.py; the `finetune` extra)
 """
 
 from __future__ import annotations
@@ -47,10 +50,33 @@ def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[Label
     from icm.backends.default_model import packaged_model_path
     from icm.backends.embedded import embedded_server
 
+    if cfg.model_path and Path(cfg.model_path).expanduser().is_dir():
+        # A Hugging Face model folder or an `icm finetune` output (its LoRA merged into
+        # its base): llama.cpp cannot serve these, transformers scores them in process.
+        from icm.backends.transformers_scorer import (
+            FINETUNE_RECORD,
+            TransformersScorer,
+            load_causal_lm,
+        )
+
+        folder = Path(cfg.model_path).expanduser()
+        if not any((folder / name).exists() for name in ("config.json", FINETUNE_RECORD)):
+            raise ConfigError(
+                f"--model-path: '{folder}' is a folder, but neither a Hugging Face model "
+                f"folder (config.json) nor an `icm finetune` output ({FINETUNE_RECORD})"
+            )
+        with TransformersScorer(
+            load_causal_lm(folder),
+            label_words=label_words,
+            logprobs=cfg.logprobs,
+            keep_trailing_space=cfg.keep_trailing_space,
+        ) as scorer:
+            yield scorer
+        return
     if cfg.model_path:
         model_path = Path(cfg.model_path).expanduser()
         if not model_path.is_file():
-            raise ConfigError(f"--model-path: no such file '{model_path}'")
+            raise ConfigError(f"--model-path: no such file or folder '{model_path}'")
     elif cfg.model == "embedded":
         model_path = packaged_model_path()
     else:

@@ -199,6 +199,10 @@ def load_causal_lm(source: str | Path) -> LoadedModel:
         str(folder), dtype=torch.bfloat16 if on_gpu else torch.float32
     )
     model_id = f"transformers:{folder.name}"
+    if folder.parent != hf_cache_dir():
+        # A researcher's own folder: its name says nothing of its weights, and the model
+        # id keys the response cache.
+        model_id += f"-{folder_fingerprint(folder)}"
     if adapter is not None:
         from peft import PeftModel
 
