@@ -90,6 +90,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--seed", type=int, default=d.seed)
     p.set_defaults(handler=cmd_finetune)
 
+    m = sub.add_parser(
+        "merge-gguf",
+        help="an icm finetune adapter merged into its GGUF base, for llama.cpp",
+        description="Write the fine-tuned model (adapter merged into its GGUF base, adapted "
+        "weights in float32) as a GGUF file, so that `icm run --model-path FILE` serves it "
+        "with llama.cpp. Needs the 'finetune' extra.",
+    )
+    m.add_argument("adapter", type=Path, metavar="ADAPTER_DIR", help="an icm finetune --out")
+    m.add_argument(
+        "--out", type=Path, default=None, help="the GGUF file (default: ADAPTER_DIR/merged.gguf)"
+    )
+    m.set_defaults(handler=cmd_merge_gguf)
+
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     for run_dir in args.run_dirs:
@@ -116,4 +129,12 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         examples, cfg, args.out, source=source, log=lambda m: print(f"icm: {m}", file=sys.stderr)
     )
     print(str(args.out))
+    return 0
+
+
+def cmd_merge_gguf(args: argparse.Namespace) -> int:
+    from icm.gguf_export import merge_gguf
+
+    out = merge_gguf(args.adapter, args.out)
+    print(str(out))
     return 0
