@@ -47,8 +47,30 @@ def git_hash() -> str:
     return r.stdout.strip() or "unknown"
 
 
+def zero_shot_agreement(args: argparse.Namespace, seed: int) -> float:
+    """What accuracy the model has to keep: each claim scored alone (no demonstrations),
+    then in each consistency group the claim with the largest True - False gap labelled
+    True and the others False. For testbeds with one true claim per group (capitals); a
+    reference printed beside ICM's agreement, not part of ICM."""
+    from icm.backends import open_backend
+    from icm.run import load_run_table
+
+    cfg = RunConfig(testbed=args.testbed, size=args.size, seed=seed + 1, model_path=args.model_path)
+    table = load_run_table(cfg)
+    with open_backend(cfg, table.label_words) as scorer:
+        scores = scorer.score_prompts([c.prompt for c in table.claims])
+    best: dict[str, tuple[float, str]] = {}
+    for claim, (true_lp, false_lp) in zip(table.claims, scores, strict=True):
+        gap = true_lp - false_lp
+        if claim.group not in best or gap > best[claim.group][0]:
+            best[claim.group] = (gap, claim.id)
+    right = [(c.id == best[c.group][1]) == c.gold for c in table.claims]
+    return sum(right) / len(right)
+
+
 def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {"exact": [], "sparse": []}
+    zero_shot = [zero_shot_agreement(args, seed) for seed in range(args.seeds)]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
             for mode in ("exact", "sparse"):
@@ -70,6 +92,7 @@ def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
                 m = json.loads((run_dir / "metrics.json").read_text())
                 row = {
                     "seed": seed,
+                    "zero_shot": zero_shot[seed],
                     "prompt_tokens": m["backend"]["prompt_tokens"],
                     "requests": m["backend"]["requests"],
                     "wall": wall,
@@ -126,8 +149,21 @@ def main() -> int:
         "embedded Gemma 3 270M)",
     )
     p.add_argument("--skip-model", action="store_true")
+    p.add_argument(
+        "--zero-shot-only",
+        action="store_true",
+        help="print only the zero-shot reference of each seed's claims (no search)",
+    )
     args = p.parse_args()
     head = git_hash()  # at the start: the checkout may move on during a long run
+    if args.zero_shot_only:
+        print(f"mp_modes --zero-shot-only  git {head}  model {args.model_path or 'embedded'}")
+        print(f"{args.testbed}, {args.size} claims; the best-gap claim of each group True")
+        values = [zero_shot_agreement(args, seed) for seed in range(args.seeds)]
+        for seed, value in enumerate(values):
+            print(f"seed {seed}: zero-shot agreement {100 * value:.1f}%")
+        print(f"mean of {args.seeds} seeds: {100 * statistics.mean(values):.1f}%")
+        return 0
 
     synthetic = synthetic_runs(args.synthetic_n, args.synthetic_k, args.synthetic_K, args.seeds)
     model = None if args.skip_model else model_runs(args)
@@ -140,6 +176,10 @@ def main() -> int:
             f"K={args.K}, alpha={args.alpha:g}, sparse context_k={args.context_k}, "
             "response cache off"
         )
+        print(
+            f"zero-shot (each claim alone, best gap per group True): "
+            f"{100 * mean(model['exact'], 'zero_shot'):.1f}% agreement, mean of seeds"
+        )
         print(f"{'mode':<8}{'prompt tokens':>15}{'requests':>10}{'wall s':>9}{'agreement':>11}")
         for mode in ("exact", "sparse"):
             rows = model[mode]
@@ -149,13 +189,14 @@ def main() -> int:
             )
         print(
             f"{'seed':<6}{'exact tokens':>14}{'sparse tokens':>15}{'ratio':>8}"
-            f"{'exact agr':>11}{'sparse agr':>12}"
+            f"{'exact agr':>11}{'sparse agr':>12}{'zero-shot':>11}"
         )
         for ex, sp in zip(model["exact"], model["sparse"], strict=True):
             print(
                 f"{ex['seed']:<6}{ex['prompt_tokens']:>14}{sp['prompt_tokens']:>15}"
                 f"{ex['prompt_tokens'] / sp['prompt_tokens']:>7.1f}x"
                 f"{100 * ex['agreement']:>10.1f}%{100 * sp['agreement']:>11.1f}%"
+                f"{100 * ex['zero_shot']:>10.1f}%"
             )
         tokens = mean(model["exact"], "prompt_tokens") / mean(model["sparse"], "prompt_tokens")
         wall = mean(model["exact"], "wall") / mean(model["sparse"], "wall")
