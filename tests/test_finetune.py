@@ -173,6 +173,7 @@ def test_iterative_run_labels_batch_two_with_the_finetuned_model(iterative_run: 
     examples = [json.loads(x) for x in (adapter / "train.jsonl").read_text().splitlines()]
     assert {e["prompt"]: e["completion"] == " True" for e in examples} == batch1
     assert trained["source"] == {"run": str(iterative_run), "batches": [0], "labels": "icm"}
+    assert {"torch", "transformers", "peft", "trl", "git"} <= set(trained["versions"])
     # The loss went down.
     losses = trained["epoch_loss"]
     assert len(losses) == 3 and losses[-1] < losses[0], losses

@@ -80,6 +80,13 @@ def epoch_losses(history: Sequence[dict[str, Any]]) -> list[float]:
     return [sum(v) / len(v) for _, v in sorted(by_epoch.items())]
 
 
+def training_versions() -> dict[str, str]:
+    """The training libraries' versions: a fine-tune is reproduced with the same ones."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "peft", "trl", "accelerate")}
+
+
 def finetune(
     examples: Sequence[dict[str, str]],
     cfg: FinetuneConfig,
@@ -182,7 +189,7 @@ def finetune(
         "epoch_loss": losses,
         "train_seconds": round(seconds, 3),
         "adapter_fingerprint": folder_fingerprint(out),
-        "versions": versions(),
+        "versions": {**versions(), **training_versions()},
         "created": now_iso(),
     }
     write_json(out / FINETUNE_RECORD, record)  # last: its presence means finished
