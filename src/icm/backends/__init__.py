@@ -50,7 +50,8 @@ def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[Label
     from icm.backends.default_model import packaged_model_path
     from icm.backends.embedded import embedded_server
 
-    if cfg.model_path and Path(cfg.model_path).expanduser().is_dir():
+    model_path = Path(cfg.model_path).expanduser() if cfg.model_path else None
+    if model_path is not None and model_path.is_dir():
         # A Hugging Face model folder or an `icm finetune` output (its LoRA merged into
         # its base): llama.cpp cannot serve these, transformers scores them in process.
         from icm.backends.transformers_scorer import (
@@ -59,22 +60,20 @@ def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[Label
             load_causal_lm,
         )
 
-        folder = Path(cfg.model_path).expanduser()
-        if not any((folder / name).exists() for name in ("config.json", FINETUNE_RECORD)):
+        if not any((model_path / name).exists() for name in ("config.json", FINETUNE_RECORD)):
             raise ConfigError(
-                f"--model-path: '{folder}' is a folder, but neither a Hugging Face model "
+                f"--model-path: '{model_path}' is a folder, but neither a Hugging Face model "
                 f"folder (config.json) nor an `icm finetune` output ({FINETUNE_RECORD})"
             )
         with TransformersScorer(
-            load_causal_lm(folder),
+            load_causal_lm(model_path),
             label_words=label_words,
             logprobs=cfg.logprobs,
             keep_trailing_space=cfg.keep_trailing_space,
         ) as scorer:
             yield scorer
         return
-    if cfg.model_path:
-        model_path = Path(cfg.model_path).expanduser()
+    if model_path is not None:
         if not model_path.is_file():
             raise ConfigError(f"--model-path: no such file or folder '{model_path}'")
     elif cfg.model == "embedded":
