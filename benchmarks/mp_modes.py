@@ -12,7 +12,7 @@ request, a proxy of prompt tokens that needs no model. Exact mode at 256 claims 
 reach of this CPU with a real model; this part shows how the ratio grows with N.
 
     uv run python benchmarks/mp_modes.py [--seeds 3] [--size 12] [--K 150] [--alpha 30]
-        [--model-path GGUF_OR_FOLDER] [--skip-model]
+        [--context-k 4 | 3,4] [--model-path GGUF_OR_FOLDER] [--skip-model]
 
 Goal (issue 7): sparse uses >= 20x fewer prompt tokens than exact with final accuracy
 within 2 points (mean of seeds). Figures are printed last.
@@ -69,22 +69,24 @@ def zero_shot_agreement(args: argparse.Namespace, seed: int) -> float:
 
 
 def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {"exact": [], "sparse": []}
+    """One exact run per seed, then one sparse run per seed and --context-k value."""
+    modes = [("exact", args.context_k[0])] + [(f"sparse k={k}", k) for k in args.context_k]
+    rows: dict[str, list[dict]] = {name: [] for name, _ in modes}
     zero_shot = [zero_shot_agreement(args, seed) for seed in range(args.seeds)]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(args.seeds):
-            for mode in ("exact", "sparse"):
+            for name, k in modes:
                 cfg = RunConfig(
                     testbed=args.testbed,
                     size=args.size,
                     K=args.K,
                     seed=seed + 1,
-                    mp=mode,
-                    context_k=args.context_k,
+                    mp=name.split()[0],
+                    context_k=k,
                     alpha=args.alpha,
                     model_path=args.model_path,
                     cache="off",
-                    out=f"{tmp}/{mode}-{seed}",
+                    out=f"{tmp}/{name.replace(' ', '-')}-{seed}",
                 )
                 start = time.monotonic()
                 run_dir = start_run(cfg, progress=False)
@@ -99,8 +101,8 @@ def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
                     "agreement": m["agreement_with_gold"],
                     "inconsistencies": m["inconsistencies"],
                 }
-                rows[mode].append(row)
-                print(f"  {mode:<6} seed {seed}: {row}", file=sys.stderr, flush=True)
+                rows[name].append(row)
+                print(f"  {name:<10} seed {seed}: {row}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -137,7 +139,12 @@ def main() -> int:
     p.add_argument("--size", type=int, default=12)
     p.add_argument("--K", type=int, default=150)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--context-k", type=int, default=4)
+    p.add_argument(
+        "--context-k",
+        type=lambda v: [int(k) for k in v.split(",")],
+        default=[4],
+        help="sparse mode's demonstrations per claim; a comma list runs sparse once per value",
+    )
     p.add_argument("--alpha", type=float, default=30.0)
     p.add_argument("--synthetic-n", type=int, default=256)
     p.add_argument("--synthetic-k", type=int, default=16)
@@ -173,38 +180,48 @@ def main() -> int:
         print(
             f"\nreal model ({args.model_path or 'embedded Gemma 3 270M'}), {args.testbed}, "
             f"{args.size} claims, "
-            f"K={args.K}, alpha={args.alpha:g}, sparse context_k={args.context_k}, "
+            f"K={args.K}, alpha={args.alpha:g}, "
             "response cache off"
         )
         print(
             f"zero-shot (each claim alone, best gap per group True): "
             f"{100 * mean(model['exact'], 'zero_shot'):.1f}% agreement, mean of seeds"
         )
-        print(f"{'mode':<8}{'prompt tokens':>15}{'requests':>10}{'wall s':>9}{'agreement':>11}")
-        for mode in ("exact", "sparse"):
-            rows = model[mode]
+        print(
+            f"{'mode':<12}{'prompt tokens':>15}{'requests':>10}{'wall s':>9}{'agreement':>11}"
+            f"{'inconsistent':>14}"
+        )
+        for mode, rows in model.items():
             print(
-                f"{mode:<8}{mean(rows, 'prompt_tokens'):>15.0f}{mean(rows, 'requests'):>10.0f}"
+                f"{mode:<12}{mean(rows, 'prompt_tokens'):>15.0f}{mean(rows, 'requests'):>10.0f}"
                 f"{mean(rows, 'wall'):>9.0f}{100 * mean(rows, 'agreement'):>10.1f}%"
+                f"{mean(rows, 'inconsistencies'):>14.1f}"
             )
+        sparse_modes = [mode for mode in model if mode != "exact"]
         print(
-            f"{'seed':<6}{'exact tokens':>14}{'sparse tokens':>15}{'ratio':>8}"
-            f"{'exact agr':>11}{'sparse agr':>12}{'zero-shot':>11}"
+            f"{'seed':<6}{'zero-shot':>11}{'exact tokens':>14}{'exact agr':>11}"
+            + "".join(f"{m + ' tokens':>18}{'ratio':>8}{m + ' agr':>15}" for m in sparse_modes)
         )
-        for ex, sp in zip(model["exact"], model["sparse"], strict=True):
+        for i, ex in enumerate(model["exact"]):
+            line = (
+                f"{ex['seed']:<6}{100 * ex['zero_shot']:>10.1f}%{ex['prompt_tokens']:>14}"
+                f"{100 * ex['agreement']:>10.1f}%"
+            )
+            for m in sparse_modes:
+                sp = model[m][i]
+                line += (
+                    f"{sp['prompt_tokens']:>18}{ex['prompt_tokens'] / sp['prompt_tokens']:>7.1f}x"
+                    f"{100 * sp['agreement']:>14.1f}%"
+                )
+            print(line)
+        for m in sparse_modes:
+            tokens = mean(model["exact"], "prompt_tokens") / mean(model[m], "prompt_tokens")
+            wall = mean(model["exact"], "wall") / mean(model[m], "wall")
+            acc = 100 * (mean(model[m], "agreement") - mean(model["exact"], "agreement"))
             print(
-                f"{ex['seed']:<6}{ex['prompt_tokens']:>14}{sp['prompt_tokens']:>15}"
-                f"{ex['prompt_tokens'] / sp['prompt_tokens']:>7.1f}x"
-                f"{100 * ex['agreement']:>10.1f}%{100 * sp['agreement']:>11.1f}%"
-                f"{100 * ex['zero_shot']:>10.1f}%"
+                f"exact/{m}: {tokens:.1f}x prompt tokens, {wall:.1f}x wall time; "
+                f"agreement {m} - exact: {acc:+.1f} points"
             )
-        tokens = mean(model["exact"], "prompt_tokens") / mean(model["sparse"], "prompt_tokens")
-        wall = mean(model["exact"], "wall") / mean(model["sparse"], "wall")
-        acc = 100 * (mean(model["sparse"], "agreement") - mean(model["exact"], "agreement"))
-        print(
-            f"exact/sparse: {tokens:.1f}x prompt tokens, {wall:.1f}x wall time; "
-            f"agreement sparse - exact: {acc:+.1f} points"
-        )
     print(
         f"\nsynthetic scorer (no model), {args.synthetic_n} claims (one batch, the paper's "
         f"size), K={args.synthetic_K}, sparse context_k={args.synthetic_k}"
