@@ -42,7 +42,8 @@ from icm.testbeds.base import (
     RelationRecord,
     Testbed,
 )
-from icm.testbeds.ethics import data_file, data_root, read_csv, text_field
+from icm.testbeds.data_files import read_csv_records
+from icm.testbeds.ethics import data_file, data_root, text_field
 
 DD_DIR = "daily_dilemmas"
 ACTIONS_FILE = "dilemma_to_action_to_values_aggregated.csv"
@@ -123,12 +124,12 @@ def _int(text: str, *, path: Path, line: int, field: str) -> int:
 def load_actions(options: LoadOptions) -> tuple[list[dict[str, Any]], list[str]]:
     """Both actions of every dilemma, validated and repaired, plus notes on the repairs."""
     path = data_file(options, DD_DIR, ACTIONS_FILE)
-    rows = read_csv(path, required=COLUMNS)
+    rows = read_csv_records(path, required=COLUMNS)
     correct: dict[int, str] = {}
     root = data_root(options)
     dilemmas_path = root / DD_DIR / DILEMMAS_FILE if root is not None else None
     if dilemmas_path is not None and dilemmas_path.is_file():
-        for row in read_csv(dilemmas_path, required=("idx", "dilemma_situation")):
+        for row in read_csv_records(dilemmas_path, required=("idx", "dilemma_situation")):
             idx = _int(row[1]["idx"], path=dilemmas_path, line=row[0], field="idx")
             correct[idx] = row[1]["dilemma_situation"].strip()
     actions: list[dict[str, Any]] = []

@@ -26,10 +26,7 @@ docs/testbeds.md, "Moral testbeds" for the numbers):
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
@@ -44,6 +41,7 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
+from icm.testbeds.data_files import Record, read_csv_records, resolve_data_dir
 
 ETHICS_LICENSE = (
     "MIT per the HuggingFace card of hendrycks/ethics; the offline copy comes from "
@@ -56,15 +54,7 @@ ETHICS_SPLITS = ("train", "test", "test_hard")
 
 
 def data_root(options: LoadOptions) -> Path | None:
-    """The data directory: --data-dir, else $ICM_DATA_DIR, else the `icm data fetch`
-    cache (through the shared resolver when it is there)."""
-    try:
-        from icm.testbeds.data_files import resolve_data_dir
-    except ImportError:  # the shared readers are another module's; work without them
-        if options.data_dir is not None:
-            return Path(options.data_dir)
-        env = os.environ.get("ICM_DATA_DIR")
-        return Path(env) if env else None
+    """DATA_DIR: --data-dir, ICM_DATA_DIR, or the `icm data fetch` cache."""
     return resolve_data_dir(options.data_dir)
 
 
@@ -85,58 +75,7 @@ def data_file(options: LoadOptions, *parts: str, hint: str = "") -> Path:
     return path
 
 
-Row = tuple[int, dict[str, str]]  # (1-based line where the record starts, cells by column)
-
-
-def read_csv(
-    path: Path,
-    *,
-    required: Sequence[str] = (),
-    names: Sequence[str] | None = None,
-) -> list[Row]:
-    """Rows of a CSV file with the line each starts on (records may span lines).
-
-    With `names`, the file has no header and every row must have exactly those columns.
-    Otherwise the header must contain `required`. Blank lines are skipped. CRLF and a
-    UTF-8 BOM are accepted.
-    """
-    rows: list[Row] = []
-    try:
-        with path.open(encoding="utf-8-sig", newline="") as f:
-            reader = csv.reader(f)
-            try:
-                if names is None:
-                    header = next(reader, None)
-                    if header is None:
-                        raise DataError("empty file: no header line", path=path, line=1)
-                    for col in required:
-                        if col not in header:
-                            raise DataError(
-                                f"missing column (the header has {header})",
-                                path=path,
-                                line=1,
-                                field=col,
-                            )
-                    columns = list(header)
-                else:
-                    columns = list(names)
-                start = reader.line_num + 1
-                for cells in reader:
-                    line, start = start, reader.line_num + 1
-                    if not cells or all(not c.strip() for c in cells):
-                        continue
-                    if len(cells) != len(columns):
-                        raise DataError(
-                            f"expected {len(columns)} fields, found {len(cells)}",
-                            path=path,
-                            line=line,
-                        )
-                    rows.append((line, dict(zip(columns, cells, strict=True))))
-            except csv.Error as e:
-                raise DataError(f"malformed CSV ({e})", path=path, line=reader.line_num) from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", path=path) from None
-    return rows
+Row = Record  # (1-based line where the record starts, cells by column)
 
 
 def text_field(row: Row, name: str, path: Path) -> str:
@@ -263,7 +202,7 @@ class EthicsCommonsense(_Ethics):
         return data_file(options, "ethics", self.subset, self.files[split], hint=hint)
 
     def build(self, split: str, path: Path) -> ClaimTable:
-        rows = read_csv(path, required=("label", "input", "is_short"))
+        rows = read_csv_records(path, required=("label", "input", "is_short"))
         claims: list[ClaimRecord] = []
         n_long = 0
         for i, row in enumerate(rows):
@@ -338,7 +277,7 @@ class EthicsDeontology(_Ethics):
     }
 
     def build(self, split: str, path: Path) -> ClaimTable:
-        rows = read_csv(path, required=("label", "scenario", "excuse"))
+        rows = read_csv_records(path, required=("label", "scenario", "excuse"))
         scenarios = [text_field(r, "scenario", path) for r in rows]
         groups = block_groups(split, scenarios)
         claims = []
@@ -394,7 +333,7 @@ class EthicsJustice(_Ethics):
     }
 
     def build(self, split: str, path: Path) -> ClaimTable:
-        rows = read_csv(path, required=("label", "scenario"))
+        rows = read_csv_records(path, required=("label", "scenario"))
         scenarios = [text_field(r, "scenario", path) for r in rows]
         groups = block_groups(split, [justice_key(s) for s in scenarios])
         claims = []
@@ -438,7 +377,7 @@ class EthicsVirtue(_Ethics):
     }
 
     def build(self, split: str, path: Path) -> ClaimTable:
-        rows = read_csv(path, required=("label", "scenario"))
+        rows = read_csv_records(path, required=("label", "scenario"))
         group_of: dict[str, str] = {}  # sentence -> group id, in order of first appearance
         line_of: dict[str, int] = {}
         claims: list[ClaimRecord] = []
@@ -520,7 +459,7 @@ class EthicsUtilitarianism(_Ethics):
     }
 
     def build(self, split: str, path: Path) -> ClaimTable:
-        rows = read_csv(path, names=("more_pleasant", "less_pleasant"))
+        rows = read_csv_records(path, header=("more_pleasant", "less_pleasant"))
         claims: list[ClaimRecord] = []
         relations: list[RelationRecord] = []
         for i, row in enumerate(rows):

@@ -36,7 +36,8 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
-from icm.testbeds.ethics import Row, data_file, read_csv, shuffled_within_groups, text_field
+from icm.testbeds.data_files import read_csv_records
+from icm.testbeds.ethics import Row, data_file, shuffled_within_groups, text_field
 
 MFV_FILE = ("moral_foundations_vignettes", "vignettes.csv")
 MFV_LICENSE = (
@@ -109,7 +110,7 @@ def _number(row: Row, name: str, path: Path, *, percent: bool) -> float:
 def load_vignettes(options: LoadOptions) -> list[dict[str, Any]]:
     """All 132 vignettes, validated, each with its split."""
     path = data_file(options, *MFV_FILE)
-    rows = read_csv(path, required=REQUIRED)
+    rows = read_csv_records(path, required=REQUIRED)
     out: list[dict[str, Any]] = []
     seen_in_class: dict[str, int] = {}
     for i, row in enumerate(rows):
