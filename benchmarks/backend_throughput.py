@@ -20,22 +20,16 @@ import argparse
 import os
 import random
 import statistics
-import subprocess
 import time
 from pathlib import Path
 
 from icm.backends.completions import CompletionsScorer
 from icm.backends.default_model import packaged_model_path
 from icm.backends.embedded import embedded_server
+from icm.run_dir import git_hash
 from icm.testbeds import get_testbed
 
-
-def git_hash() -> str:
-    here = Path(__file__).resolve().parent
-    out = subprocess.run(
-        ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return out.stdout.strip() or "unknown"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def exact_mp_step(n_claims: int, seed: int) -> list[str]:
@@ -88,7 +82,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
 
-    print(f"git {git_hash()}")
+    print(f"git {git_hash(ROOT, short=True) or 'unknown'}")
     print(
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} (shared machines: "
         "compare the two orders, not absolute numbers)"

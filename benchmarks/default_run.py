@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from icm.run_dir import git_hash
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,12 +55,7 @@ def main() -> int:
                 file=sys.stderr,
                 flush=True,
             )
-    git = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    git = git_hash(ROOT, short=True) or "unknown"
     print(f"default_run  git {git}  repeats {args.repeats}")
     print(
         f"`uv run icm run` wall time: mean {statistics.mean(walls):.1f} s, "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,20 +30,11 @@ from pathlib import Path
 
 from icm.config import RunConfig
 from icm.run import ScorerHandle, start_run, synthetic_scorer_factory
+from icm.run_dir import git_hash
 from icm.search import run_icm
 from icm.testbeds import LoadOptions, get_testbed
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_hash() -> str:
-    r = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return r.stdout.strip() or "unknown"
 
 
 def zero_shot_agreement(args: argparse.Namespace, seed: int) -> float:
@@ -162,7 +152,8 @@ def main() -> int:
         help="print only the zero-shot reference of each seed's claims (no search)",
     )
     args = p.parse_args()
-    head = git_hash()  # at the start: the checkout may move on during a long run
+    # At the start: the checkout may move on during a long run.
+    head = git_hash(ROOT, short=True) or "unknown"
     if args.zero_shot_only:
         print(f"mp_modes --zero-shot-only  git {head}  model {args.model_path or 'embedded'}")
         print(f"{args.testbed}, {args.size} claims; the best-gap claim of each group True")

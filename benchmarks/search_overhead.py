@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from icm.run_dir import git_hash
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "bench"
 
@@ -124,16 +126,6 @@ def time_original(n: int, budget: float) -> float | None:
             return elapsed / steps
 
 
-def git_hash() -> str:
-    r = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return r.stdout.strip() or "unknown"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=3000, help="timed C++ steps per size")
@@ -207,7 +199,8 @@ def main() -> int:
         args.plot.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.plot, dpi=110)
 
-    print(f"search_overhead  git {git_hash()}  steps {args.steps}  (model time excluded)")
+    git = git_hash(ROOT, short=True) or "unknown"
+    print(f"search_overhead  git {git}  steps {args.steps}  (model time excluded)")
     print(
         f"{'N':>8} {'icm us/iter':>12} {'original us/iter':>18} {'ratio':>10}"
         f"  {'exact us/iter':>13}"

@@ -64,6 +64,32 @@ def test_full_synthetic_run_writes_the_run_directory(tmp_path: Path) -> None:
     assert "SYNTHETIC" in (out / "log.txt").read_text()
 
 
+def test_git_hash_names_the_commit_and_a_dirty_tree(tmp_path: Path) -> None:
+    from icm.run_dir import git_hash
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
+    assert git_hash(tmp_path) is None  # not a checkout
+    git("init", "-q")
+    (tmp_path / "a.txt").write_text("one\n")
+    git("add", "a.txt")
+    git("commit", "-qm", "one")
+    head = git("rev-parse", "HEAD")
+    assert git_hash(tmp_path) == head
+    assert git_hash(tmp_path, short=True) == git("rev-parse", "--short", "HEAD")
+    (tmp_path / "b.txt").write_text("untracked files do not make it dirty\n")
+    assert git_hash(tmp_path) == head
+    (tmp_path / "a.txt").write_text("two\n")
+    assert git_hash(tmp_path) == head + "-dirty"
+
+
 def test_help_lists_the_original_flags() -> None:
     r = icm("run", "--help")
     assert r.returncode == 0

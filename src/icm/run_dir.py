@@ -24,12 +24,13 @@ from typing import Any
 from icm.errors import ConfigError
 
 
-def git_hash() -> str | None:
-    """The commit of the icm checkout this code runs from, if it is one."""
-    here = Path(__file__).resolve().parent
+def git_hash(where: Path | None = None, *, short: bool = False) -> str | None:
+    """The commit of the checkout at `where` (default: the one this code runs from), with
+    "-dirty" when tracked files differ from it; None outside a checkout."""
+    here = where or Path(__file__).resolve().parent
     try:
         out = subprocess.run(
-            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            ["git", "-C", str(here), "rev-parse", *(["--short"] if short else []), "HEAD"],
             capture_output=True,
             text=True,
             timeout=5,
