@@ -12,7 +12,10 @@ request, a proxy of prompt tokens that needs no model. Exact mode at 256 claims 
 reach of this CPU with a real model; this part shows how the ratio grows with N.
 
     uv run python benchmarks/mp_modes.py [--seeds 3] [--size 12] [--K 150] [--alpha 30]
-        [--context-k 4 | 3,4] [--model-path GGUF_OR_FOLDER] [--skip-model]
+        [--context-k 4 | 3,4] [--model-path GGUF_OR_FOLDER] [--work DIR] [--skip-model]
+
+With --work DIR the model runs are run directories in DIR: the same command again reuses
+the finished ones and resumes the stopped ones (long exact runs survive a kill).
 
 Goal (issue 7): sparse uses >= 20x fewer prompt tokens than exact with final accuracy
 within 2 points (mean of seeds). Figures are printed last.
@@ -25,11 +28,10 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from icm.config import RunConfig
-from icm.run import ScorerHandle, start_run, synthetic_scorer_factory
+from icm.run import ScorerHandle, resume_run, start_run, synthetic_scorer_factory
 from icm.run_dir import git_hash
 from icm.search import run_icm
 from icm.testbeds import LoadOptions, get_testbed
@@ -58,41 +60,62 @@ def zero_shot_agreement(args: argparse.Namespace, seed: int) -> float:
     return sum(right) / len(right)
 
 
-def model_runs(args: argparse.Namespace) -> dict[str, list[dict]]:
-    """One exact run per seed, then one sparse run per seed and --context-k value."""
-    modes = [("exact", args.context_k[0])] + [(f"sparse k={k}", k) for k in args.context_k]
+def run_or_resume(cfg: RunConfig) -> dict:
+    """The metrics of the run at cfg.out: reused if complete, resumed if stopped (a killed
+    benchmark loses at most one search step per run), else started."""
+    run_dir = Path(cfg.out)  # type: ignore[arg-type]
+    metrics_path = run_dir / "metrics.json"
+    if not (run_dir / "config.json").exists():
+        start_run(cfg, progress=False)
+        return json.loads(metrics_path.read_text())
+    saved = RunConfig.load(run_dir / "config.json")
+    differ = [k for k in saved.differences(cfg) if k not in RunConfig.OPERATIONAL_FIELDS]
+    if differ:
+        detail = ", ".join(
+            f"{k} {getattr(saved, k)!r} there, {getattr(cfg, k)!r} here" for k in differ
+        )
+        raise SystemExit(f"mp_modes: --work: {run_dir} holds a run with other settings ({detail})")
+    if not metrics_path.exists() or json.loads(metrics_path.read_text())["status"] != "completed":
+        resume_run(run_dir, {}, progress=False)
+    return json.loads(metrics_path.read_text())
+
+
+def model_runs(args: argparse.Namespace, work: Path) -> dict[str, list[dict]]:
+    """One exact run per seed, then one sparse run per seed and --context-k value, each a
+    run directory under `work`."""
+    # (exact mode ignores context_k: its runs keep the default, so they are reused
+    # whatever --context-k lists)
+    modes = [("exact", RunConfig().context_k)] + [(f"sparse k={k}", k) for k in args.context_k]
     rows: dict[str, list[dict]] = {name: [] for name, _ in modes}
     zero_shot = [zero_shot_agreement(args, seed) for seed in range(args.seeds)]
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for name, k in modes:
-                cfg = RunConfig(
-                    testbed=args.testbed,
-                    size=args.size,
-                    K=args.K,
-                    seed=seed + 1,
-                    mp=name.split()[0],
-                    context_k=k,
-                    alpha=args.alpha,
-                    model_path=args.model_path,
-                    cache="off",
-                    out=f"{tmp}/{name.replace(' ', '-')}-{seed}",
-                )
-                start = time.monotonic()
-                run_dir = start_run(cfg, progress=False)
-                wall = time.monotonic() - start
-                m = json.loads((run_dir / "metrics.json").read_text())
-                row = {
-                    "seed": seed,
-                    "zero_shot": zero_shot[seed],
-                    "prompt_tokens": m["backend"]["prompt_tokens"],
-                    "requests": m["backend"]["requests"],
-                    "wall": wall,
-                    "agreement": m["agreement_with_gold"],
-                    "inconsistencies": m["inconsistencies"],
-                }
-                rows[name].append(row)
-                print(f"  {name:<10} seed {seed}: {row}", file=sys.stderr, flush=True)
+    for seed in range(args.seeds):
+        for name, k in modes:
+            cfg = RunConfig(
+                testbed=args.testbed,
+                size=args.size,
+                K=args.K,
+                seed=seed + 1,
+                mp=name.split()[0],
+                context_k=k,
+                alpha=args.alpha,
+                model_path=args.model_path,
+                cache="off",
+                out=str(work / f"{name.replace(' ', '-').replace('=', '')}-seed{seed}"),
+            )
+            m = run_or_resume(cfg)
+            row = {
+                "seed": seed,
+                "zero_shot": zero_shot[seed],
+                "prompt_tokens": m["backend"]["prompt_tokens"],
+                "requests": m["backend"]["requests"],
+                # Summed over the run's executions when it was resumed.
+                "wall": m["wall_seconds"],
+                "executions": len(m["segments"]),
+                "agreement": m["agreement_with_gold"],
+                "inconsistencies": m["inconsistencies"],
+            }
+            rows[name].append(row)
+            print(f"  {name:<10} seed {seed}: {row}", file=sys.stderr, flush=True)
     return rows
 
 
@@ -147,6 +170,12 @@ def main() -> int:
     )
     p.add_argument("--skip-model", action="store_true")
     p.add_argument(
+        "--work",
+        default=None,
+        help="keep the model runs' directories here (default: a temporary folder): run "
+        "the same command again and finished runs are reused, stopped ones resumed",
+    )
+    p.add_argument(
         "--zero-shot-only",
         action="store_true",
         help="print only the zero-shot reference of each seed's claims (no search)",
@@ -164,7 +193,13 @@ def main() -> int:
         return 0
 
     synthetic = synthetic_runs(args.synthetic_n, args.synthetic_k, args.synthetic_K, args.seeds)
-    model = None if args.skip_model else model_runs(args)
+    model = None
+    if not args.skip_model:
+        if args.work:
+            model = model_runs(args, Path(args.work))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                model = model_runs(args, Path(tmp))
 
     print(f"mp_modes  git {head}  seeds {args.seeds}")
     if model is not None:
@@ -205,6 +240,14 @@ def main() -> int:
                     f"{100 * sp['agreement']:>14.1f}%"
                 )
             print(line)
+        resumed = [
+            f"{mode} seed {r['seed']} ({r['executions']} executions)"
+            for mode, rows in model.items()
+            for r in rows
+            if r["executions"] > 1
+        ]
+        if resumed:  # their tokens and wall time are sums over the executions
+            print(f"resumed runs: {', '.join(resumed)}")
         for m in sparse_modes:
             tokens = mean(model["exact"], "prompt_tokens") / mean(model[m], "prompt_tokens")
             wall = mean(model["exact"], "wall") / mean(model[m], "wall")

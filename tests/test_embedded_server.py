@@ -144,6 +144,59 @@ def test_ctrl_c_during_the_search_stops_the_server(tmp_path: Path) -> None:
     assert not alive(pid)
 
 
+def checkpointed_segments(out: Path) -> list[dict]:
+    try:
+        return json.loads((out / "state.json").read_text()).get("segments", [])
+    except (OSError, ValueError):  # not written yet, or caught mid-replace
+        return []
+
+
+@pytest.mark.model
+def test_a_resumed_run_reports_what_every_execution_cost(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    resume = [sys.executable, "-m", "icm.cli", "run", "--resume", str(out), "--quiet"]
+
+    def started(n: int) -> bool:  # the n-th execution has checkpointed a scored step
+        segments = checkpointed_segments(out)
+        return len(segments) == n and segments[-1]["backend"]["prompt_tokens"] > 0
+
+    # 1: killed outright, so it writes no metrics: its costs come from its checkpoint.
+    process = start_icm(out, "--K", "40", "--context-k", "2")
+    assert wait_until(lambda: started(1), timeout=180), "the search never started"
+    process.kill()
+    process.communicate(timeout=30)
+    assert not (out / "metrics.json").exists()
+    killed = checkpointed_segments(out)[0]
+    # 2: resumed, then interrupted: its metrics hold both executions.
+    process = subprocess.Popen(
+        resume,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    assert wait_until(lambda: started(2), timeout=180), "the resumed search never started"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    interrupted = json.loads((out / "metrics.json").read_text())
+    assert interrupted["status"] == "interrupted"
+    assert interrupted["segments"][0] == {**killed, "status": "killed"}
+    assert interrupted["segments"][1]["status"] == "interrupted"
+    # 3: resumed to the end. Totals are sums over the three executions.
+    r = subprocess.run(resume, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    segments = metrics["segments"]
+    assert [s["status"] for s in segments] == ["killed", "interrupted", "completed"]
+    assert segments[:2] == interrupted["segments"]
+    for key in ("requests", "prompt_tokens", "cached_prompt_tokens"):
+        assert all(s["backend"][key] >= 0 for s in segments)
+        assert metrics["backend"][key] == sum(s["backend"][key] for s in segments), key
+    assert all(s["backend"]["prompt_tokens"] > 0 for s in segments)
+    assert metrics["wall_seconds"] == pytest.approx(sum(s["wall_seconds"] for s in segments))
+
+
 @pytest.mark.model
 def test_the_server_dies_with_a_killed_icm(tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -87,9 +87,19 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
         )
     assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
     assert kills == 12
-    assert json.loads((out / "metrics.json").read_text())["status"] == "completed"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed"
     assert labels_of(out) == labels_of(uninterrupted)
     assert utilities_of(out) == utilities_of(uninterrupted)
+    # Every execution is counted: the killed ones as of their last checkpoint. Each resume
+    # starts with an empty score cache, so together they scored at least as much as one run.
+    segments = metrics["segments"]
+    assert [s["status"] for s in segments] == ["killed"] * 12 + ["completed"]
+    assert all(s["backend"]["requests"] > 0 for s in segments)
+    assert metrics["backend"]["requests"] == sum(s["backend"]["requests"] for s in segments)
+    whole = json.loads((uninterrupted / "metrics.json").read_text())
+    assert [s["status"] for s in whole["segments"]] == ["completed"]
+    assert metrics["backend"]["requests"] >= whole["backend"]["requests"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -3,7 +3,9 @@ flaky server never costs finished work.
 
     state.json      where the run stands: finished batches, the search state of the batch
                     in progress (labels, iteration, accept count, RNG state, context draw),
-                    and how many trace rows are valid. Replaced atomically every step.
+                    how many trace rows are valid, and what each execution of the run (a
+                    segment: the first start, then each resume) has cost so far (backend
+                    requests and tokens, wall time). Replaced atomically every step.
     batches.jsonl   one line per finished batch (labels, scores, figures), appended.
     trace.jsonl     one line per step, appended.
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +108,14 @@ def _keep_lines(path: Path, n: int) -> list[str]:
 
 
 class CheckpointWriter:
-    """The on_progress callback of run_icm: persists every step."""
+    """The on_progress callback of run_icm: persists every step. `segments` gives the cost
+    of the run's executions so far (see `earlier_segments`)."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(
+        self, run_dir: Path, segments: Callable[[], list[dict[str, Any]]] | None = None
+    ) -> None:
         self.run_dir = run_dir
+        self.segments = segments
 
     def __call__(self, progress: Progress, finished: BatchResult | None) -> None:
         if finished is not None:
@@ -121,8 +128,51 @@ class CheckpointWriter:
                 "batch": progress.batch,
                 "state": None if progress.state is None else state_to_json(progress.state),
                 "n_trace_rows": progress.n_trace_rows,
+                "segments": self.segments() if self.segments else [],
             },
         )
+
+
+def earlier_segments(run_dir: Path) -> list[dict[str, Any]]:
+    """What the earlier executions of a run cost, one record each, for a resume to add to.
+
+    metrics.json, written when an execution ends (completed, interrupted, failed), has the
+    final figures of every execution up to that one; state.json has those of every
+    execution up to the last checkpoint. An execution that was killed (SIGKILL, power loss)
+    wrote no metrics: its figures are those of its last checkpoint (work after it, redone by
+    the resume, is then counted once, by the resume) and its status says "killed"."""
+    final: list[dict[str, Any]] = []
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.exists():
+        m = json.loads(metrics_path.read_text())
+        final = m.get("segments") or [
+            {
+                "started": m.get("created"),
+                "status": m.get("status"),
+                "wall_seconds": m.get("wall_seconds", 0.0),
+                "backend": m.get("backend") or {},
+            }
+        ]
+    checkpointed: list[dict[str, Any]] = []
+    state_path = run_dir / STATE_FILE
+    if state_path.exists():
+        checkpointed = json.loads(state_path.read_text()).get("segments", [])
+    out = list(final)
+    for seg in checkpointed[len(final) :]:
+        out.append({**seg, "status": "killed" if seg["status"] == "running" else seg["status"]})
+    return out
+
+
+def sum_segments(segments: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:
+    """Total wall seconds and backend counts over a run's executions."""
+    backend: dict[str, Any] = {}
+    for seg in segments:
+        for key, value in seg["backend"].items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                backend[key] = backend.get(key, 0) + value
+    if isinstance(backend.get("seconds"), float):
+        backend["seconds"] = round(backend["seconds"], 3)
+    return round(sum(seg["wall_seconds"] for seg in segments), 3), backend
 
 
 def load_progress(run_dir: Path) -> Progress | None:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from icm import _icm_core as core
-from icm.checkpoint import STATE_FILE, TRACE_FILE, CheckpointWriter, load_progress
+from icm.checkpoint import (
+    STATE_FILE,
+    TRACE_FILE,
+    CheckpointWriter,
+    earlier_segments,
+    load_progress,
+    sum_segments,
+)
 from icm.config import SYNTHETIC_MODEL, RunConfig
 from icm.errors import ConfigError, IcmError
 from icm.run_dir import (
@@ -261,6 +268,21 @@ def execute_run(
     status, error = "failed", None
     result: IcmResult | None = None
     handle: ScorerHandle | None = None
+    # Costs add up over the executions of a run: a resumed run reports all it took.
+    earlier = earlier_segments(run_dir) if resume is not None else []
+    segment_started = now_iso()
+
+    def segments(segment_status: str = "running") -> list[dict[str, Any]]:
+        return [
+            *earlier,
+            {
+                "started": segment_started,
+                "status": segment_status,
+                "wall_seconds": round(time.monotonic() - started, 3),
+                "backend": handle.stats() if handle is not None else {},
+            },
+        ]
+
     bar = Progress(total=0, enabled=False)
     try:
         with (
@@ -290,7 +312,7 @@ def execute_run(
                 cfg.batch_size,
                 on_step=on_step,
                 resume=resume,
-                on_progress=CheckpointWriter(run_dir),
+                on_progress=CheckpointWriter(run_dir, segments),
             )
             status = "completed"
     except KeyboardInterrupt:
@@ -303,7 +325,7 @@ def execute_run(
         bar.close()
         write_json(
             run_dir / "metrics.json",
-            metrics(cfg, table, result, handle, status, time.monotonic() - started, error),
+            metrics(cfg, table, result, handle, status, segments(status), error),
         )
         if result is not None:
             write_labels(run_dir, table, result)
@@ -351,9 +373,12 @@ def metrics(
     result: IcmResult | None,
     handle: ScorerHandle | None,
     status: str,
-    seconds: float,
+    segments: list[dict[str, Any]],
     error: str | None = None,
 ) -> dict[str, Any]:
+    """The run's figures; time and backend counts are totals over its executions (the
+    first start and each resume), listed one by one in "segments"."""
+    wall_seconds, backend = sum_segments(segments)
     out: dict[str, Any] = {
         "status": status,
         "error": error,
@@ -362,7 +387,7 @@ def metrics(
         "n_claims": len(table),
         "model": cfg.model,
         "scorer": handle.description if handle else None,
-        "wall_seconds": round(seconds, 3),
+        "wall_seconds": wall_seconds,
         "versions": versions(),
         "created": now_iso(),
     }
@@ -384,8 +409,10 @@ def metrics(
                 "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
             }
         )
+    out["segments"] = segments
+    if handle is not None or backend:
+        out["backend"] = backend
     if handle is not None:
-        out["backend"] = handle.stats()
         records = getattr(handle.backend, "records", None)
         if records is not None:  # --iterative: which model labelled which batch
             out["iterative"] = records
