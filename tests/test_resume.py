@@ -172,3 +172,23 @@ def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "state.json" in r.stderr or "batches.jsonl" in r.stderr
     assert os.path.exists(broken / "config.json")
+    # So is a damaged metrics.json (written when an execution ends; a resume adds to it).
+    (broken / "metrics.json").write_text('{"status": "interrupted", "segm')
+    r = subprocess.run(
+        icm_cmd("run", "--resume", str(broken), "--quiet"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{broken / 'metrics.json'}: cannot read it" in r.stderr
+    (broken / "state.json").write_bytes((uninterrupted / "state.json").read_bytes())
+    (broken / "metrics.json").write_text('{"status": "failed", "segments": [{"backend": 3}]}')
+    r = subprocess.run(
+        icm_cmd("run", "--resume", str(broken), "--quiet"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "metrics.json: field 'segments[0]': not a segment record" in r.stderr

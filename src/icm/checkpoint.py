@@ -144,7 +144,7 @@ def earlier_segments(run_dir: Path) -> list[dict[str, Any]]:
     final: list[dict[str, Any]] = []
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
-        m = json.loads(metrics_path.read_text())
+        m = read_json_object(metrics_path)
         final = m.get("segments") or [
             {
                 "started": m.get("created"),
@@ -156,11 +156,31 @@ def earlier_segments(run_dir: Path) -> list[dict[str, Any]]:
     checkpointed: list[dict[str, Any]] = []
     state_path = run_dir / STATE_FILE
     if state_path.exists():
-        checkpointed = json.loads(state_path.read_text()).get("segments", [])
+        checkpointed = read_json_object(state_path).get("segments", [])
+    for where, segments in ((metrics_path, final), (state_path, checkpointed)):
+        for i, seg in enumerate(segments if isinstance(segments, list) else [None]):
+            if not (
+                isinstance(seg, dict)
+                and isinstance(seg.get("wall_seconds"), int | float)
+                and isinstance(seg.get("backend"), dict)
+            ):
+                raise ConfigError(f"{where}: field 'segments[{i}]': not a segment record")
     out = list(final)
     for seg in checkpointed[len(final) :]:
-        out.append({**seg, "status": "killed" if seg["status"] == "running" else seg["status"]})
+        status = seg.get("status")
+        out.append({**seg, "status": "killed" if status == "running" else status})
     return out
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A run file that must hold a JSON object, or a ConfigError naming it."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: cannot read it ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    return data
 
 
 def sum_segments(segments: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:

@@ -18,6 +18,7 @@ from icm.checkpoint import (
     CheckpointWriter,
     earlier_segments,
     load_progress,
+    read_json_object,
     sum_segments,
 )
 from icm.config import SYNTHETIC_MODEL, RunConfig
@@ -217,7 +218,7 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = Tru
         raise ConfigError(f"--resume {run_dir}: the configuration differs in {detail}")
     metrics_path = run_dir / "metrics.json"
     if metrics_path.exists():
-        status = json.loads(metrics_path.read_text()).get("status")
+        status = read_json_object(metrics_path).get("status")
         if status == "completed":
             print(f"icm: {run_dir} is already complete; nothing to do", file=sys.stderr)
             return run_dir
