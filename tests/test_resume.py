@@ -35,6 +35,10 @@ def icm_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "icm.cli", *args]
 
 
+def icm(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(icm_cmd(*args), capture_output=True, text=True, check=False)
+
+
 def labels_of(run_dir: Path) -> dict[str, bool | None]:
     rows = [json.loads(x) for x in (run_dir / "labels.jsonl").read_text().splitlines()]
     return {r["id"]: r["label"] for r in rows}
@@ -47,9 +51,7 @@ def utilities_of(run_dir: Path) -> list[float]:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("whole") / "run"
-    r = subprocess.run(
-        icm_cmd(*RUN, "--out", str(out)), capture_output=True, text=True, check=False
-    )
+    r = icm(*RUN, "--out", str(out))
     assert r.returncode == 0, r.stderr
     return out
 
@@ -125,9 +127,7 @@ def test_interrupt_saves_and_says_how_to_resume(
     assert f"icm run --resume {out}" in err
     assert "Traceback" not in err
     assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
-    r = subprocess.run(
-        icm_cmd("run", "--resume", str(out), "--quiet"), capture_output=True, text=True, check=False
-    )
+    r = icm("run", "--resume", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert labels_of(out) == labels_of(uninterrupted)
 
@@ -135,27 +135,15 @@ def test_interrupt_saves_and_says_how_to_resume(
 def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:
     # A finished run: says so and does nothing.
     before = (uninterrupted / "trace.jsonl").stat().st_mtime_ns
-    r = subprocess.run(
-        icm_cmd("run", "--resume", str(uninterrupted), "--quiet"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = icm("run", "--resume", str(uninterrupted), "--quiet")
     assert r.returncode == 0 and "already complete" in r.stderr
     assert (uninterrupted / "trace.jsonl").stat().st_mtime_ns == before
     # A changed configuration: an error naming the differing fields.
-    r = subprocess.run(
-        icm_cmd("run", "--resume", str(uninterrupted), "--alpha", "5", "--K", "9"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = icm("run", "--resume", str(uninterrupted), "--alpha", "5", "--K", "9")
     assert r.returncode == 2
     assert "differs in K (run: 1500, given: 9), alpha (run: 30.0, given: 5.0)" in r.stderr
     # Never overwrite a run by starting a new one into its directory.
-    r = subprocess.run(
-        icm_cmd(*RUN, "--out", str(uninterrupted)), capture_output=True, text=True, check=False
-    )
+    r = icm(*RUN, "--out", str(uninterrupted))
     assert r.returncode == 2 and "already holds a run" in r.stderr
     # A damaged checkpoint is a clear error, not a traceback.
     broken = tmp_path / "broken"
@@ -163,32 +151,17 @@ def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:
     for name in ("config.json", "batches.jsonl", "trace.jsonl"):
         (broken / name).write_bytes((uninterrupted / name).read_bytes())
     (broken / "state.json").write_text('{"format": 1, "n_completed": 7, "batch": null}')
-    r = subprocess.run(
-        icm_cmd("run", "--resume", str(broken), "--quiet"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = icm("run", "--resume", str(broken), "--quiet")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "state.json" in r.stderr or "batches.jsonl" in r.stderr
     assert os.path.exists(broken / "config.json")
     # So is a damaged metrics.json (written when an execution ends; a resume adds to it).
     (broken / "metrics.json").write_text('{"status": "interrupted", "segm')
-    r = subprocess.run(
-        icm_cmd("run", "--resume", str(broken), "--quiet"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = icm("run", "--resume", str(broken), "--quiet")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert f"{broken / 'metrics.json'}: cannot read it" in r.stderr
     (broken / "state.json").write_bytes((uninterrupted / "state.json").read_bytes())
     (broken / "metrics.json").write_text('{"status": "failed", "segments": [{"backend": 3}]}')
-    r = subprocess.run(
-        icm_cmd("run", "--resume", str(broken), "--quiet"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    r = icm("run", "--resume", str(broken), "--quiet")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "metrics.json: field 'segments[0]': not a segment record" in r.stderr
