@@ -257,8 +257,9 @@ def main() -> int:
                 f"agreement {m} - exact: {acc:+.1f} points"
             )
     print(
-        f"\nsynthetic scorer (no model), {args.synthetic_n} claims (one batch, the paper's "
-        f"size), K={args.synthetic_K}, sparse context_k={args.synthetic_k}"
+        f"\nsynthetic scorer (no model), {args.synthetic_n} claims (one batch"
+        + (", the paper's size" if args.synthetic_n == 256 else "")
+        + f"), K={args.synthetic_K}, sparse context_k={args.synthetic_k}"
     )
     print(f"{'mode':<8}{'prompt claims':>15}{'requests':>10}{'agreement':>11}")
     for mode in ("exact", "sparse"):
