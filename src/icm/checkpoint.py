@@ -23,7 +23,7 @@ from typing import Any
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
-from icm.run_dir import write_json
+from icm.run_dir import read_json_object, write_json
 from icm.search import BatchResult, Progress
 
 STATE_FILE = "state.json"
@@ -170,17 +170,6 @@ def earlier_segments(run_dir: Path) -> list[dict[str, Any]]:
         status = seg.get("status")
         out.append({**seg, "status": "killed" if status == "running" else status})
     return out
-
-
-def read_json_object(path: Path) -> dict[str, Any]:
-    """A run file that must hold a JSON object, or a ConfigError naming it."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot read it ({e})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: not a JSON object")
-    return data
 
 
 def sum_segments(segments: list[dict[str, Any]]) -> tuple[float, dict[str, Any]]:

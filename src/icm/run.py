@@ -18,7 +18,6 @@ from icm.checkpoint import (
     CheckpointWriter,
     earlier_segments,
     load_progress,
-    read_json_object,
     sum_segments,
 )
 from icm.config import SYNTHETIC_MODEL, RunConfig
@@ -28,6 +27,7 @@ from icm.run_dir import (
     default_run_dir,
     now_iso,
     prepare_run_dir,
+    read_json_object,
     versions,
     write_json,
     write_jsonl,
