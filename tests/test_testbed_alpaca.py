@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from icm import _icm_core as core
 from icm.errors import DataError
 from icm.testbeds import ClaimTable, LoadOptions, get_testbed
 
@@ -85,8 +86,22 @@ def test_split_by_question_sizes(data_dir: Path) -> None:
 
 def test_paper_mode_is_gold_derived_and_says_so(data_dir: Path) -> None:
     t = load(data_dir, "test", consistency="paper")
-    assert {r.kind for r in t.relations} == {"at_most_one_true"}
     assert t.structure_uses_gold and any("GOLD" in n for n in t.notes)
+
+
+def test_paper_mode_counts_both_false_twins_as_inconsistent(data_dir: Path) -> None:
+    """The original code's keys 'A>B'/'B>A' differ on twins, and for those keys both False
+    is a contradiction as well as both True: exactly one order is better (OPPOSITE)."""
+    t = load(data_dir, "test", consistency="paper")
+    assert {r.kind for r in t.relations} == {"opposite"}  # every twin pair has opposite gold
+    claims = t.to_claim_set()
+    index = {c.id: i for i, c in enumerate(t.claims)}
+    twins = t.relations[0]
+    labels = [core.Label.UNSET] * len(t.claims)
+    labels[index[twins.a]] = labels[index[twins.b]] = core.Label.FALSE
+    assert core.count_inconsistencies(claims, labels) == 1
+    labels[index[twins.b]] = core.Label.TRUE
+    assert core.count_inconsistencies(claims, labels) == 0
 
 
 def test_hh_rlhf_golden_pair(data_dir: Path) -> None:

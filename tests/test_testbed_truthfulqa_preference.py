@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from icm import _icm_core as core
 from icm.errors import DataError
 from icm.testbeds import ClaimTable, LoadOptions, get_testbed
 
@@ -65,6 +66,14 @@ def test_sizes_twins_and_the_removed_overlap(data_dir: Path) -> None:
 def test_paper_mode_is_gold_derived_and_says_so(data_dir: Path) -> None:
     t = load(data_dir, "train", consistency="paper")
     assert t.structure_uses_gold and any("GOLD" in n for n in t.notes)
+
+
+def test_paper_mode_counts_both_false_twins_as_inconsistent(data_dir: Path) -> None:
+    """As in the original code ('A>B'/'B>A' keys): both orders False is a contradiction."""
+    t = load(data_dir, "train", consistency="paper")
+    assert {r.kind for r in t.relations} == {"opposite"}
+    all_false = [core.Label.FALSE] * len(t.claims)
+    assert core.count_inconsistencies(t.to_claim_set(), all_false) == len(t.relations)
 
 
 def test_without_the_truthfulqa_train_file_the_overlap_is_reported(tmp_path: Path) -> None:

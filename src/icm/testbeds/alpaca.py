@@ -9,8 +9,10 @@ alpaca/ is offered as `hh-train`/`hh-test`: the Anthropic HH-RLHF helpful test f
 Consistency: a pair and its order-swapped twin (same question, the two responses swapped)
 are OPPOSITE: "Response 1 is better" is true in exactly one order. Twins are paired by
 content, never by label. `--consistency paper` reproduces the original code's keys
-('A>B' if the GOLD label is true, else 'B>A': twins get AT_MOST_ONE_TRUE), and says that
-they come from gold labels.
+('A>B' if the GOLD label is true, else 'B>A'; the original counts two different
+comparison keys that are both True or both False as a contradiction, so twins with
+different gold labels are OPPOSITE, equal ones SAME), and says that they come from gold
+labels.
 
 Rendering follows the original code, which deletes newlines inside the responses.
 """
@@ -156,10 +158,11 @@ def build_pair_table(
             )
         if len(members) == 2:
             if consistency == "paper":
-                same = members[0].gold == members[1].gold  # the gold-derived keys
-                relations.append(
-                    RelationRecord("same" if same else "at_most_one_true", ids[0], ids[1])
-                )
+                # The gold-derived keys: equal keys must share a label; for the
+                # comparison keys 'A>B' != 'B>A' the original counts both True AND both
+                # False as a contradiction (pick_two_inconsistent_claims), i.e. OPPOSITE.
+                same = members[0].gold == members[1].gold
+                relations.append(RelationRecord("same" if same else "opposite", ids[0], ids[1]))
             else:
                 relations.append(RelationRecord("opposite", ids[0], ids[1]))
     paper = consistency == "paper"
