@@ -57,6 +57,9 @@ NB_MODULE(_icm_core, m) {
     nb::enum_<icm::FixPairSearch>(m, "FixPairSearch")
         .value("SAMPLE", icm::FixPairSearch::SAMPLE)
         .value("SCAN", icm::FixPairSearch::SCAN);
+    nb::enum_<icm::SeedPlacement>(m, "SeedPlacement")
+        .value("RANDOM", icm::SeedPlacement::RANDOM)
+        .value("BATCH_START", icm::SeedPlacement::BATCH_START);
     nb::enum_<icm::FixBaseline>(m, "FixBaseline")
         .value("CURRENT", icm::FixBaseline::CURRENT)
         .value("DUMMY", icm::FixBaseline::DUMMY);
@@ -182,6 +185,7 @@ NB_MODULE(_icm_core, m) {
         .def_rw("fix_options", &icm::SearchParams::fix_options)
         .def_rw("fix_pair_search", &icm::SearchParams::fix_pair_search)
         .def_rw("fix_baseline", &icm::SearchParams::fix_baseline)
+        .def_rw("seed_placement", &icm::SearchParams::seed_placement)
         .def("validate", &icm::SearchParams::validate);
     m.def("search_params_paper", &icm::search_params_paper);
     m.def("search_params_code", &icm::search_params_code);

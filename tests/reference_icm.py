@@ -127,6 +127,7 @@ class Params:
     fix_options_code: bool = False
     fix_scan: bool = False
     fix_dummy_baseline: bool = False
+    seeds_at_batch_start: bool = False  # the original code: the first num_seed claims
 
 
 Request = tuple[int, tuple[int, ...], tuple[bool, ...]]
@@ -287,7 +288,7 @@ class ReferenceSearch:
     def initialize(self) -> dict:
         k = min(self.n, self.p.num_seed)
         order = list(range(self.n))
-        for i in range(k):
+        for i in range(0 if self.p.seeds_at_batch_start else k):
             j = i + self.rng.below(self.n - i)
             order[i], order[j] = order[j], order[i]
         seeds = [True] * (k // 2) + [False] * (k - k // 2)

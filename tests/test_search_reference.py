@@ -99,6 +99,9 @@ def core_params(p: Params) -> core.SearchParams:
     q.fix_options = core.FixOptions.CODE if p.fix_options_code else core.FixOptions.CONSISTENT
     q.fix_pair_search = core.FixPairSearch.SCAN if p.fix_scan else core.FixPairSearch.SAMPLE
     q.fix_baseline = core.FixBaseline.DUMMY if p.fix_dummy_baseline else core.FixBaseline.CURRENT
+    q.seed_placement = (
+        core.SeedPlacement.BATCH_START if p.seeds_at_batch_start else core.SeedPlacement.RANDOM
+    )
     return q
 
 
@@ -108,6 +111,7 @@ CODE = {
     "fix_options_code": True,
     "fix_scan": True,
     "fix_dummy_baseline": True,
+    "seeds_at_batch_start": True,
 }
 
 VARIANTS = {

@@ -59,6 +59,7 @@ SearchParams search_params_code() {
     p.fix_options      = FixOptions::CODE;
     p.fix_pair_search  = FixPairSearch::SCAN;
     p.fix_baseline     = FixBaseline::DUMMY;
+    p.seed_placement   = SeedPlacement::BATCH_START;
     return p;
 }
 

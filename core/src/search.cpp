@@ -97,12 +97,15 @@ void Search::Impl::refresh_scores() {
 }
 
 TraceRow Search::Impl::initialize() {
-    // Randomly select num_seed claims and give them balanced random labels.
+    // Select num_seed claims (at random, or the first ones of the batch as the original
+    // code does) and give them balanced random labels.
     const auto           n = static_cast<size_t>(set.n_claims());
     const size_t         k = std::min(n, static_cast<size_t>(params.num_seed));
     std::vector<int32_t> order(n);
     for (size_t i = 0; i < n; ++i) order[i] = static_cast<int32_t>(i);
-    for (size_t i = 0; i < k; ++i) std::swap(order[i], order[i + rng.next_below(n - i)]);
+    if (params.seed_placement == SeedPlacement::RANDOM) {
+        for (size_t i = 0; i < k; ++i) std::swap(order[i], order[i + rng.next_below(n - i)]);
+    }
     std::vector<Label> seed_labels(k, Label::FALSE);
     std::fill(seed_labels.begin(), seed_labels.begin() + static_cast<std::ptrdiff_t>(k / 2), Label::TRUE);
     for (size_t i = k; i > 1; --i) std::swap(seed_labels[i - 1], seed_labels[rng.next_below(i)]);

@@ -257,6 +257,12 @@ enum class FixPairSearch : int8_t {
     SCAN = 1,
 };
 
+enum class SeedPlacement : int8_t {
+    RANDOM      = 0,  // num_seed claims drawn uniformly from the batch (the paper's text)
+    BATCH_START = 1,  // the first num_seed claims in batch order (the original code: its
+                      // batches are whole groups, so the seeds are whole groups too)
+};
+
 enum class FixBaseline : int8_t {
     CURRENT = 0,  // ConsistencyFix after a proposal compares against U of the proposal
     DUMMY   = 1,  // the original code compares against a dummy -inf metric, so the first
@@ -286,11 +292,12 @@ struct SearchParams {
                                                 // group already holds a labeled claim
     MpObjective     mp_objective      = MpObjective::MEAN_LOGIT_GAP;
     MpMode          mp_mode           = MpMode::EXACT;
-    int32_t         context_k         = 16;    // SPARSE: demonstrations per claim
+    int32_t         context_k         = 4;     // SPARSE: demonstrations per claim
     double          context_regrow    = 1.25;  // SPARSE: redraw when the pool grows by this factor
     FixOptions      fix_options       = FixOptions::CONSISTENT;
     FixPairSearch   fix_pair_search   = FixPairSearch::SAMPLE;
     FixBaseline     fix_baseline      = FixBaseline::CURRENT;
+    SeedPlacement   seed_placement    = SeedPlacement::RANDOM;
 
     // Throws std::invalid_argument naming the first bad field.
     void validate() const;
