@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from icm import cli
-from icm.errors import DataError
+from icm.errors import ConfigError, DataError
 from icm.testbeds import ClaimTable, LoadOptions, get_testbed, list_testbeds
 from icm.testbeds.base import RELATION_KINDS
 from icm.testbeds.data_files import (
@@ -72,6 +72,42 @@ def test_every_builtin_testbed_is_registered() -> None:
     ):
         assert name in NAMES
 
+
+
+@pytest.mark.parametrize(
+    ("spelling", "name"),
+    [
+        ("truthfulQA", "truthfulqa"),  # the original code's --testbed names
+        ("truthfulQA-preference", "truthfulqa-preference"),
+        ("gsm8k", "gsm8k"),
+        ("alpaca", "alpaca"),
+        ("Capitals", "capitals"),  # any case, '_' for '-'
+        ("truthfulqa_preference", "truthfulqa-preference"),
+        ("ETHICS_Virtue", "ethics-virtue"),
+    ],
+)
+def test_names_are_case_insensitive_and_take_the_original_spellings(
+    spelling: str, name: str
+) -> None:
+    assert get_testbed(spelling).name == name
+
+
+def test_unknown_name_still_gets_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match="unknown testbed 'TruthfulQA-pref'.*Did you mean"):
+        get_testbed("TruthfulQA-pref")
+
+
+def test_icm_run_takes_the_original_spelling(tmp_path: Path) -> None:
+    """`--testbed truthfulQA`, as in the original's README, runs truthfulqa (a synthetic
+    scorer: only the name resolution is under test)."""
+    if not (SHARED_DATA / "paper_splits" / "train_truthfulqa.json").is_file():
+        pytest.skip(f"shared data not found at {SHARED_DATA}")
+    out = tmp_path / "run"
+    argv = ["run", "--testbed", "truthfulQA", "--model", "synthetic", "--size", "8"]
+    argv += ["--K", "5", "--data-dir", str(SHARED_DATA), "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["testbed"]["name"] == "truthfulqa"
 
 @pytest.mark.parametrize("name", NAMES)
 def test_declares_what_the_issue_asks(name: str) -> None:

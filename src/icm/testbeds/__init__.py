@@ -23,6 +23,7 @@ __all__ = [
     "LoadOptions",
     "RelationRecord",
     "Testbed",
+    "canonical_testbed_name",
     "get_testbed",
     "list_testbeds",
     "register_testbed",
@@ -57,11 +58,35 @@ def list_testbeds() -> list[type[Testbed]]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
-def get_testbed(name: str) -> Testbed:
+# The original code's --testbed spellings (src/experiments/ICM.py) for the testbeds it has.
+ORIGINAL_NAMES = {
+    "truthfulQA": "truthfulqa",
+    "truthfulQA-preference": "truthfulqa-preference",
+    "gsm8k": "gsm8k",
+    "alpaca": "alpaca",
+}
+
+
+def _lookup_key(name: str) -> str:
+    """Names match whatever their case and '-'/'_' (truthfulQA, truthfulqa_preference)."""
+    return name.strip().lower().replace("_", "-")
+
+
+def canonical_testbed_name(name: str) -> str:
+    """The registered name for `name` (case-insensitive; the original code's spellings
+    work); an unknown name raises ConfigError with the closest known names."""
     _load_all()
-    if name not in _REGISTRY:
+    by_key = {_lookup_key(k): k for k in _REGISTRY}
+    by_key.update({_lookup_key(k): v for k, v in ORIGINAL_NAMES.items() if v in _REGISTRY})
+    found = by_key.get(_lookup_key(name))
+    if found is None:
+        hint = did_you_mean(_lookup_key(name), sorted(by_key))
         raise ConfigError(
-            f"unknown testbed '{name}'.{did_you_mean(name, sorted(_REGISTRY))} "
+            f"unknown testbed '{name}'.{hint} "
             f"Known: {', '.join(sorted(_REGISTRY))}; or give a path to a .jsonl/.csv file."
         )
-    return _REGISTRY[name]()
+    return found
+
+
+def get_testbed(name: str) -> Testbed:
+    return _REGISTRY[canonical_testbed_name(name)]()
