@@ -73,7 +73,6 @@ def test_every_builtin_testbed_is_registered() -> None:
         assert name in NAMES
 
 
-
 @pytest.mark.parametrize(
     ("spelling", "name"),
     [
@@ -93,7 +92,7 @@ def test_names_are_case_insensitive_and_take_the_original_spellings(
 
 
 def test_unknown_name_still_gets_did_you_mean() -> None:
-    with pytest.raises(ConfigError, match="unknown testbed 'TruthfulQA-pref'.*Did you mean"):
+    with pytest.raises(ConfigError, match=r"unknown testbed 'TruthfulQA-pref'.*Did you mean"):
         get_testbed("TruthfulQA-pref")
 
 
@@ -108,6 +107,7 @@ def test_icm_run_takes_the_original_spelling(tmp_path: Path) -> None:
     assert cli.main(argv) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["testbed"]["name"] == "truthfulqa"
+
 
 @pytest.mark.parametrize("name", NAMES)
 def test_declares_what_the_issue_asks(name: str) -> None:
