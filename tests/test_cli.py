@@ -161,3 +161,32 @@ def test_testbeds_show_and_plot(tmp_path: Path) -> None:
     assert r.returncode == 0 and (out / "trace.png").stat().st_size > 1000
     r = icm("plot", str(tmp_path))
     assert r.returncode == 2 and "no trace.jsonl" in r.stderr
+
+
+def test_show_prints_every_relation_of_each_shown_claim(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Relations where the claim is the second end, and group constraints, are shown too."""
+    from icm import cli
+
+    rows = [
+        {"id": "q-a", "claim": "A.", "group": "q"},
+        {"id": "q-b", "claim": "B.", "group": "q"},
+        {"id": "q-c", "claim": "C.", "group": "q"},
+        {"relation": "exactly_one_true", "group": "q"},
+        {"id": "r-a", "claim": "D.", "group": "r"},
+        {"id": "r-b", "claim": "E.", "group": "r", "same": "r-a"},
+        {"id": "r-c", "claim": "F.", "group": "r", "opposite": "r-a"},
+        {"relation": "at_least_one_true", "group": "r"},
+    ]
+    path = tmp_path / "claims.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert cli.main(["show", str(path), "-n", "6"]) == 0
+    blocks = {
+        b.split(" ", 1)[0]: b for b in capsys.readouterr().out.split("--- ")[1:] if b.strip()
+    }
+    assert "relation: exactly one of this claim and q-a, q-c is true" in blocks["q-b"]
+    assert "not both true" not in blocks["q-b"]  # said by "exactly one"
+    assert "relation: same label as r-b" in blocks["r-a"]
+    assert "relation: opposite of r-a (exactly one of the two is true)" in blocks["r-c"]
+    assert "relation: at least one of this claim and r-a, r-b is true" in blocks["r-c"]

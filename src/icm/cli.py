@@ -410,11 +410,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     for c in table.claims[: args.n]:
         gold = f"   [gold: {c.gold}]" if args.gold else ""
         print(f"--- {c.id} (group {c.group or '-'}){gold}\n{c.prompt}")
-    related = [r for r in table.relations if r.a in {c.id for c in table.claims[: args.n]}]
-    if related:
-        print("--- relations")
-        for r in related[: 2 * args.n]:
-            print(f"{r.kind}: {r.a} {r.b}")
+        # Every relation the claim takes part in, as either end, and its group constraints.
+        for line in table.relations_of(c.id) or ["none"]:
+            print(f"  relation: {line}")
     return 0
 
 

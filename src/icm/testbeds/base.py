@@ -167,6 +167,39 @@ class ClaimTable:
             group_constraints=[g for g in self.group_constraints if keep.issuperset(g.members)],
         )
 
+    def relations_of(self, claim_id: str) -> list[str]:
+        """Every relation and group constraint `claim_id` takes part in, in words. A group
+        constraint whose members are also pairwise at-most-one-true reads "exactly one"."""
+        pairwise: dict[str, str] = {}  # other claim -> kind
+        for r in self.relations:
+            if claim_id in (r.a, r.b):
+                pairwise[r.b if r.a == claim_id else r.a] = r.kind
+        lines: list[str] = []
+        exclusive = {"at_most_one_true", "opposite"}
+        pairs = {(r.a, r.b) for r in self.relations if r.kind in exclusive}
+        for g in self.group_constraints:
+            if claim_id not in g.members:
+                continue
+            others = [m for m in g.members if m != claim_id]
+            exactly_one = all(
+                (a, b) in pairs or (b, a) in pairs
+                for i, a in enumerate(g.members)
+                for b in g.members[i + 1 :]
+            )
+            if exactly_one:
+                lines.append(f"exactly one of this claim and {', '.join(others)} is true")
+                for m in others:
+                    pairwise.pop(m, None)
+            else:
+                lines.append(f"at least one of this claim and {', '.join(others)} is true")
+        words = {
+            "same": "same label as {} (both true or both false)",
+            "opposite": "opposite of {} (exactly one of the two is true)",
+            "at_most_one_true": "not both true with {} (at most one of the two)",
+        }
+        lines += [words[kind].format(other) for other, kind in pairwise.items()]
+        return lines
+
     def groups(self) -> dict[str, list[ClaimRecord]]:
         out: dict[str, list[ClaimRecord]] = {}
         for c in self.claims:
