@@ -182,9 +182,7 @@ def test_show_prints_every_relation_of_each_shown_claim(
     path = tmp_path / "claims.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert cli.main(["show", str(path), "-n", "6"]) == 0
-    blocks = {
-        b.split(" ", 1)[0]: b for b in capsys.readouterr().out.split("--- ")[1:] if b.strip()
-    }
+    blocks = {b.split(" ", 1)[0]: b for b in capsys.readouterr().out.split("--- ")[1:] if b.strip()}
     assert "relation: exactly one of this claim and q-a, q-c is true" in blocks["q-b"]
     assert "not both true" not in blocks["q-b"]  # said by "exactly one"
     assert "relation: same label as r-b" in blocks["r-a"]
