@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from icm.backends.base import LabelScorer
+from icm.errors import ConfigError
 from icm.eval_cli import EvalConfig, run_eval
 from icm.evaluate import (
     Demonstration,
@@ -19,6 +22,7 @@ from icm.evaluate import (
     render_demonstrations,
 )
 from icm.testbeds import LoadOptions, get_testbed
+from icm.testbeds.loading import load_table
 
 CLAIM = re.compile(r"Claim: (\d+) \+ (\d+) = (\d+)\nI think this claim is (True|False)?")
 
@@ -189,3 +193,73 @@ def test_threshold_free_metrics() -> None:
     gaps = [2.0 if c.gold else 1.0 for c in test.claims]
     assert group_argmax_accuracy(test, gaps) == 1.0
     assert group_argmax_accuracy(test, [-g for g in gaps]) == 0.0
+
+
+def write_claims_file(path: Path, n_questions: int = 55) -> Path:
+    """A custom claims file: per question three sums, exactly one right (165 claims)."""
+    rows: list[dict[str, object]] = []
+    for q in range(n_questions):
+        a = q % 7 + 2
+        for k in range(3):
+            claim = f"{q} + {a} = {q + a + k - 1}"
+            rows.append({"id": f"q{q}-{k}", "claim": claim, "group": f"q{q}", "label": k == 1})
+        rows.append({"relation": "exactly_one_true", "group": f"q{q}"})
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_claims_file_without_test_fraction_says_how_to_hold_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A claims file is one split: the error says so (it used to count 198 'test claims
+    also train claims' of a 165-claim file, adding the shared ids to the shared prompts)."""
+    from icm import cli
+
+    path = write_claims_file(tmp_path / "claims.jsonl")
+    assert cli.main(["eval", "--labels", "golden", "--testbed", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--test-fraction" in err and "198" not in err
+
+
+def test_test_fraction_holds_out_whole_groups_seeded(tmp_path: Path) -> None:
+    path = write_claims_file(tmp_path / "claims.jsonl")
+    table = load_table(str(path), "train", LoadOptions())
+    train, test = table.split_groups(0.3, seed=1)
+    assert len(test.groups()) == round(0.3 * 55) and len(train) + len(test) == 165
+    assert not {c.group for c in train.claims} & {c.group for c in test.claims}
+    assert len(test.group_constraints) == len(test.groups())  # exactly-one kept per group
+    again = table.split_groups(0.3, seed=1)[1]
+    assert [c.id for c in again.claims] == [c.id for c in test.claims]
+    assert {c.id for c in table.split_groups(0.3, seed=2)[1].claims} != {c.id for c in test.claims}
+    with pytest.raises(ConfigError, match="--test-fraction: must be between 0 and 1"):
+        table.split_groups(1.0, seed=1)
+
+
+def test_eval_on_a_claims_file_with_test_fraction(tmp_path: Path) -> None:
+    """Golden labels, then an ICM run directory that labeled every claim of the file: its
+    claims in the held-out part are not shown as demonstrations."""
+    path = write_claims_file(tmp_path / "claims.jsonl")
+    cfg = EvalConfig(labels="golden", testbed=str(path), test_fraction=0.3, seed=4)
+    golden = run_eval(cfg, scorer=DemoFollowingScorer())
+    assert golden.n_test == 3 * round(0.3 * 55) and golden.accuracy == 1.0
+    table = load_table(str(path), "train", LoadOptions())
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        {"id": c.id, "label": c.gold, "group": c.group, "gold": c.gold, "prompt": c.prompt}
+        for c in table.claims
+    ]
+    (run / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "config.json").write_text(
+        json.dumps(
+            {
+                "config": {"testbed": str(path), "split": "train"},
+                "testbed": {"name": path.name, "split": "all", "label_words": ["True", "False"]},
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="--test-fraction"):
+        run_eval(EvalConfig(labels=str(run)), scorer=DemoFollowingScorer())
+    icm = run_eval(EvalConfig(labels=str(run), test_fraction=0.3, seed=4), DemoFollowingScorer())
+    assert icm.n_test == golden.n_test and icm.details["run_claims_held_out"] == icm.n_test
+    assert icm.accuracy == 1.0

@@ -32,7 +32,7 @@ from icm.evaluate import (
 from icm.run_dir import now_iso, versions, write_json, write_jsonl
 from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
-from icm.testbeds.loading import load_table
+from icm.testbeds.loading import is_claims_file, load_table
 
 
 @dataclass
@@ -44,6 +44,9 @@ class EvalConfig:
     test_split: str = "test"
     train_size: int | None = None
     test_size: int | None = 100
+    # Hold out this fraction of the train split's (or claims file's) consistency groups as
+    # the test claims instead of reading a test split.
+    test_fraction: float | None = None
     consistency: str = "default"
     seed: int = 0
     matched_run: str | None = None  # random-matched: the ICM run whose accuracy to match
@@ -93,19 +96,46 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         run_cfg = RunConfig.load(run_dir / "config.json")
         testbed = cfg.testbed or run_cfg.testbed
         details["train_split"] = run_cfg.split
+        if cfg.test_fraction is not None:
+            _, test = load_split(cfg, testbed, run_cfg.split, None).split_groups(
+                cfg.test_fraction, cfg.seed
+            )
+            # The run labeled claims of the whole file: those in the held-out part must not
+            # be shown as demonstrations.
+            held_out = {c.id for c in test.claims} | {c.prompt for c in test.claims}
+            kept = [c.id for c in train.claims if c.id not in held_out and c.prompt not in held_out]
+            details["run_claims_held_out"] = len(train) - len(kept)
+            train = train.subset(kept)
+            test = test.sample_groups(cfg.test_size, cfg.seed)
     else:
         if cfg.testbed is None:
             raise ConfigError("--testbed: needed unless --labels is a run directory")
         testbed = cfg.testbed
-        train = load_split(cfg, testbed, cfg.train_split, cfg.train_size)
+        if cfg.test_fraction is None:
+            train = load_split(cfg, testbed, cfg.train_split, cfg.train_size)
+        else:
+            train, test = load_split(cfg, testbed, cfg.train_split, None).split_groups(
+                cfg.test_fraction, cfg.seed
+            )
+            train = train.sample_groups(cfg.train_size, cfg.seed)
+            test = test.sample_groups(cfg.test_size, cfg.seed)
         labels = {}
-    test = load_split(cfg, testbed, cfg.test_split, cfg.test_size)
-    overlap = {c.id for c in test.claims} & {c.id for c in train.claims}
-    prompts_overlap = {c.prompt for c in test.claims} & {c.prompt for c in train.claims}
-    if overlap or prompts_overlap:
+    if cfg.test_fraction is None:
+        if is_claims_file(testbed):
+            raise ConfigError(
+                f"{testbed}: a claims file has no separate test split; give --test-fraction F "
+                "(e.g. 0.3) to hold out that fraction of its consistency groups"
+            )
+        test = load_split(cfg, testbed, cfg.test_split, cfg.test_size)
+    else:
+        details["test_fraction"] = cfg.test_fraction
+    train_ids = {c.id for c in train.claims}
+    train_prompts = {c.prompt for c in train.claims}
+    shared = sum(c.id in train_ids or c.prompt in train_prompts for c in test.claims)
+    if shared:
         raise ConfigError(
-            f"{testbed}: {len(overlap | prompts_overlap)} test claims are also train claims; "
-            "the test split must be held out"
+            f"{testbed}: {shared} of {len(test)} test claims are also train claims (same id "
+            "or prompt); the test split must be held out"
         )
 
     def fit(demos: list) -> list:
@@ -216,6 +246,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--test-split", default="test")
     p.add_argument("--train-size", type=int, default=None, help="train claims to draw from")
     p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        metavar="F",
+        help="instead of --test-split: hold out a seeded fraction F of the train split's "
+        "consistency groups as the test claims (needed for a claims file, which has one "
+        "split); with a run directory, its claims in that part are not used as demonstrations",
+    )
     p.add_argument("--consistency", default="default", choices=["default", "none", "paper"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -267,6 +306,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         test_split=args.test_split,
         train_size=args.train_size,
         test_size=args.test_size,
+        test_fraction=args.test_fraction,
         consistency=args.consistency,
         seed=args.seed,
         matched_run=args.matched_run,

@@ -206,6 +206,25 @@ class ClaimTable:
             out.setdefault(c.group or c.id, []).append(c)
         return out
 
+    def split_groups(self, test_fraction: float, seed: int) -> tuple[ClaimTable, ClaimTable]:
+        """(train, test): a seeded random `test_fraction` of the consistency groups is the
+        test part, never fewer than one group on either side. Whole groups, so no relation
+        links a test claim to a train claim within a group."""
+        if not 0 < test_fraction < 1:
+            raise ConfigError(f"--test-fraction: must be between 0 and 1, got {test_fraction}")
+        groups = list(self.groups())
+        if len(groups) < 2:
+            raise ConfigError(
+                f"--test-fraction: {self.testbed} has {len(groups)} consistency group(s); "
+                "a held-out part needs at least 2"
+            )
+        random.Random(f"test-fraction/{seed}").shuffle(groups)
+        n_test = min(max(1, round(test_fraction * len(groups))), len(groups) - 1)
+        test_groups = set(groups[:n_test])
+        in_test = [c.id for c in self.claims if (c.group or c.id) in test_groups]
+        held_out = set(in_test)
+        return self.subset(c.id for c in self.claims if c.id not in held_out), self.subset(in_test)
+
     def sample_groups(self, size: int | None, seed: int) -> ClaimTable:
         """At most `size` claims made of whole consistency groups, picked at random."""
         if size is None or size >= len(self.claims):
