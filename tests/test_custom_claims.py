@@ -277,3 +277,52 @@ def test_group_constraints_in_a_claims_file(tmp_path: Path) -> None:
         match=r"bad\.jsonl:2: field 'relation': 'exactly_one_true' applies to a whole group",
     ):
         load_claims_file(bad)
+
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "testbeds.md"
+
+
+def test_every_relation_kind_has_a_documented_example_that_loads(tmp_path: Path) -> None:
+    """docs/testbeds.md shows one small file per relation kind; each must load, and hold
+    the structure its text says (checked with the core's inconsistency count)."""
+    from icm import _icm_core as core
+    from icm.testbeds.custom import GROUP_ONLY_KINDS, KINDS
+
+    section = DOCS.read_text().split("**Relation kinds.**", 1)[1].split("**Evaluating", 1)[0]
+    blocks = section.split("```json\n")[1:]
+    assert len(blocks) == len(KINDS) + len(GROUP_ONLY_KINDS)
+    shown = set()
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"example{i}.jsonl"
+        path.write_text(block.split("```", 1)[0])
+        t = load_claims_file(path)
+        kinds = {r.kind for r in t.relations} | {g.kind for g in t.group_constraints}
+        if kinds == {"at_most_one_true", "at_least_one_true"}:
+            kinds = {"exactly_one_true"}
+        (kind,) = kinds
+        shown.add(kind)
+        claims = t.to_claim_set()
+        all_false = [core.Label.FALSE] * len(t)
+        all_true = [core.Label.TRUE] * len(t)
+        n_false, n_true = (core.count_inconsistencies(claims, x) for x in (all_false, all_true))
+        expected = {
+            "same": (0, 0),
+            "opposite": (1, 1),
+            "at_most_one_true": (0, 3),
+            "at_least_one_true": (1, 0),
+            "exactly_one_true": (1, 3),
+        }
+        assert (n_false, n_true) == expected[kind], kind
+    assert shown == {*KINDS, *GROUP_ONLY_KINDS}
+
+
+def test_opposite_over_a_group_of_three_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    rows = [{"id": k, "claim": f"{k}.", "group": "g"} for k in "abc"]
+    path.write_text(
+        "".join(json.dumps(r) + "\n" for r in [*rows, {"relation": "opposite", "group": "g"}])
+    )
+    with pytest.raises(
+        DataError, match=r"c.jsonl:4: field 'relation': 'opposite' over group 'g' of 3"
+    ):
+        load_claims_file(path)

@@ -18,7 +18,8 @@ One claim per JSONL line (a JSON object) or per CSV row (a header names the colu
 
 A JSONL line can also be a relation on its own:
     {"relation": "opposite", "a": "c1", "b": "c2"}
-    {"relation": "at_most_one_true", "group": "q1"}     (every pair of the group)
+    {"relation": "at_most_one_true", "group": "q1"}     (every pair of the group; also
+                                                         same; opposite: 2 claims only)
     {"relation": "at_least_one_true", "group": "q1"}    (not all of the group false)
     {"relation": "exactly_one_true", "group": "q1"}     (both of the above)
 
@@ -135,6 +136,15 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
         if group not in groups or not group:
             raise DataError(f"unknown group '{group}'", path=path, line=line, field="group")
         ids = groups[group]
+        if kind == "opposite" and len(ids) != 2:
+            # Three claims cannot be pairwise opposite: the relation could never hold.
+            raise DataError(
+                f"'opposite' over group '{group}' of {len(ids)} claims: only two claims can "
+                "be opposite (for 'exactly one of them is true' use 'exactly_one_true')",
+                path=path,
+                line=line,
+                field="relation",
+            )
         if kind in GROUP_ONLY_KINDS:
             group_constraints.append(GroupConstraintRecord("at_least_one_true", tuple(ids)))
             if kind == "at_least_one_true":
