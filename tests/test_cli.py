@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -188,3 +189,18 @@ def test_show_prints_every_relation_of_each_shown_claim(
     assert "relation: same label as r-b" in blocks["r-a"]
     assert "relation: opposite of r-a (exactly one of the two is true)" in blocks["r-c"]
     assert "relation: at least one of this claim and r-a, r-b is true" in blocks["r-c"]
+
+
+def test_scheduler_help_gives_the_log_betas_the_core_uses() -> None:
+    """The help of --scheduler names the log schedule's beta of each --algorithm, as the
+    core sets it (it once said only "log | exp")."""
+    from icm import _icm_core as core
+    from icm.cli import build_parser
+
+    parser = build_parser()
+    (commands,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    (action,) = [a for a in commands.choices["run"]._actions if "--scheduler" in a.option_strings]
+    assert action.help is not None
+    paper, code = core.search_params_paper().log_beta, core.search_params_code().log_beta
+    assert f"beta {paper:g} under --algorithm paper" in action.help
+    assert f"{code:g} under --algorithm code" in action.help

@@ -199,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.final_T,
         help=f"final temperature (default {d.final_T:g})",
     )
-    g.add_argument("--scheduler", default=d.scheduler, help="log | exp (default log)")
+    g.add_argument(
+        "--scheduler",
+        default=d.scheduler,
+        help="log: T = initial_T / (1 + beta ln(1 + n)) with beta 0.99 under --algorithm "
+        "paper (the default), 2 under --algorithm code as in the original (--log-beta sets "
+        "it; --decay is not used); exp: T = initial_T * decay^n. Both floored at final_T "
+        "(default log)",
+    )
     h = run.add_argument_group("icm's options")
     h.add_argument(
         "--algorithm",
