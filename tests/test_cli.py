@@ -204,3 +204,17 @@ def test_scheduler_help_gives_the_log_betas_the_core_uses() -> None:
     paper, code = core.search_params_paper().log_beta, core.search_params_code().log_beta
     assert f"beta {paper:g} under --algorithm paper" in action.help
     assert f"{code:g} under --algorithm code" in action.help
+
+
+def test_config_docstring_states_the_sparse_context_the_cli_uses() -> None:
+    import re
+
+    from icm import config
+    from icm.cli import build_parser
+
+    assert config.__doc__ is not None
+    stated = re.search(r'`mp="(\w+)"` with `context_k=(\d+)`', config.__doc__)
+    assert stated is not None
+    run = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    defaults = {a.dest: a.default for a in run.choices["run"]._actions}
+    assert (defaults["mp"], defaults["context_k"]) == (stated[1], int(stated[2]))

@@ -1,10 +1,12 @@
 """The resolved configuration of a run: every knob, validated, saved in the run directory.
 
 Flag names follow the original code (--alpha --seed --model --batch_size --num_seed --K
---consistency_fix_K --decay --initial_T --final_T --scheduler); its defaults are the
-defaults here, except `size` (how many claims to label), which is small by default so
-that `icm run` finishes in minutes on a laptop CPU, and the context of sparse mutual
-predictability (see docs/algorithm.md).
+--consistency_fix_K --decay --initial_T --final_T --scheduler). The defaults differ from
+the original's where a field's comment says so: `size` (how many claims to label) is
+small so that `icm run` finishes in minutes on a laptop CPU; mutual predictability is
+`mp="sparse"` with `context_k=4` demonstrations per claim (the original: exact, every other
+labeled claim of the batch; `--mp exact`); `algorithm="paper"` follows the paper's text
+where the original code differs (docs/algorithm.md lists each difference and its flag).
 """
 
 from __future__ import annotations
