@@ -49,6 +49,11 @@ def run(scorer: str = "embedded") -> Labels:
         )
     print(f"agreement with gold: {result.agreement_with_gold()}")
     print(f"trace: {len(result.trace())} steps, final U = {result.trace()[-1]['utility']:.2f}")
+    # 4. Is the labelling usable? Label balance, constraints violated, and a WARNING line
+    #    when it is degenerate (one label for everything) or mostly inconsistent.
+    assert result.summary is not None
+    for line in result.summary.lines():
+        print(line)
     return result
 
 

@@ -141,7 +141,7 @@ def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:
     # A changed configuration: an error naming the differing fields.
     r = icm("run", "--resume", str(uninterrupted), "--alpha", "5", "--K", "9")
     assert r.returncode == 2
-    assert "differs in K (run: 1500, given: 9), alpha (run: 30.0, given: 5.0)" in r.stderr
+    assert "differs in K (run: 1500, given: 9), alpha (run: default, given: 5.0)" in r.stderr
     # Never overwrite a run by starting a new one into its directory.
     r = icm(*RUN, "--out", str(uninterrupted))
     assert r.returncode == 2 and "already holds a run" in r.stderr

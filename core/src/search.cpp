@@ -144,12 +144,16 @@ TraceRow Search::Impl::step() {
     // Tentatively add the label, repair the inconsistencies it causes, compare U.
     const double u_current = labeling.utility();
     labeling.apply(claim, proposed);
-    labeling.evaluate();
-    const double  baseline = params.fix_baseline == FixBaseline::CURRENT
-                                 ? labeling.utility()
-                                 : -std::numeric_limits<double>::infinity();
-    const int32_t n_fixed  = consistency_fix(labeling, params, rng, scorer, baseline);
-    const double  delta    = labeling.utility() - u_current;
+    // The original code (DUMMY baseline) never scores the proposal before ConsistencyFix;
+    // scoring it only when its U is the baseline keeps the same calls to the model.
+    double baseline = -std::numeric_limits<double>::infinity();
+    if (params.fix_baseline == FixBaseline::CURRENT) {
+        labeling.evaluate();
+        baseline = labeling.utility();
+    }
+    const int32_t n_fixed = consistency_fix(labeling, params, rng, scorer, baseline);
+    labeling.evaluate();  // U of the repaired labeling (already scored when a fix applied)
+    const double delta = labeling.utility() - u_current;
 
     const bool accept = rng.next_unit() < acceptance_probability(delta, temperature);
     if (accept) {

@@ -13,6 +13,7 @@ search trace out as plain records (lists of dicts, ready for pandas.DataFrame).
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -21,6 +22,7 @@ from icm import _icm_core as core
 from icm.backends.base import CoreScorer, LabelScorer
 from icm.config import RunConfig
 from icm.errors import ConfigError
+from icm.run_summary import RunSummary, summarize
 from icm.search import IcmResult, run_icm
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
 
@@ -70,6 +72,7 @@ class Labels:
     table: ClaimTable
     result: IcmResult
     options: dict[str, Any] = field(default_factory=dict)
+    summary: RunSummary | None = None  # label balance, constraints violated, warnings
 
     def records(self) -> list[dict[str, Any]]:
         labels, scores = self.result.labels, self.result.scores
@@ -108,9 +111,11 @@ def _scorer(scorer: ScorerLike, table: ClaimTable, cfg: RunConfig) -> Iterator[A
         yield synthetic_scorer_factory(table, cfg.seed, handle)
     elif scorer == "embedded":
         from icm.backends import open_backend
+        from icm.backends.response_cache import cache_wrapper
 
-        with open_backend(cfg, table.label_words) as backend:
-            yield CoreScorer(backend)
+        # The same response cache as `icm run` (the `cache` option: default, off, a path).
+        with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
+            yield CoreScorer(cached(backend))
     else:
         raise ConfigError(
             f"scorer: expected a LabelScorer, a core.Scorer, 'embedded' or "
@@ -118,11 +123,52 @@ def _scorer(scorer: ScorerLike, table: ClaimTable, cfg: RunConfig) -> Iterator[A
         )
 
 
+# RunConfig fields that name what `icm run` loads or where it writes: label() is given its
+# table and returns its result, so these would be silently ignored; they are refused.
+NOT_FOR_LABEL = {
+    "testbed": "label() labels the table it is given; load a testbed with "
+    "icm.testbeds.loading.load_table",
+    "split": "label() labels the table it is given",
+    "data_dir": "label() labels the table it is given",
+    "consistency": "the table's relations are used as given",
+    "out": "label() writes no run directory; use `icm run --testbed FILE` for one",
+    "iterative": "iterative fine-tuning runs through `icm run --iterative`",
+    "finetune_epochs": "iterative fine-tuning runs through `icm run --iterative`",
+    "finetune_lr": "iterative fine-tuning runs through `icm run --iterative`",
+    "lora_r": "iterative fine-tuning runs through `icm run --iterative`",
+}
+
+
 def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) -> Labels:
     """Run ICM on `table`. `options` are RunConfig fields (alpha, K, seed, batch_size,
-    num_seed, mp, context_k, algorithm, ...); the defaults are `icm run`'s."""
+    num_seed, mp, context_k, algorithm, size, cache, model_path, preset...); the defaults
+    are `icm run`'s. `size` labels that many claims in whole groups, sampled with the seed.
+    Options that only make sense for `icm run` (testbed, out, ...) are refused.
+
+    The result's `summary` says whether the labelling is degenerate (one label for every
+    claim) or inconsistent; such a result also raises a RuntimeWarning."""
+    for name in options:
+        if name in NOT_FOR_LABEL:
+            raise ConfigError(f"label(): option '{name}' does not apply: {NOT_FOR_LABEL[name]}")
+    given = dict(options)
+    preset = options.pop("preset", None)
     cfg = RunConfig.from_dict(options, source="label() options")
+    if preset is not None:
+        cfg = cfg.with_preset(str(preset), set(options))
     cfg.validate()
+    if "size" in options:  # RunConfig's default (16 claims) is `icm run`'s, not label()'s
+        table = table.sample_groups(cfg.size, cfg.seed)
+    n_batch = cfg.batch_claims(len(table))
     with _scorer(scorer, table, cfg) as core_scorer:
-        result = run_icm(table, core_scorer, cfg.search_params(), cfg.batch_size)
-    return Labels(table, result, options)
+        result = run_icm(table, core_scorer, cfg.search_params(n_batch), cfg.batch_size)
+    summary = summarize(
+        table,
+        result.labels,
+        mp_per_batch=[b.mp for b in result.batches],
+        alpha=cfg.resolved_alpha(n_batch),
+        n_batch=n_batch,
+        mp_objective=cfg.mp_objective,
+    )
+    for warning in summary.warnings:
+        warnings.warn(f"icm.api.label: {warning}", RuntimeWarning, stacklevel=2)
+    return Labels(table, result, given, summary)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from icm.config import RunConfig
+from icm.config import PRESETS, RunConfig
 from icm.errors import ConfigError, IcmError
 
 # Modules that add subcommands: each has register(subparsers) -> None.
@@ -48,14 +48,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _int_or_all(text: str) -> int | None:
-    if text in ("all", "none", "0"):
+    if text == "all":
         return None
     try:
-        return int(text)
+        n = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected a number of claims or 'all', got '{text}'"
         ) from None
+    if n < 1:  # 0 once meant "all": refused rather than read either way
+        raise argparse.ArgumentTypeError(
+            f"must be >= 1, got {text} (use --size all for the whole split)"
+        )
+    return n
 
 
 def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None = 16) -> None:
@@ -150,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--alpha",
         type=float,
         default=d.alpha,
-        help=f"weight of MP against inconsistencies (default {d.alpha:g})",
+        help="weight of MP against inconsistencies (default: the paper's balance for the "
+        "batch actually used, 30 * N / 256 for N claims per batch; --alpha 30 is the "
+        "original code's value, see docs/algorithm.md)",
     )
     g.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     g.add_argument(
@@ -208,6 +215,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default log)",
     )
     h = run.add_argument_group("icm's options")
+    h.add_argument(
+        "--preset",
+        default=None,
+        type=str.lower,
+        choices=sorted(PRESETS),
+        help="original: everything as the original code does it (its algorithm, exact MP, "
+        "its consistency keys, trailing space kept, seeds at the batch start, one batch of "
+        "256 claims, alpha 30); flags given explicitly override it",
+    )
     h.add_argument(
         "--algorithm",
         default=d.algorithm,
@@ -326,6 +342,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         out=args.out,
         **model_options(args),
     )
+    if args.preset:
+        argv = args.argv[args.argv.index("run") + 1 :] if "run" in args.argv else []
+        cfg = cfg.with_preset(args.preset, set(explicit_options(args.run_parser, argv)))
     cfg.validate()
     return cfg
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,39 @@ DEFAULT_MODEL = "embedded"
 SYNTHETIC_MODEL = "synthetic"
 
 
+_INT32_MAX = 2**31 - 1
+# (field, lowest, highest) of the integer options.
+_INT_RANGES: tuple[tuple[str, int, int], ...] = (
+    ("seed", 0, 2**63 - 1),
+    ("batch_size", 1, _INT32_MAX),
+    ("num_seed", 0, _INT32_MAX),
+    ("K", 0, _INT32_MAX),
+    ("consistency_fix_K", 0, _INT32_MAX),
+    ("context_k", 1, _INT32_MAX),
+    ("logprobs", 1, _INT32_MAX),
+    ("concurrency", 1, 1024),
+    ("lora_r", 1, 65536),
+)
+# (field, lowest, highest, lowest excluded) of the real-valued options.
+_FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
+    ("alpha", 0.0, 1e6, False),
+    ("decay", 0.0, 1.0, True),
+    ("initial_T", 0.0, 1e6, True),
+    ("final_T", 0.0, 1e6, True),
+    ("log_beta", 0.0, 1e6, False),
+    ("context_regrow", 1.0, 1e6, True),
+    ("timeout", 0.0, 1e7, True),
+    ("finetune_epochs", 0.0, 1e4, True),
+    ("finetune_lr", 0.0, 1.0, True),
+)
+# Fields whose flag is spelt with dashes only.
+_DASHED_FLAGS = {
+    "finetune_lr": "finetune-lr",
+    "finetune_epochs": "finetune-epochs",
+    "lora_r": "lora-r",
+}
+
+
 @dataclass
 class RunConfig:
     # What to label
@@ -40,7 +74,10 @@ class RunConfig:
     data_dir: str | None = None
     consistency: str = "default"  # default (by construction) | none | paper
     # The objective and the search (the original code's flags and defaults)
-    alpha: float = 30.0
+    # None: the alpha that keeps the paper's balance (30 at 256 claims per batch) for the
+    # claims per batch actually used, 30 * N / 256 (mean-gap MP); `--alpha 30` is the
+    # original code's value whatever N. See docs/algorithm.md.
+    alpha: float | None = None
     seed: int = 27565976
     batch_size: int = 256
     num_seed: int = 8
@@ -72,15 +109,43 @@ class RunConfig:
     lora_r: int = 8
     # Output
     out: str | None = None
+    # A named set of defaults (PRESETS) applied under the flags given explicitly.
+    preset: str | None = None
+
+    def with_preset(self, name: str, explicit: set[str]) -> RunConfig:
+        """This config with preset `name` applied to every field not in `explicit` (the
+        fields given on the command line or by the caller keep their values)."""
+        key = name.lower()
+        if key not in PRESETS:
+            raise ConfigError(f"--preset: unknown preset '{name}' (known: {', '.join(PRESETS)})")
+        values = {k: v for k, v in PRESETS[key].items() if k not in explicit}
+        return dataclasses.replace(self, preset=key, **values)
 
     def validate(self) -> None:
         def bad(flag: str, why: str) -> None:
-            raise ConfigError(f"--{flag}: {why}")
+            raise ConfigError(f"--{_DASHED_FLAGS.get(flag, flag)}: {why}")
 
         if self.size is not None and self.size < 1:
-            bad("size", f"must be >= 1, got {self.size}")
-        if self.batch_size < 1:
-            bad("batch_size", f"must be >= 1, got {self.batch_size}")
+            bad("size", f"must be >= 1 ('all' for the whole split), got {self.size}")
+        # The core holds these in fixed-width integers: out of range, the binding would
+        # raise a TypeError instead of naming the flag.
+        for name, low, high in _INT_RANGES:
+            value = getattr(self, name)
+            if not low <= value <= high:
+                bad(name, f"must be an integer in [{low}, {high}], got {value}")
+        # Finite and within a range where U = alpha * MP - inconsistencies and the
+        # temperature stay finite numbers (an infinite U makes every move look equal).
+        for name, low, high, open_low in _FLOAT_RANGES:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (math.isfinite(value) and (value > low if open_low else value >= low)):
+                bad(
+                    name,
+                    f"must be a finite number {'>' if open_low else '>='} {low:g}, got {value}",
+                )
+            if value > high:
+                bad(name, f"must be at most {high:g}, got {value:g}")
         if self.scheduler not in ("log", "exp"):
             bad("scheduler", f"must be 'log' or 'exp', got '{self.scheduler}'")
         if self.algorithm not in ("paper", "code"):
@@ -91,12 +156,6 @@ class RunConfig:
             bad("mp_objective", f"must be 'mean-gap' or 'sum-logprob', got '{self.mp_objective}'")
         if self.consistency not in ("default", "none", "paper"):
             bad("consistency", f"must be default, none or paper, got '{self.consistency}'")
-        if self.logprobs < 1:
-            bad("logprobs", f"must be >= 1, got {self.logprobs}")
-        if self.concurrency < 1:
-            bad("concurrency", f"must be >= 1, got {self.concurrency}")
-        if not self.timeout > 0:
-            bad("timeout", f"must be > 0, got {self.timeout}")
         if self.iterative:
             if self.base_url:
                 bad(
@@ -114,9 +173,22 @@ class RunConfig:
             # The core names its own field; map it back to the flag.
             raise ConfigError(f"--{e}") from None
 
-    def search_params(self) -> core.SearchParams:
+    def batch_claims(self, n_claims: int) -> int:
+        """Claims per search batch when labelling n_claims (batches never exceed the split)."""
+        return max(1, min(n_claims, self.batch_size))
+
+    def resolved_alpha(self, n_batch: int = 256) -> float:
+        """--alpha as given, or by default the paper's balance for batches of n_batch."""
+        if self.alpha is not None:
+            return self.alpha
+        from icm.run_summary import PAPER_ALPHA, balanced_alpha
+
+        return balanced_alpha(n_batch) if self.mp_objective == "mean-gap" else PAPER_ALPHA
+
+    def search_params(self, n_batch: int = 256) -> core.SearchParams:
+        """The core's parameters; n_batch (claims per batch) resolves the default alpha."""
         p = core.search_params_code() if self.algorithm == "code" else core.search_params_paper()
-        p.alpha = self.alpha
+        p.alpha = self.resolved_alpha(n_batch)
         p.seed = self.seed
         p.num_seed = self.num_seed
         p.max_iterations = self.K
@@ -184,6 +256,34 @@ class RunConfig:
 
     def differences(self, other: RunConfig) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
+
+
+# Presets: named defaults for a whole way of running, each documented in docs/algorithm.md.
+PRESETS: dict[str, dict[str, Any]] = {
+    # Everything the original code does (src/experiments/ICM.py and its command line):
+    # its algorithm (schedule counter, log beta 2, ConsistencyFix, seeds = the first
+    # num_seed claims of the batch), exact MP with the mean logit gap, its consistency
+    # keys, prompts ending in "is " as sent, and one batch of 256 claims with alpha 30.
+    "original": {
+        "algorithm": "code",
+        "log_beta": None,
+        "mp": "exact",
+        "mp_objective": "mean-gap",
+        "consistency": "paper",
+        "keep_trailing_space": True,
+        "alpha": 30.0,
+        "batch_size": 256,
+        "size": 256,
+        "num_seed": 8,
+        "K": 3000,
+        "consistency_fix_K": 10,
+        "scheduler": "log",
+        "decay": 0.99,
+        "initial_T": 10.0,
+        "final_T": 0.01,
+        "logprobs": 20,
+    },
+}
 
 
 def _has_type(value: Any, expected: Any) -> bool:

@@ -32,6 +32,7 @@ from icm.run_dir import (
     write_json,
     write_jsonl,
 )
+from icm.run_summary import RunSummary, balanced_alpha, summarize
 from icm.search import BatchScorer, IcmResult, gold_agreement, plan_batches, run_icm
 from icm.search import Progress as SearchProgress
 from icm.testbeds import LoadOptions
@@ -174,7 +175,7 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
             f"--out: '{run_dir}' already holds a run; continue it with "
             f"`icm run --resume {run_dir}` or choose another --out"
         )
-    params = cfg.search_params()
+    params = cfg.search_params(cfg.batch_claims(len(table)))
     write_json(
         run_dir / "config.json",
         {
@@ -212,8 +213,11 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = Tru
     for k in RunConfig.OPERATIONAL_FIELDS & set(overrides):
         setattr(cfg, k, overrides[k])
     if changed:
+        def shown(value: Any) -> str:  # None is the default of alpha and log_beta
+            return "default" if value is None else repr(value)
+
         detail = ", ".join(
-            f"{k} (run: {getattr(cfg, k)!r}, given: {overrides[k]!r})" for k in changed
+            f"{k} (run: {shown(getattr(cfg, k))}, given: {shown(overrides[k])})" for k in changed
         )
         raise ConfigError(f"--resume {run_dir}: the configuration differs in {detail}")
     metrics_path = run_dir / "metrics.json"
@@ -236,7 +240,8 @@ def execute_run(
     progress: bool,
 ) -> Path:
     log = RunLog(run_dir, echo=progress)
-    params = cfg.search_params()
+    n_batch = cfg.batch_claims(len(table))
+    params = cfg.search_params(n_batch)
     if resume is None:
         log(
             f"icm run: {table.testbed}/{table.split}, {len(table)} claims, "
@@ -249,14 +254,8 @@ def execute_run(
                 "WARNING: the consistency relations of this run were derived from GOLD labels "
                 "(--consistency paper); its labels are not unsupervised."
             )
-        n_batch = min(len(table), cfg.batch_size)
-        if cfg.mp_objective == "mean-gap" and n_batch < 128:
-            log(
-                f"note: MP is a mean over the labeled claims, so one claim weighs alpha/N = "
-                f"{cfg.alpha / n_batch:.2f} against one inconsistency here (N = {n_batch}); "
-                f"the paper's batches (256 claims, alpha 30) weigh 0.12: --alpha "
-                f"{30 * n_batch / 256:.1f} keeps that balance (docs/algorithm.md)"
-            )
+        if cfg.mp_objective == "mean-gap":
+            log(alpha_note(cfg, n_batch))
     else:
         log(
             f"resuming: {len(resume.completed)} batch(es) done, batch {resume.batch} at "
@@ -324,9 +323,10 @@ def execute_run(
         raise
     finally:
         bar.close()
+        summary = report_summary(cfg, table, result, n_batch) if result is not None else None
         write_json(
             run_dir / "metrics.json",
-            metrics(cfg, table, result, handle, status, segments(status), error),
+            metrics(cfg, table, result, handle, status, segments(status), error, summary),
         )
         if result is not None:
             write_labels(run_dir, table, result)
@@ -338,13 +338,53 @@ def execute_run(
                 run_dir / "trace.png",
                 title=f"{table.testbed} ({cfg.model})",
             )
-            log(f"{status}: {run_dir}")
+            # The summary is said even by quiet runs: a degenerate result must not pass
+            # as a plain "completed".
+            assert summary is not None
+            for line in summary.lines():
+                log(line)
+                if not progress:
+                    print(f"icm: {line}", file=sys.stderr)
+            verdict = "" if summary.verdict == "ok" else f" ({summary.verdict}, see WARNING)"
+            log(f"{status}{verdict}: {run_dir}")
         else:
             hint = f"{status}: {run_dir}; continue with: icm run --resume {run_dir}"
             log(hint)
             if not progress:  # quiet runs still say how to continue
                 print(f"icm: {hint}", file=sys.stderr)
     return run_dir
+
+
+def alpha_note(cfg: RunConfig, n_batch: int) -> str:
+    """How alpha weighs one claim's MP term against one inconsistency in this run."""
+    alpha = cfg.resolved_alpha(n_batch)
+    weight = f"one claim weighs alpha/N = {alpha / n_batch:.3f} against one inconsistency"
+    if cfg.alpha is None:
+        return (
+            f"alpha {alpha:g} = 30 * {n_batch} / 256: {weight}, as in the paper's batches of "
+            "256 claims with alpha 30 (--alpha 30 for the original code's value)"
+        )
+    balanced = balanced_alpha(n_batch)
+    if cfg.alpha > 1.5 * balanced:
+        return (
+            f"note: alpha {alpha:g} on batches of {n_batch} claims: {weight} (the paper: "
+            f"0.117), so MP outweighs consistency; --alpha {balanced:g} keeps the paper's "
+            "balance (docs/algorithm.md)"
+        )
+    return f"alpha {alpha:g} on batches of {n_batch} claims: {weight} (the paper: 0.117)"
+
+
+def report_summary(
+    cfg: RunConfig, table: ClaimTable, result: IcmResult, n_batch: int
+) -> RunSummary:
+    return summarize(
+        table,
+        result.labels,
+        mp_per_batch=[b.mp for b in result.batches],
+        alpha=cfg.resolved_alpha(n_batch),
+        n_batch=n_batch,
+        mp_objective=cfg.mp_objective,
+    )
 
 
 def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:
@@ -376,6 +416,7 @@ def metrics(
     status: str,
     segments: list[dict[str, Any]],
     error: str | None = None,
+    summary: RunSummary | None = None,
 ) -> dict[str, Any]:
     """The run's figures; time and backend counts are totals over its executions (the
     first start and each resume), listed one by one in "segments"."""
@@ -408,8 +449,13 @@ def metrics(
                 "mp_per_batch": [b.mp for b in result.batches],
                 "search_requests": sum(b.n_requests for b in result.batches),
                 "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
+                "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
             }
         )
+    if summary is not None:
+        out["summary"] = summary.as_dict()
+        out["verdict"] = summary.verdict
+        out["warnings"] = summary.warnings
     out["segments"] = segments
     if handle is not None or backend:
         out["backend"] = backend

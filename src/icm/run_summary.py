@@ -1,0 +1,134 @@
+"""What a finished labelling looks like, and whether it is degenerate.
+
+A search can end at an optimum of U that is useless: every claim labelled the same, or
+most consistency constraints broken (a small model whose mutual predictability outweighs
+consistency). Such a run still "completes", so every run ends with this summary, in its
+log, on stderr and in metrics.json, and says in words what is wrong and which flag may
+help. The summary reads only the labels and the claims' structure, never gold labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from icm import _icm_core as core
+from icm.testbeds.base import ClaimTable
+
+# The paper's setting: batches of 256 claims with alpha 30. With the original code's
+# mean-gap MP, one claim's term weighs alpha / N against one violated constraint, so a
+# batch of N claims keeps the paper's balance with alpha = 30 * N / 256.
+PAPER_ALPHA = 30.0
+PAPER_BATCH = 256
+
+
+def balanced_alpha(n_batch: int) -> float:
+    """The alpha that weighs one claim's MP term against one inconsistency as the paper's
+    batches of 256 claims with alpha 30 do (for the mean-gap objective)."""
+    return round(PAPER_ALPHA * max(1, n_batch) / PAPER_BATCH, 4)
+
+
+@dataclass
+class RunSummary:
+    n_claims: int
+    n_labeled: int
+    n_true: int
+    n_false: int
+    constraints_total: int  # pairwise relations + group constraints, over the whole table
+    constraints_violated: int
+    mp_per_batch: list[float] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> str:
+        """ok | degenerate (one label) | inconsistent (most constraints broken) | both."""
+        kinds = [w.split(":", 1)[0] for w in self.warnings]
+        bad = [k for k in ("degenerate", "inconsistent") if k in kinds]
+        return "+".join(bad) if bad else "ok"
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["n_unlabeled"] = self.n_claims - self.n_labeled
+        out["true_fraction"] = self.n_true / self.n_labeled if self.n_labeled else None
+        out["verdict"] = self.verdict
+        return out
+
+    def lines(self) -> list[str]:
+        """The human-readable summary: one line of figures, then one line per warning."""
+        share = f" ({100 * self.n_true / self.n_labeled:.0f}% True)" if self.n_labeled else ""
+        mp = ", ".join(f"{m:.3f}" for m in self.mp_per_batch)
+        head = (
+            f"summary: {self.n_labeled}/{self.n_claims} labeled: {self.n_true} True, "
+            f"{self.n_false} False{share}; constraints violated: "
+            f"{self.constraints_violated}/{self.constraints_total}; MP per batch: {mp or '-'}"
+        )
+        return [head, *(f"WARNING: {w}" for w in self.warnings)]
+
+
+def summarize(
+    table: ClaimTable,
+    labels: dict[str, bool | None],
+    *,
+    mp_per_batch: list[float] | None = None,
+    alpha: float | None = None,
+    n_batch: int | None = None,
+    mp_objective: str = "mean-gap",
+) -> RunSummary:
+    """Summarise final labels over the whole table. `alpha` and `n_batch` (the claims per
+    batch) let the warnings name the alpha that keeps the paper's balance."""
+    to_core = {True: core.Label.TRUE, False: core.Label.FALSE, None: core.Label.UNSET}
+    values = [labels.get(c.id) for c in table.claims]
+    claim_set = table.to_claim_set()
+    violated = core.count_inconsistencies(claim_set, [to_core[v] for v in values])
+    s = RunSummary(
+        n_claims=len(values),
+        n_labeled=sum(v is not None for v in values),
+        n_true=sum(v is True for v in values),
+        n_false=sum(v is False for v in values),
+        constraints_total=claim_set.n_constraints,
+        constraints_violated=int(violated),
+        mp_per_batch=list(mp_per_batch or []),
+    )
+    s.warnings = _warnings(s, alpha, n_batch, mp_objective)
+    return s
+
+
+def _remedy(alpha: float | None, n_batch: int | None, mp_objective: str) -> str:
+    if alpha is not None and n_batch and mp_objective == "mean-gap":
+        target = balanced_alpha(n_batch)
+        if alpha > 1.5 * target:
+            return (
+                f"alpha {alpha:g} on batches of {n_batch} claims lets mutual predictability "
+                f"outweigh consistency; --alpha {target:g} keeps the paper's balance"
+            )
+    return (
+        "the model may be too weak for this task (the paper used 8B-70B models); try a "
+        "larger model (--base-url), more iterations (--K), or other seeds (--seed)"
+    )
+
+
+def _warnings(
+    s: RunSummary, alpha: float | None, n_batch: int | None, mp_objective: str
+) -> list[str]:
+    out: list[str] = []
+    remedy = _remedy(alpha, n_batch, mp_objective)
+    if s.n_labeled >= 2 and (s.n_true == 0 or s.n_false == 0):
+        word = "True" if s.n_false == 0 else "False"
+        out.append(
+            f"degenerate: all {s.n_labeled} labels are {word}; the labelling carries no "
+            f"information about the claims ({remedy})"
+        )
+    if s.constraints_total and 2 * s.constraints_violated > s.constraints_total:
+        why = "" if out else f" ({remedy})"  # the remedy is said once
+        out.append(
+            f"inconsistent: {s.constraints_violated} of {s.constraints_total} consistency "
+            f"constraints are violated, most of them{why}"
+        )
+    elif s.constraints_violated:
+        out.append(f"some constraints violated: {s.constraints_violated} of {s.constraints_total}")
+    if s.n_labeled < s.n_claims:
+        out.append(
+            f"unlabeled: {s.n_claims - s.n_labeled} of {s.n_claims} claims have no label "
+            "(the search never reached them, or labelling them lowered U; more --K helps)"
+        )
+    return out
