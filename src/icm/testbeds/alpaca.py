@@ -31,6 +31,7 @@ from icm.testbeds.data_files import (
     data_file,
     has_data_file,
     in_test_split,
+    listing_order,
     parse_bool,
     read_json_records,
     read_jsonl_records,
@@ -138,9 +139,10 @@ def build_pair_table(
     for i, members in enumerate(groups):
         # Files list one order first (in truthfulqa-preference always the true one): order
         # and ids come from content, so neither carries the label.
+        in_file = members
         members = content_order(members, lambda r: (r.first, r.second), salt=members[0].question)
         ids = [f"{split}-p{i}-{k}" for k in range(len(members))]
-        for cid, r in zip(ids, members, strict=True):
+        for cid, r in listing_order(list(zip(ids, members, strict=True)), in_file, consistency):
             claims.append(
                 ClaimRecord(
                     id=cid,

@@ -49,6 +49,7 @@ from icm.testbeds.data_files import (
     data_file,
     file_key,
     get_str,
+    listing_order,
     parse_bool,
     read_json_records,
     read_jsonl_records,
@@ -340,9 +341,10 @@ def build_table(
     relations: list[RelationRecord] = []
     for gkey, members in groups.items():
         # Gold first in the source: order (and ids) by content instead.
+        in_file = members
         members = content_order(members, lambda s: s.text, salt=gkey)
         ids = [f"{split}-q{gkey}-{k}" for k in range(len(members))]
-        for cid, s in zip(ids, members, strict=True):
+        for cid, s in listing_order(list(zip(ids, members, strict=True)), in_file, consistency):
             claims.append(
                 ClaimRecord(
                     id=cid,

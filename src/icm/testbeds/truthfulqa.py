@@ -39,6 +39,7 @@ from icm.testbeds.data_files import (
     data_file,
     has_data_file,
     in_test_split,
+    listing_order,
     parse_bool,
     read_csv_records,
     read_json_records,
@@ -145,9 +146,10 @@ def build_table(
     relations: list[RelationRecord] = []
     for gkey, members in groups.items():
         # The paper files list true answers first: order (and so ids) by content instead.
+        in_file = members
         members = content_order(members, lambda a: a.answer, salt=gkey)
         ids = [f"{split}-q{gkey}-{k}" for k in range(len(members))]
-        for cid, a in zip(ids, members, strict=True):
+        for cid, a in listing_order(list(zip(ids, members, strict=True)), in_file, consistency):
             claims.append(
                 ClaimRecord(
                     id=cid,
