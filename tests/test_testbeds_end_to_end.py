@@ -89,3 +89,26 @@ def test_icm_run_and_eval_on_the_default_model(name: str, tmp_path: Path) -> Non
     assert result["n_test"] > 0 and result["n_demos"] > 0  # whole groups: about 4
     assert 0.0 <= result["ci95"][0] <= result["accuracy"] <= result["ci95"][1] <= 1.0
     assert result["backend"]["requests"] >= result["n_test"]
+
+
+def test_icm_eval_holds_out_part_of_a_claims_file(tmp_path: Path) -> None:
+    """A 165-claim custom file (groups of three sums, exactly one right): `icm eval
+    --test-fraction` scores held-out groups with the real model (it used to stop with a
+    false "198 test claims are also train claims")."""
+    from .test_evaluate import write_claims_file
+
+    path = write_claims_file(tmp_path / "claims.jsonl")
+    # fmt: off
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "eval", "--labels", "golden", "--testbed", str(path),
+         "--test-fraction", "0.3", "--test-size", "6", "--max-demos", "6", "--seed", "1",
+         "--base-url", shared_server().base_url, "--model", "gemma-3-270m-q4_k_m",
+         "--cache", "off", "--out", str(tmp_path / "eval")],
+        capture_output=True, text=True, timeout=600, check=False,
+    )
+    # fmt: on
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert result["n_test"] == 6 and result["n_demos"] == 6
+    assert result["test_fraction"] == 0.3 and result["demo_label_accuracy"] == 1.0
+    assert result["backend"]["requests"] >= 6
