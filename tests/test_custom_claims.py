@@ -296,7 +296,7 @@ def test_every_relation_kind_has_a_documented_example_that_loads(tmp_path: Path)
         path = tmp_path / f"example{i}.jsonl"
         path.write_text(block.split("```", 1)[0])
         t = load_claims_file(path)
-        kinds = {r.kind for r in t.relations} | {g.kind for g in t.group_constraints}
+        kinds: set[str] = {r.kind for r in t.relations} | {g.kind for g in t.group_constraints}
         if kinds == {"at_most_one_true", "at_least_one_true"}:
             kinds = {"exactly_one_true"}
         (kind,) = kinds
