@@ -99,13 +99,14 @@ def test_a_changed_cached_file_is_downloaded_again(
 def test_fetched_cache_is_a_data_directory(
     mirror: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = tmp_path / "cache"
+    cache = tmp_path / "root" / "data"
     assert fetch("paper_splits", "--cache", str(cache), "--mirror", mirror) == 0
     t = get_testbed("truthfulqa").load("train", LoadOptions(data_dir=cache))
     assert len(t) == 2608
-    # With neither --data-dir nor ICM_DATA_DIR, the testbeds read the default cache.
+    # With neither --data-dir nor ICM_DATA_DIR, the testbeds read the default cache: the
+    # data/ folder of ICM_CACHE_DIR (beside the response cache and the models).
     monkeypatch.delenv("ICM_DATA_DIR", raising=False)
-    monkeypatch.setenv("ICM_CACHE_DIR", str(cache))
+    monkeypatch.setenv("ICM_CACHE_DIR", str(tmp_path / "root"))
     assert resolve_data_dir(None) == cache
     assert len(get_testbed("alpaca").load("test", LoadOptions())) == 256
 

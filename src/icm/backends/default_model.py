@@ -20,6 +20,7 @@ from pathlib import Path
 
 from icm.errors import BackendError, ConfigError
 from icm.file_lock import exclusive_lock
+from icm.locations import model_cache_dir
 
 _STAMP_SUFFIX = ".verified.json"
 
@@ -27,11 +28,7 @@ _STAMP_SUFFIX = ".verified.json"
 def cache_dir() -> Path:
     """Where icm keeps assembled models: $ICM_CACHE_DIR/models, else
     $XDG_CACHE_HOME/icm/models, else ~/.cache/icm/models (next to the response cache)."""
-    root = os.environ.get("ICM_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "icm" / "models"
+    return model_cache_dir()
 
 
 def _stamp_of(path: Path, sha256: str) -> dict[str, object]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import sqlite3
 import sys
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 
 from icm.backends.base import LabelScorer
 from icm.file_lock import exclusive_lock
+from icm.locations import response_cache_path
 
 SCHEMA_VERSION = 1
 
@@ -43,10 +43,7 @@ def _is_damage(e: sqlite3.DatabaseError) -> bool:
 
 
 def default_cache_path() -> Path:
-    base = os.environ.get("ICM_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "icm"
-    )
-    return Path(base) / "responses.sqlite"
+    return response_cache_path()
 
 
 def _warn(message: str) -> None:

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from icm.errors import DataError
+from icm.locations import data_cache_dir
 
 DATA_DIR_ENV = "ICM_DATA_DIR"
-CACHE_ENV = "ICM_CACHE_DIR"  # where `icm data fetch` puts files (default ~/.cache/icm/data)
 MIRROR_ENV = "ICM_DATA_MIRROR"  # base URL serving the data dir layout, instead of GitHub
 
 Record = tuple[int, dict[str, Any]]  # (1-based line where the record starts, its fields)
@@ -38,12 +38,8 @@ Record = tuple[int, dict[str, Any]]  # (1-based line where the record starts, it
 
 
 def default_cache_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "icm" / "data"
+    """Where `icm data fetch` unpacks datasets ($ICM_CACHE_DIR/data, see icm.locations)."""
+    return data_cache_dir()
 
 
 def resolve_data_dir(data_dir: Path | str | None) -> Path | None:
