@@ -23,7 +23,7 @@ from icm.backends.base import CoreScorer, LabelScorer
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.run_summary import RunSummary, summarize
-from icm.search import IcmResult, run_icm
+from icm.search import IcmResult, gold_agreement, run_icm
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
 
 ScorerLike: TypeAlias = LabelScorer | core.Scorer | str
@@ -93,9 +93,8 @@ class Labels:
         return self.result.trace
 
     def agreement_with_gold(self) -> float | None:
-        pairs = [(r["label"], r["gold"]) for r in self.records()]
-        known = [(a, b) for a, b in pairs if a is not None and b is not None]
-        return sum(a == b for a, b in known) / len(known) if known else None
+        records = self.records()
+        return gold_agreement([r["label"] for r in records], [r["gold"] for r in records])
 
 
 @contextlib.contextmanager

@@ -30,6 +30,7 @@ from typing import Any
 
 from icm.backends.base import LabelScorer
 from icm.errors import ConfigError
+from icm.search import gold_agreement
 from icm.testbeds.base import ClaimTable
 
 DEMO_SEPARATOR = "\n\n"
@@ -209,15 +210,9 @@ def labels_from_run(run_dir: Path) -> tuple[ClaimTable, dict[str, bool | None], 
         tuple(config.get("label_words", ("True", "False"))),  # type: ignore[arg-type]
     )
     labels = {r["id"]: r["label"] for r in rows}
-    agreement = _agreement(labels, {c.id: c.gold for c in claims})
+    gold = {c.id: c.gold for c in claims}
+    agreement = gold_agreement(list(labels.values()), [gold.get(k) for k in labels])
     return table, labels, {"icm_run": str(run_dir), "icm_agreement_with_gold": agreement}
-
-
-def _agreement(labels: dict[str, bool | None], gold: dict[str, bool | None]) -> float | None:
-    known = [
-        (labels[k], gold[k]) for k in labels if labels[k] is not None and gold.get(k) is not None
-    ]
-    return sum(a == b for a, b in known) / len(known) if known else None
 
 
 def random_labels(table: ClaimTable, seed: int) -> dict[str, bool | None]:
