@@ -18,10 +18,13 @@ def load(name: str):
     return module
 
 
-def test_notebook_api_with_the_stand_in_scorer() -> None:
+def test_notebook_api_with_the_stand_in_scorer(capsys) -> None:
     result = load("notebook_api").run("synthetic")
     assert len(result.records()) == 12
     assert result.agreement_with_gold() is not None
+    # It ends with the summary that says whether the labelling is usable.
+    assert result.summary is not None
+    assert "summary: 12/12 labeled" in capsys.readouterr().out
 
 
 @pytest.mark.model
