@@ -63,32 +63,32 @@ def trace_rows(run_dir: Path) -> int:
         return 0
 
 
-def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
-    uninterrupted: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "run"
-    total = len(utilities_of(uninterrupted))
-    rng = random.Random(1234)
-    kills = 0
-    proc = subprocess.Popen(icm_cmd(*RUN, "--out", str(out)), stderr=subprocess.PIPE, text=True)
-    # Twelve kills, each after a random number of further steps (so the run cannot finish
-    # first), at whatever point of a step the process is: often in the middle of the
-    # checkpoint writes (temp file, fsync, rename), which run every step.
+def kill_and_resume(run: list[str], out: Path, seed: int) -> None:
+    """Start `run`, SIGKILL it twelve times, each after a random number of further steps
+    (so the run cannot finish first) at whatever point of a step the process is, resuming
+    after each kill; then resume to the end."""
+    rng = random.Random(seed)
+    proc = subprocess.Popen(icm_cmd(*run, "--out", str(out)), stderr=subprocess.PIPE, text=True)
+    total = 2 * int(run[run.index("--K") + 1])  # two batches of K steps
     for _ in range(12):
-        target = min(total - 5, trace_rows(out) + rng.randint(20, 2 * total // 15))
+        # At least 20 steps past where the last execution got (so this one has made its
+        # first checkpoint), and small enough that twelve kills, with the polling below
+        # overshooting each, stay far from the end of the run.
+        target = trace_rows(out) + rng.randint(20, total // 40)
         deadline = time.monotonic() + 120
         while trace_rows(out) < target and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(rng.uniform(0.001, 0.02))
         assert proc.poll() is None, "the run finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
         assert (out / "config.json").exists()
         proc = subprocess.Popen(
             icm_cmd("run", "--resume", str(out), "--quiet"), stderr=subprocess.PIPE, text=True
         )
     assert proc.wait(timeout=300) == 0, proc.stderr.read() if proc.stderr else ""
-    assert kills == 12
+
+
+def assert_resumed_like(out: Path, uninterrupted: Path, kills: int = 12) -> None:
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert labels_of(out) == labels_of(uninterrupted)
@@ -96,12 +96,48 @@ def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
     # Every execution is counted: the killed ones as of their last checkpoint. Each resume
     # starts with an empty score cache, so together they scored at least as much as one run.
     segments = metrics["segments"]
-    assert [s["status"] for s in segments] == ["killed"] * 12 + ["completed"]
+    assert [s["status"] for s in segments] == ["killed"] * kills + ["completed"]
     assert all(s["backend"]["requests"] > 0 for s in segments)
     assert metrics["backend"]["requests"] == sum(s["backend"]["requests"] for s in segments)
     whole = json.loads((uninterrupted / "metrics.json").read_text())
     assert [s["status"] for s in whole["segments"]] == ["completed"]
     assert metrics["backend"]["requests"] >= whole["backend"]["requests"]
+
+
+def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
+    uninterrupted: Path, tmp_path: Path
+) -> None:
+    # A checkpoint every step (the run then spends most of its time in the checkpoint
+    # writes: temp file, fsync, rename), so the kills often land in the middle of one. The
+    # reference run checkpointed at the default interval: the labels do not depend on it.
+    out = tmp_path / "run"
+    kill_and_resume([*RUN, "--checkpoint-every", "0"], out, seed=1234)
+    assert_resumed_like(out, uninterrupted)
+
+
+# Long enough (2 x 12000 steps, about a second when nothing is fsynced each step) that the
+# kills land in the middle of a batch, between checkpoints.
+LONG_RUN = [*RUN[: RUN.index("--K") + 1], "12000", *RUN[RUN.index("--K") + 2 :]]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_long(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("whole_long") / "run"
+    r = icm(*LONG_RUN, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.mark.parametrize("every", [None, "0.01"])
+def test_sigkill_between_interval_checkpoints_then_resume_gives_the_same_labels(
+    uninterrupted_long: Path, tmp_path: Path, every: str | None
+) -> None:
+    """With checkpoints on an interval (the default 2 s; 10 ms), a kill leaves trace.jsonl
+    rows that state.json does not count: the resume cuts them and redoes those steps."""
+    out = tmp_path / "run"
+    run = LONG_RUN if every is None else [*LONG_RUN, "--checkpoint-every", every]
+    kill_and_resume(run, out, seed=99)
+    assert_resumed_like(out, uninterrupted_long)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -130,6 +166,27 @@ def test_interrupt_saves_and_says_how_to_resume(
     r = icm("run", "--resume", str(out), "--quiet")
     assert r.returncode == 0, r.stderr
     assert labels_of(out) == labels_of(uninterrupted)
+
+
+def test_a_stop_saves_every_finished_step_whatever_the_interval(tmp_path: Path) -> None:
+    """Ctrl-C between interval checkpoints: the run saves where it stood when it stopped,
+    not where its last interval checkpoint was."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        icm_cmd(*LONG_RUN, "--checkpoint-every", "3600", "--out", str(out)),
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler),
+    )
+    deadline = time.monotonic() + 60
+    while trace_rows(out) < 2000 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be interrupted"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    state = json.loads((out / "state.json").read_text())
+    assert state["n_trace_rows"] == trace_rows(out) >= 2000
 
 
 def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:

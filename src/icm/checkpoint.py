@@ -1,13 +1,14 @@
-"""Checkpoints of a run, written after every search step, so that a crash, a kill or a
-flaky server never costs finished work.
+"""Checkpoints of a run, written after the first step, every finished batch, at most every
+--checkpoint-every seconds between them, and when the run stops, so that a crash, a kill or a
+flaky server costs at most those seconds of work.
 
     state.json      where the run stands: finished batches, the search state of the batch
                     in progress (labels, iteration, accept count, RNG state, context draw),
                     how many trace rows are valid, and what each execution of the run (a
                     segment: the first start, then each resume) has cost so far (backend
-                    requests and tokens, wall time). Replaced atomically every step.
+                    requests and tokens, wall time). Replaced atomically at each checkpoint.
     batches.jsonl   one line per finished batch (labels, scores, figures), appended.
-    trace.jsonl     one line per step, appended.
+    trace.jsonl     one line per step, appended (fsynced at each checkpoint).
 
 Appended files may hold a torn or extra last line after a kill; `load_progress` trusts
 state.json and cuts them back to what it counts.
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
@@ -107,30 +109,76 @@ def _keep_lines(path: Path, n: int) -> list[str]:
     return [line.decode("utf-8") for line in keep]
 
 
+DEFAULT_CHECKPOINT_SECONDS = 2.0
+
+
 class CheckpointWriter:
-    """The on_progress callback of run_icm: persists every step. `segments` gives the cost
-    of the run's executions so far (see `earlier_segments`)."""
+    """The on_progress callback of run_icm. A finished batch is persisted at once; progress
+    within a batch after the first step of each execution (so that every execution is on
+    record) and then at most every `every_seconds` (0: every step); `flush()` persists the
+    last step seen, and the run calls it however it ends. A kill loses at most the steps of
+    the last `every_seconds`, which a resume redoes to the same result.
+
+    `trace_file` is the open trace.jsonl that on_step appends to without syncing: it is
+    fsynced before state.json counts its rows, so trace.jsonl always holds at least the
+    rows state.json counts (load_progress cuts off the rest). `segments` gives the cost of
+    the run's executions so far (see `earlier_segments`)."""
 
     def __init__(
-        self, run_dir: Path, segments: Callable[[], list[dict[str, Any]]] | None = None
+        self,
+        run_dir: Path,
+        segments: Callable[[], list[dict[str, Any]]] | None = None,
+        *,
+        trace_file: IO[str] | None = None,
+        every_seconds: float = 0.0,
     ) -> None:
         self.run_dir = run_dir
         self.segments = segments
+        self.trace_file = trace_file
+        self.every_seconds = every_seconds
+        # Where the run stood after the last step seen, not yet on disk. A snapshot, not the
+        # Progress object, which run_icm goes on changing (an interrupt can land between
+        # its updates).
+        self._pending: tuple[int, int | None, core.SearchState | None, int] | None = None
+        self._last_write: float | None = None
 
     def __call__(self, progress: Progress, finished: BatchResult | None) -> None:
+        self._pending = (
+            len(progress.completed),
+            progress.batch,
+            progress.state,  # a fresh object every step, never changed afterwards
+            progress.n_trace_rows,
+        )
         if finished is not None:
             _append_line(self.run_dir / BATCHES_FILE, batch_to_json(finished))
+        if (
+            finished is not None
+            or self._last_write is None
+            or time.monotonic() - self._last_write >= self.every_seconds
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Persist the last step seen, if it is not on disk yet."""
+        if self._pending is None:
+            return
+        n_completed, batch, state, n_trace_rows = self._pending
+        if self.trace_file is not None and not self.trace_file.closed:
+            self.trace_file.flush()
+            os.fsync(self.trace_file.fileno())
         write_json(
             self.run_dir / STATE_FILE,
             {
                 "format": FORMAT_VERSION,
-                "n_completed": len(progress.completed),
-                "batch": progress.batch,
-                "state": None if progress.state is None else state_to_json(progress.state),
-                "n_trace_rows": progress.n_trace_rows,
+                "n_completed": n_completed,
+                "batch": batch,
+                "state": None if state is None else state_to_json(state),
+                "n_trace_rows": n_trace_rows,
                 "segments": self.segments() if self.segments else [],
             },
         )
+        self._pending = None
+        self._last_write = time.monotonic()
 
 
 def earlier_segments(run_dir: Path) -> list[dict[str, Any]]:

@@ -282,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a stopped run from its last checkpoint (flags given too must match it)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--checkpoint-every",
+        "--checkpoint_every",
+        dest="checkpoint_every",
+        type=float,
+        default=RunConfig().checkpoint_every,
+        metavar="SECONDS",
+        help="save the search state at most this often within a batch (default "
+        f"{RunConfig().checkpoint_every:g}; 0: every step); finished batches and a stop "
+        "are always saved, and a kill costs at most these seconds of work",
+    )
     run.set_defaults(handler=cmd_run)
     parser.set_defaults(run_parser=run)
 
@@ -340,6 +351,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         finetune_lr=args.finetune_lr,
         lora_r=args.lora_r,
         out=args.out,
+        checkpoint_every=args.checkpoint_every,
         **model_options(args),
     )
     if args.preset:

@@ -102,6 +102,8 @@ class RunConfig:
     timeout: float = 120.0
     keep_trailing_space: bool = False
     cache: str = "default"  # the response cache: "default" (user cache dir), "off", or a path
+    # Seconds between checkpoints within a batch (0: every step); see docs/reliability.md.
+    checkpoint_every: float = 2.0
     # Iterative fine-tuning (the paper's loop over batches; needs the 'finetune' extra)
     iterative: bool = False
     finetune_epochs: float = 4.0
@@ -252,7 +254,9 @@ class RunConfig:
 
     # Fields that change how a run is carried out but not its labels: a resumed run may
     # give them anew.
-    OPERATIONAL_FIELDS = frozenset({"cache", "concurrency", "timeout", "out", "base_url"})
+    OPERATIONAL_FIELDS = frozenset(
+        {"cache", "concurrency", "timeout", "out", "base_url", "checkpoint_every"}
+    )
 
     def differences(self, other: RunConfig) -> list[str]:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
