@@ -218,3 +218,72 @@ def test_config_docstring_states_the_sparse_context_the_cli_uses() -> None:
     run = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     defaults = {a.dest: a.default for a in run.choices["run"]._actions}
     assert (defaults["mp"], defaults["context_k"]) == (stated[1], int(stated[2]))
+
+
+def all_parsers() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every (sub)command parser of `icm`, with its command line."""
+    from icm.cli import build_parser
+
+    out, todo = [], [("icm", build_parser())]
+    while todo:
+        name, parser = todo.pop()
+        out.append((name, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo += [(f"{name} {sub}", p) for sub, p in action.choices.items()]
+    return out
+
+
+def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [
+        a
+        for a in parser._actions
+        if not isinstance(a, argparse._HelpAction | argparse._SubParsersAction)
+    ]
+
+
+def test_every_option_has_help_and_both_spellings() -> None:
+    parsers = all_parsers()
+    assert len(parsers) > 12
+    for name, parser in parsers:
+        for action in options(parser):
+            assert action.help, f"{name} {action.option_strings or action.dest}: no help text"
+            bodies = [o[2:] for o in action.option_strings if o.startswith("--")]
+            if any("-" in b or "_" in b for b in bodies):
+                assert any("-" in b for b in bodies) and any("_" in b for b in bodies), (
+                    f"{name} {action.option_strings}: a multi-word option takes both the "
+                    "dash and the underscore spelling"
+                )
+
+
+def test_no_parser_takes_an_abbreviation() -> None:
+    for name, parser in all_parsers():
+        assert not parser.allow_abbrev, name
+
+
+@pytest.mark.parametrize(
+    ("args", "unknown"),
+    [
+        (["--k", "5"], "--k"),  # once silently --keep-trailing-space
+        (["--bat", "4"], "--bat"),
+        (["--quie"], "--quie"),
+    ],
+)
+def test_an_abbreviated_flag_is_an_error(args: list[str], unknown: str, tmp_path: Path) -> None:
+    r = icm("run", "--model", "synthetic", "--out", str(tmp_path / "r"), "--quiet", *args)
+    assert r.returncode == 2, r.stderr
+    assert f"unrecognized arguments: {' '.join(args)}" in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_underscore_and_dash_spellings_mean_the_same(tmp_path: Path) -> None:
+    base = ["run", "--model", "synthetic", "--size", "8", "--K", "20", "--quiet"]
+    a = icm(*base, "--keep_trailing_space", "--context_k", "3", "--out", str(tmp_path / "a"))
+    b = icm(*base, "--keep-trailing-space", "--context-k", "3", "--out", str(tmp_path / "b"))
+    assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
+    config_a = json.loads((tmp_path / "a" / "config.json").read_text())["config"]
+    config_b = json.loads((tmp_path / "b" / "config.json").read_text())["config"]
+    assert config_a["keep_trailing_space"] is True and config_a["context_k"] == 3
+    assert {k: v for k, v in config_a.items() if k != "out"} == {
+        k: v for k, v in config_b.items() if k != "out"
+    }

@@ -37,14 +37,46 @@ COMMAND_MODULES: tuple[str, ...] = (
 
 Handler = Callable[[argparse.Namespace], int]
 
+DATA_DIR_HELP = "folder with external dataset files (default: $ICM_DATA_DIR)"
+
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that exits with status 2 and one clear line, like every icm error."""
+    """argparse that exits with status 2 and one clear line, like every icm error, and takes
+    options only as spelt in full: with abbreviations, `icm run --k 5` silently meant
+    --keep-trailing-space. (Subcommand parsers are of this class too.)"""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         print(f"icm: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
+    """Give every multi-word option both spellings, --batch-size and --batch_size (the
+    original code's flags use underscores, icm's dashes), in this parser and its
+    subcommands."""
+    for action in list(parser._actions):
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                add_spelling_aliases(sub)
+            continue
+        long = [o for o in action.option_strings if o.startswith("--")]
+        if any("-" in o[2:] for o in long) and any("_" in o[2:] for o in long):
+            continue  # both spellings given by hand (e.g. --consistency_fix_K, -k)
+        for option in long:
+            body = option[2:]
+            alias = "--" + (body.replace("-", "_") if "-" in body else body.replace("_", "-"))
+            if alias == option:
+                continue
+            taken = parser._option_string_actions.get(alias)
+            if taken is not None and taken is not action:
+                raise ValueError(f"{alias} would be both {option} and {taken.option_strings}")
+            action.option_strings.append(alias)
+            parser._option_string_actions[alias] = action
 
 
 def _int_or_all(text: str) -> int | None:
@@ -82,7 +114,7 @@ def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None 
         "--data_dir",
         dest="data_dir",
         default=None,
-        help="folder with external dataset files (default: $ICM_DATA_DIR)",
+        help=DATA_DIR_HELP,
     )
     p.add_argument(
         "--consistency",
@@ -269,10 +301,26 @@ def build_parser() -> argparse.ArgumentParser:
         "scored in process (transformers) and kept in RUN_DIR/models/",
     )
     f.add_argument(
-        "--finetune-epochs", dest="finetune_epochs", type=float, default=d.finetune_epochs
+        "--finetune-epochs",
+        dest="finetune_epochs",
+        type=float,
+        default=d.finetune_epochs,
+        help=f"epochs of each fine-tuning round (default {d.finetune_epochs:g})",
     )
-    f.add_argument("--finetune-lr", dest="finetune_lr", type=float, default=d.finetune_lr)
-    f.add_argument("--lora-r", dest="lora_r", type=int, default=d.lora_r)
+    f.add_argument(
+        "--finetune-lr",
+        dest="finetune_lr",
+        type=float,
+        default=d.finetune_lr,
+        help=f"learning rate of each fine-tuning round (default {d.finetune_lr:g})",
+    )
+    f.add_argument(
+        "--lora-r",
+        dest="lora_r",
+        type=int,
+        default=d.lora_r,
+        help=f"LoRA rank (default {d.lora_r})",
+    )
     run.add_argument("--out", default=None, help="run directory (default runs/<testbed>-<time>)")
     run.add_argument(
         "--resume",
@@ -297,25 +345,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(run_parser=run)
 
     tb = sub.add_parser("testbeds", help="list the testbeds")
-    tb.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    tb.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
     tb.set_defaults(handler=cmd_testbeds)
 
     show = sub.add_parser("show", help="print rendered claims of a testbed")
-    show.add_argument("testbed")
+    show.add_argument("testbed", help="testbed name (see `icm testbeds`) or a claims file")
     show.add_argument("-n", type=int, default=4, help="how many claims (default 4)")
-    show.add_argument("--split", default="train")
-    show.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
-    show.add_argument("--consistency", default="default", choices=["default", "none", "paper"])
+    show.add_argument("--split", default="train", help="which split (default: train)")
+    show.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
+    show.add_argument(
+        "--consistency",
+        default="default",
+        choices=["default", "none", "paper"],
+        help="which consistency relations to list (as for icm run; default: default)",
+    )
     show.add_argument("--gold", action="store_true", help="also print gold labels")
     show.set_defaults(handler=cmd_show)
 
     plot = sub.add_parser("plot", help="plot the search trace of a run")
-    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("run_dir", type=Path, help="an icm run directory")
     plot.add_argument("--out", type=Path, default=None, help="PNG path (default RUN_DIR/trace.png)")
     plot.set_defaults(handler=cmd_plot)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
+    add_spelling_aliases(parser)
     return parser
 
 

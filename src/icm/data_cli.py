@@ -59,7 +59,13 @@ def register(subparsers: Any) -> None:
     fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
     fetch.set_defaults(handler=cmd_fetch)
     lst = sub.add_parser("list", help="the datasets and which of their files are present")
-    lst.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
+    lst.add_argument(
+        "--data-dir",
+        "--data_dir",
+        dest="data_dir",
+        default=None,
+        help="folder with external dataset files (default: $ICM_DATA_DIR)",
+    )
     lst.add_argument("--check", action="store_true", help="also verify every SHA-256")
     lst.set_defaults(handler=cmd_list)
     p.set_defaults(handler=lambda args: _usage(p))

@@ -231,7 +231,7 @@ def write_eval(out: Path, result: EvalResult, test_ids: list[str] | None = None)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from icm.cli import add_model_options
+    from icm.cli import DATA_DIR_HELP, add_model_options
 
     p = sub.add_parser(
         "eval",
@@ -241,9 +241,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--labels", required=True, help="RUN_DIR or a label source")
     p.add_argument("--testbed", default=None, help="default: the run's testbed")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--test-split", default="test")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
+    p.add_argument(
+        "--train-split", default="train", help="split the demonstrations come from (default train)"
+    )
+    p.add_argument("--test-split", default="test", help="split to score (default test)")
     p.add_argument("--train-size", type=int, default=None, help="train claims to draw from")
     p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
     p.add_argument(
@@ -255,8 +257,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "consistency groups as the test claims (needed for a claims file, which has one "
         "split); with a run directory, its claims in that part are not used as demonstrations",
     )
-    p.add_argument("--consistency", default="default", choices=["default", "none", "paper"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--consistency",
+        default="default",
+        choices=["default", "none", "paper"],
+        help="consistency relations of the testbed, as for icm run (default: default)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the demonstration order, random labels and the CI (default 0)",
+    )
     p.add_argument(
         "--match-run",
         dest="matched_run",
@@ -269,9 +281,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=4096,
         help="context budget for demonstrations and the claim (default 4096)",
     )
-    p.add_argument("--max-demos", type=int, default=None)
-    p.add_argument("--bootstrap-rounds", type=int, default=3)
-    p.add_argument("--bootstrap-shots", type=int, default=8)
+    p.add_argument(
+        "--max-demos",
+        type=int,
+        default=None,
+        help="at most this many demonstrations (default: as many as --context-tokens holds)",
+    )
+    p.add_argument(
+        "--bootstrap-rounds",
+        type=int,
+        default=3,
+        help="bootstrap: rounds of relabelling from the model's own predictions (default 3)",
+    )
+    p.add_argument(
+        "--bootstrap-shots",
+        type=int,
+        default=8,
+        help="bootstrap: demonstrations per prediction (default 8)",
+    )
     p.add_argument("--chat-model", default=None, help="zero-shot-chat: the chat model's name")
     p.add_argument("--chat-base-url", default=None, help="zero-shot-chat: its server")
     add_model_options(p)

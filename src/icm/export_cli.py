@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         "reads. Gold labels are left out unless --with-gold.",
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by `icm run`")
-    p.add_argument("--format", required=True, choices=FORMATS)
+    p.add_argument("--format", required=True, choices=FORMATS, help="what to write (see above)")
     p.add_argument(
         "--out",
         type=Path,

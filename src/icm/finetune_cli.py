@@ -67,7 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Fine-tune the base model on the labels of one or more runs (LoRA "
         "adapter + finetune.json in --out). Needs the 'finetune' extra.",
     )
-    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR")
+    p.add_argument(
+        "run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="runs whose labels to train on"
+    )
     p.add_argument("--out", type=Path, required=True, help="folder for the adapter")
     p.add_argument(
         "--base",
@@ -81,13 +83,31 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default="icm",
         help="icm: the runs' labels; gold: the same claims' gold labels (the comparison)",
     )
-    p.add_argument("--epochs", type=float, default=d.epochs)
-    p.add_argument("--lr", dest="learning_rate", type=float, default=d.learning_rate)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lora-r", type=int, default=d.lora_r)
+    p.add_argument(
+        "--epochs", type=float, default=d.epochs, help=f"training epochs (default {d.epochs:g})"
+    )
+    p.add_argument(
+        "--lr",
+        dest="learning_rate",
+        type=float,
+        default=d.learning_rate,
+        help=f"learning rate (default {d.learning_rate:g})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help=f"examples per training step (default {d.batch_size})",
+    )
+    p.add_argument("--lora-r", type=int, default=d.lora_r, help=f"LoRA rank (default {d.lora_r})")
     p.add_argument("--lora-alpha", type=int, default=None, help="default: 2 * lora-r")
-    p.add_argument("--max-length", type=int, default=d.max_length)
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument(
+        "--max-length",
+        type=int,
+        default=d.max_length,
+        help=f"maximum tokens per training example (default {d.max_length})",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default {d.seed})")
     p.set_defaults(handler=cmd_finetune)
 
     m = sub.add_parser(

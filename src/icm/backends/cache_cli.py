@@ -11,7 +11,11 @@ from icm.backends.response_cache import ResponseCache, default_cache_path
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("cache", help="the model-response cache (stats, clear)")
-    p.add_argument("action", choices=["stats", "clear"])
+    p.add_argument(
+        "action",
+        choices=["stats", "clear"],
+        help="stats: responses held, by model, and size; clear: empty it",
+    )
     p.add_argument("--cache", type=Path, default=None, help="cache file (default: the user cache)")
     p.set_defaults(handler=run)
 

@@ -762,6 +762,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         die_with_parent(args.parent_pid)
     for name in ("n_ctx", "slots", "max_logprobs"):
         if getattr(args, name) < 1:
+        allow_abbrev=False,  # an abbreviation could silently mean another flag
             print(f"llama_server: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
     try:

@@ -16,7 +16,7 @@ from icm.run_dir import now_iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from icm.cli import add_model_options
+    from icm.cli import DATA_DIR_HELP, add_model_options
 
     p = sub.add_parser("replicate", help="ICM vs baselines on held-out test splits, over seeds")
     p.add_argument(
@@ -24,28 +24,68 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         required=True,
         help="comma-separated testbed names, e.g. arithmetic,truthfulqa,gsm8k,alpaca",
     )
-    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument(
+        "--seeds", type=int, default=3, help="ICM runs and baselines per testbed (default 3)"
+    )
     p.add_argument(
         "--train-size", type=int, default=32, help="train claims ICM labels (default 32)"
     )
     p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None)
-    p.add_argument("--context-tokens", type=int, default=4096)
-    p.add_argument("--chat-model", default=None)
-    p.add_argument("--chat-base-url", default=None)
-    d = RunConfig()
-    p.add_argument("--K", type=int, default=d.K)
-    p.add_argument("--alpha", type=float, default=d.alpha)
-    p.add_argument("--seed", type=int, default=d.seed, help="base seed (seed i uses seed + i)")
+    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
     p.add_argument(
-        "--batch_size", "--batch-size", dest="batch_size", type=int, default=d.batch_size
+        "--context-tokens",
+        type=int,
+        default=4096,
+        help="context budget for demonstrations and the claim (default 4096)",
     )
-    p.add_argument("--num_seed", "--num-seed", dest="num_seed", type=int, default=d.num_seed)
-    p.add_argument("--mp", default=d.mp)
-    p.add_argument("--context-k", dest="context_k", type=int, default=d.context_k)
-    p.add_argument("--algorithm", default=d.algorithm)
+    p.add_argument(
+        "--chat-model", default=None, help="zero-shot-chat baseline: the chat model's name"
+    )
+    p.add_argument("--chat-base-url", default=None, help="zero-shot-chat baseline: its server")
+    d = RunConfig()
+    g = p.add_argument_group("ICM search (as for icm run)")
+    g.add_argument(
+        "--K", type=int, default=d.K, help=f"search iterations per batch (default {d.K})"
+    )
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=d.alpha,
+        help="weight of MP against inconsistencies (default as for icm run)",
+    )
+    g.add_argument("--seed", type=int, default=d.seed, help="base seed (seed i uses seed + i)")
+    g.add_argument(
+        "--batch_size",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=d.batch_size,
+        help=f"claims per search batch (default {d.batch_size})",
+    )
+    g.add_argument(
+        "--num_seed",
+        "--num-seed",
+        dest="num_seed",
+        type=int,
+        default=d.num_seed,
+        help=f"claims given random initial labels (default {d.num_seed})",
+    )
+    g.add_argument("--mp", default=d.mp, help=f"exact | sparse (default {d.mp})")
+    g.add_argument(
+        "--context-k",
+        dest="context_k",
+        type=int,
+        default=d.context_k,
+        help=f"demonstrations per claim with --mp sparse (default {d.context_k})",
+    )
+    g.add_argument("--algorithm", default=d.algorithm, help=f"paper | code (default {d.algorithm})")
     add_model_options(p)
-    p.add_argument("--out", type=Path, default=Path("replicate"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("replicate"),
+        help="folder for report.md, figure.png and the runs (default replicate)",
+    )
     p.set_defaults(handler=cmd_replicate)
 
 
