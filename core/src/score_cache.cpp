@@ -54,9 +54,14 @@ std::vector<LabelScore> CachedScorer::score(std::vector<ScoreRequest> requests) 
                                      std::to_string(misses.size()) + " requests");
         }
         for (size_t m = 0; m < misses.size(); ++m) {
+            // Refused before it reaches the cache or the utility: one NaN or infinity
+            // would make every later comparison of U meaningless. domain_error reaches
+            // Python as a ValueError, which icm reports in one line.
             if (!std::isfinite(scored[m].logp_true) || !std::isfinite(scored[m].logp_false)) {
-                throw std::runtime_error("scorer returned a non-finite score for claim " +
-                                         std::to_string(misses[m].target));
+                throw std::domain_error("scorer: non-finite score for claim '" +
+                                        set_->claim(misses[m].target).id + "' (logp_true " +
+                                        std::to_string(scored[m].logp_true) + ", logp_false " +
+                                        std::to_string(scored[m].logp_false) + ")");
             }
         }
         n_requests_ += static_cast<int64_t>(misses.size());

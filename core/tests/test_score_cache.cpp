@@ -70,7 +70,7 @@ TEST(bad_scorer_output_is_an_error) {
     const auto        set = testing_helpers::question_set(1, 2);
     icm::CachedScorer a(short_scorer, set), b(nan_scorer, set);
     CHECK_THROWS(a.score({request(0, {}, {})}), std::runtime_error);
-    CHECK_THROWS(b.score({request(0, {}, {})}), std::runtime_error);
+    CHECK_THROWS(b.score({request(0, {}, {})}), std::domain_error);
     CHECK_EQ(b.cache().size(), size_t{0});  // nothing wrong is remembered
 }
 

@@ -244,8 +244,11 @@ def load_progress(run_dir: Path) -> Progress | None:
             raise ConfigError(
                 f"{path}: field 'format': unsupported checkpoint version {data.get('format')}"
             )
+        _check_state_file(data, path)  # before it cuts any file back to what it counts
         lines = _keep_lines(run_dir / BATCHES_FILE, int(data["n_completed"]))
         completed = [batch_from_json(json.loads(line)) for line in lines]
+        for i, b in enumerate(completed):
+            _check_batch(b, i, run_dir / BATCHES_FILE)
         _keep_lines(run_dir / TRACE_FILE, int(data["n_trace_rows"]))
         state = None if data["state"] is None else state_from_json(data["state"])
         return Progress(
@@ -254,7 +257,102 @@ def load_progress(run_dir: Path) -> Progress | None:
             state=state,
             n_trace_rows=int(data["n_trace_rows"]),
         )
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{path}: not a valid icm checkpoint ({e})") from None
+
+
+def _is_int(value: Any, low: int = 0, high: int = 2**62) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _check_state_file(data: Any, path: Path) -> None:
+    """state.json's own consistency: counts that are counts, a search state that can be."""
+
+    def bad(field: str, why: str) -> None:
+        raise ConfigError(f"{path}: field '{field}': {why}")
+
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    for name in ("n_completed", "n_trace_rows"):
+        if not _is_int(data.get(name)):
+            bad(name, f"must be a count (an integer >= 0), got {data.get(name)!r}")
+    batch, state = data.get("batch"), data.get("state")
+    if batch is not None and batch != data["n_completed"]:
+        # batches run in order: the one in progress is the first unfinished one
+        bad("batch", f"must be n_completed ({data['n_completed']}) or null, got {batch!r}")
+    if state is None:
+        return
+    if batch is None:
+        bad("state", "a search state without a batch in progress")
+    if not isinstance(state, dict):
+        bad("state", "must be an object or null")
+    labels = state.get("labels")
+    if not (isinstance(labels, list) and all(x in (-1, 0, 1) for x in labels)):
+        bad("state.labels", "must be a list of -1 (unset), 0 (false) or 1 (true)")
+    if not _is_int(state.get("iteration")):
+        bad("state.iteration", f"must be an integer >= 0, got {state.get('iteration')!r}")
+    if not _is_int(state.get("n_accepted"), 0, state["iteration"]):
+        bad(
+            "state.n_accepted",
+            f"must be in [0, iteration = {state['iteration']}], got {state.get('n_accepted')!r}",
+        )
+    if not _is_int(state.get("context_epoch")):
+        bad("state.context_epoch", f"must be an integer >= 0, got {state.get('context_epoch')!r}")
+    pool = state.get("context_pool")
+    if not (isinstance(pool, list) and all(_is_int(c, 0, len(labels) - 1) for c in pool)):
+        bad("state.context_pool", f"must be claim indices in [0, {len(labels)})")
+    if not isinstance(state.get("rng_state"), str):
+        bad("state.rng_state", "must be a string")
+    if not isinstance(state.get("initialized"), bool):
+        bad("state.initialized", "must be true or false")
+
+
+def _check_batch(b: BatchResult, index: int, path: Path) -> None:
+    where = f"{path}:{index + 1}"
+    if b.batch != index:
+        raise ConfigError(f"{where}: field 'batch': expected {index}, got {b.batch!r}")
+    n = len(b.claim_ids)
+    for name in ("labels", "scores"):
+        if len(getattr(b, name)) != n:
+            raise ConfigError(
+                f"{where}: field '{name}': {len(getattr(b, name))} values for {n} claims"
+            )
+
+
+def check_progress(
+    progress: Progress, batches: list[list[int]], claim_ids: list[str], k: int, run_dir: Path
+) -> None:
+    """The checkpoint of `run_dir` against the run's plan: the finished batches hold the
+    claims of the planned ones, and the batch in progress exists, has as many labels as
+    claims and is not past iteration K. Otherwise the resume would label other claims,
+    or finish at once with part of a batch labelled, without a word."""
+    state_path, batches_path = run_dir / STATE_FILE, run_dir / BATCHES_FILE
+    if len(progress.completed) > len(batches):
+        raise ConfigError(
+            f"{state_path}: field 'n_completed': {len(progress.completed)} batches, "
+            f"but the run has {len(batches)}"
+        )
+    for b, done in enumerate(progress.completed):
+        if done.claim_ids != [claim_ids[i] for i in batches[b]]:
+            raise ConfigError(
+                f"{batches_path}:{b + 1}: field 'claim_ids': not the claims of the run's batch "
+                f"{b} (were the testbed's data or icm's batching changed since the run began?)"
+            )
+    if progress.batch is None or progress.state is None:
+        return
+    if progress.batch >= len(batches):
+        raise ConfigError(
+            f"{state_path}: field 'batch': {progress.batch}, but the run has {len(batches)} batches"
+        )
+    n = len(batches[progress.batch])
+    if len(progress.state.labels) != n:
+        raise ConfigError(
+            f"{state_path}: field 'state.labels': {len(progress.state.labels)} labels for "
+            f"batch {progress.batch} of {n} claims"
+        )
+    if progress.state.iteration > k:
+        raise ConfigError(
+            f"{state_path}: field 'state.iteration': {progress.state.iteration} is beyond K = {k}"
+        )

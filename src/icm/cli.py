@@ -545,9 +545,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # std::invalid_argument from the core names its field
         print(f"icm: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the file system said no: permissions, a full disk, a directory
+        print(f"icm: error: {_os_error_line(e)}", file=sys.stderr)
+        return 1
+    except OverflowError as e:  # a number too large for the core; named, with its type
+        print(f"icm: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("icm: interrupted", file=sys.stderr)
         return 130
+
+
+def _os_error_line(e: OSError) -> str:
+    """'PATH: what went wrong (ExceptionType)': the type is kept, so that a bug that
+    surfaces as an OSError is still recognisable as one."""
+    what = e.strerror or str(e)
+    paths = [str(p) for p in (e.filename, e.filename2) if p is not None]
+    where = " -> ".join(paths) + ": " if paths else ""
+    return f"{where}{what} ({type(e).__name__})"
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

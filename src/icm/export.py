@@ -66,6 +66,15 @@ def load_run(run_dir: Path) -> RunLabels:
         for key in ("id", "prompt"):
             if not isinstance(r.get(key), str):
                 raise DataError(f"{labels_path}:{i}: field {key!r} missing or not a string")
+    # A labels.jsonl cut short (a crash while it was written, an editor) would export a
+    # partial training set without a word: it must hold every claim of the run, once.
+    n_claims = config.get("testbed", {}).get("n_claims")
+    ids = {r["id"] for r in all_rows}
+    if isinstance(n_claims, int) and (len(all_rows) != n_claims or len(ids) != n_claims):
+        raise DataError(
+            f"{labels_path}: holds {len(ids)} distinct claims in {len(all_rows)} lines, but the "
+            f"run has {n_claims}; rebuild it from the checkpoint with `icm run --resume {run_dir}`"
+        )
     labelled = [r for r in all_rows if isinstance(r.get("label"), bool)]
     if not labelled:
         raise DataError(f"{labels_path}: no claim has a label (did the search finish?)")

@@ -10,13 +10,14 @@ log.txt         what the run printed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,24 +118,67 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def default_run_dir(testbed: str) -> Path:
+def default_run_dir(testbed: str, parent: Path = Path("runs")) -> Path:
+    """A new, empty directory runs/<testbed>-<time>, created here. Runs started in the same
+    second (seeds launched in parallel) each get their own: mkdir fails for all but one
+    of them, and the others take the next free suffix (-2, -3, ...)."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name = (
         Path(testbed).stem if ("/" in testbed or testbed.endswith((".jsonl", ".csv"))) else testbed
     )
-    return Path("runs") / f"{name}-{stamp}"
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        for n in range(1, 10_000):
+            path = parent / (f"{name}-{stamp}" if n == 1 else f"{name}-{stamp}-{n}")
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            return path
+    except OSError as e:
+        raise ConfigError(
+            f"--out: cannot create a run directory in '{parent}' ({e.strerror or e}); "
+            "give one with --out"
+        ) from None
+    raise ConfigError(f"--out: '{parent}' has no free name for {name}-{stamp}; give --out")
 
 
-def prepare_run_dir(path: Path) -> Path:
+def prepare_run_dir(path: Path, flag: str = "--out") -> Path:
     """Create the directory (or check it is writable) before any work is done."""
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
+        probe = path / f".write-test-{os.getpid()}"  # per process: runs may probe at once
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise ConfigError(f"--out: cannot write to '{path}' ({e.strerror or e})") from None
+        raise ConfigError(f"{flag}: cannot write to '{path}' ({e.strerror or e})") from None
     return path
+
+
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(path: Path) -> Iterator[None]:
+    """Hold the run directory for one execution (start or resume) of its run: a second
+    `icm run --out` or `--resume` on it while this one lives is refused. The lock is an
+    flock, so it goes with the process, however it ends (even SIGKILL)."""
+    from icm.file_lock import LockHeld, exclusive_lock
+
+    with contextlib.ExitStack() as stack:
+        try:  # errors of taking the lock only, not of the run it then guards
+            stack.enter_context(exclusive_lock(path / LOCK_FILE, wait=False))
+        except LockHeld as e:
+            owner = f" ({e.owner})" if e.owner else ""
+            raise ConfigError(
+                f"{path}: another icm run is using this run directory{owner}; wait for it to "
+                "end or choose another --out"
+            ) from None
+        except OSError as e:  # e.g. a read-only directory: no lock file
+            raise ConfigError(
+                f"{path}: cannot write to the run directory ({e.strerror or e})"
+            ) from None
+        yield
 
 
 class RunLog:

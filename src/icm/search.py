@@ -120,7 +120,55 @@ def batch_seed(seed: int, batch: int) -> int:
 
 
 def plan_batches(table: ClaimTable, batch_size: int, seed: int) -> list[list[int]]:
-    return [list(b) for b in core.make_batches(table.to_claim_set(), batch_size, seed)]
+    """Batches of about batch_size claims (claim indices into `table`) that never split a
+    batching unit (see `batching_units`)."""
+    units = batching_units(table, batch_size)
+    claims = [core.Claim(c.id, c.prompt, f"unit{units[i]}") for i, c in enumerate(table.claims)]
+    unit_set = core.ClaimSet(claims, [], table.label_words[0], table.label_words[1])
+    return [list(b) for b in core.make_batches(unit_set, batch_size, seed)]
+
+
+def batching_units(table: ClaimTable, batch_size: int) -> list[int]:
+    """For each claim, the unit it is batched with: its consistency group, joined with the
+    groups its relations and group constraints reach, as long as the joined unit stays
+    within batch_size claims. A batch searches only the relations inside it, so a relation
+    between two batches would be dropped; beyond batch_size a unit would make one batch
+    too large, and the relations left across batches are counted instead (see
+    `relations_across_batches`). Where no relation leaves a group the units are the
+    groups, numbered in the same order, so the batches are those of the groups alone."""
+    index = {c.id: i for i, c in enumerate(table.claims)}
+    key_of = [c.group or "\0own:" + c.id for c in table.claims]  # as core.ClaimSet does
+    unit_of_key: dict[str, int] = {}
+    unit = [unit_of_key.setdefault(k, len(unit_of_key)) for k in key_of]
+    parent = list(range(len(unit_of_key)))
+    size = [0] * len(unit_of_key)
+    for u in unit:
+        size[u] += 1
+
+    def root(u: int) -> int:
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    links = [(r.a, r.b) for r in table.relations] + [
+        (g.members[0], m) for g in table.group_constraints for m in g.members[1:]
+    ]
+    for a, b in links:
+        ra, rb = root(unit[index[a]]), root(unit[index[b]])
+        if ra != rb and size[ra] + size[rb] <= batch_size:
+            ra, rb = min(ra, rb), max(ra, rb)  # the earlier unit names the joined one
+            parent[rb] = ra
+            size[ra] += size[rb]
+    return [root(u) for u in unit]
+
+
+def relations_across_batches(table: ClaimTable, batches: list[list[int]]) -> int:
+    """Relations and group constraints whose claims fall in different batches: each batch
+    is searched alone, so these constrain nothing."""
+    batch_of = {table.claims[i].id: b for b, members in enumerate(batches) for i in members}
+    n = sum(batch_of[r.a] != batch_of[r.b] for r in table.relations)
+    return n + sum(len({batch_of[m] for m in g.members}) > 1 for g in table.group_constraints)
 
 
 class ScorerAfterBatches(Protocol):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from icm.backends.base import LabelScorer
+from icm.errors import ConfigError
 from icm.file_lock import exclusive_lock
 from icm.locations import response_cache_path
 
@@ -69,7 +70,18 @@ class ResponseCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = self._open_checked()
+        if self.path.is_dir():
+            raise ConfigError(
+                f"--cache: '{self.path}' is a directory; give a file in it "
+                f"(e.g. {self.path / 'responses.sqlite'}) or --cache off"
+            )
+        try:
+            self._db = self._open_checked()
+        except OSError as e:  # the folder or the lock file cannot be created (read-only)
+            raise ConfigError(
+                f"--cache: cannot open the response cache '{self.path}' "
+                f"({e.strerror or e}: {e.filename}); give another path or --cache off"
+            ) from None
 
     # -- opening, with damage detection ---------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -104,9 +116,10 @@ class ResponseCache:
                 return self._connect()
             except sqlite3.DatabaseError as e:
                 if not _is_damage(e):
-                    raise sqlite3.OperationalError(
-                        f"response cache {self.path}: cannot open ({e})"
-                    ) from e
+                    raise ConfigError(
+                        f"--cache: cannot open the response cache '{self.path}' ({e}); "
+                        "give another path or --cache off"
+                    ) from None
                 aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
                 for suffix in ("", "-wal", "-shm"):
                     src = Path(str(self.path) + suffix)

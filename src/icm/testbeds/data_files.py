@@ -109,6 +109,25 @@ def _read_text(path: Path) -> str:
         raise DataError("not UTF-8 text", path=path, line=line) from None
 
 
+class DuplicateKey(ValueError):
+    """A JSON object names one key twice (json would silently keep the last value)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key '{key}'")
+        self.key = key
+
+
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """object_pairs_hook for json: an object with a key twice is an error, not a silent
+    choice of the last value (which of two labels did the author mean?)."""
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
 def read_json_records(path: Path) -> list[Record]:
     """A JSON array of objects, each with the line it starts on."""
     return list(_read_json_records(*file_key(path)))
@@ -119,7 +138,7 @@ def _read_json_records(name: str, size: int, mtime: int) -> tuple[Record, ...]:
     path = Path(name)
     text = _read_text(path)
     lines = _LineCounter(text)
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(object_pairs_hook=reject_duplicate_keys)
     n = len(text)
 
     def skip(i: int) -> int:
@@ -140,6 +159,8 @@ def _read_json_records(name: str, size: int, mtime: int) -> tuple[Record, ...]:
         line = lines.at(i)
         try:
             obj, i = decoder.raw_decode(text, i)
+        except DuplicateKey as e:
+            raise DataError("duplicate key", path=path, line=line, field=e.key) from None
         except json.JSONDecodeError as e:
             msg = f"bad JSON: {e.msg} (column {e.colno})"
             raise DataError(msg, path=path, line=e.lineno) from None
@@ -173,7 +194,9 @@ def _read_jsonl_records(name: str, size: int, mtime: int) -> tuple[Record, ...]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=reject_duplicate_keys)
+        except DuplicateKey as e:
+            raise DataError("duplicate key", path=path, line=lineno, field=e.key) from None
         except json.JSONDecodeError as e:
             raise DataError(
                 f"bad JSON: {e.msg} (column {e.colno})", path=path, line=lineno
@@ -231,6 +254,15 @@ def _read_csv_all(
     out: list[Record] = []
     try:
         columns = tuple(c.strip() for c in next(reader)) if header is None else header
+        # csv.DictReader-style reading would keep the last of two same-named columns.
+        for i, name in enumerate(columns):
+            if name in columns[:i]:
+                raise DataError(
+                    f"duplicate column (columns {columns.index(name) + 1} and {i + 1})",
+                    path=path,
+                    line=1,
+                    field=name,
+                )
         start = reader.line_num + 1
         for row in reader:
             if row:  # csv gives [] for a blank line
