@@ -56,6 +56,23 @@ def server_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def vllm_shape_url(server_url: str) -> Any:
+    """The vLLM-shape server (tests/vllm_shape_server.py) in front of the shared server."""
+    from tests.vllm_shape_server import VllmShapeServer
+
+    with VllmShapeServer(server_url) as server:
+        yield server.url
+
+
+@pytest.fixture(params=["llama.cpp", "vllm-shape"])
+def scoring_url(request: pytest.FixtureRequest, server_url: str) -> str:
+    """The same model behind icm's llama.cpp server and behind vLLM's response shape."""
+    if request.param == "llama.cpp":
+        return server_url
+    return str(request.getfixturevalue("vllm_shape_url"))
+
+
+@pytest.fixture(scope="session")
 def model_file() -> Path:
     from icm.backends.default_model import packaged_model_path
 
@@ -210,10 +227,10 @@ def test_api_key_comes_from_the_environment_before_dot_env(
 
 @pytest.mark.model
 def test_real_prompts_give_finite_label_logprobs_and_the_same_numbers_twice(
-    server_url: str,
+    scoring_url: str,
 ) -> None:
     prompts = icm_prompts(4, n_demos=3, seed=1)
-    with CompletionsScorer([server_url], "embedded", retry=FAST_RETRY) as scorer:
+    with CompletionsScorer([scoring_url], "embedded", retry=FAST_RETRY) as scorer:
         first = scorer.score_prompts(prompts)
         again = scorer.score_prompts(list(reversed(prompts)))[::-1]
         assert scorer.stats.requests == 8
@@ -282,9 +299,9 @@ def test_prefix_reuse_gives_exactly_the_cold_numbers(server_url: str) -> None:
 
 
 @pytest.mark.model
-def test_results_come_back_in_the_callers_order(server_url: str) -> None:
+def test_results_come_back_in_the_callers_order(scoring_url: str) -> None:
     prompts = icm_prompts(6, n_demos=2, seed=6)
-    with CompletionsScorer([server_url], "embedded", retry=FAST_RETRY, concurrency=3) as scorer:
+    with CompletionsScorer([scoring_url], "embedded", retry=FAST_RETRY, concurrency=3) as scorer:
         one_by_one = [scorer.score_prompts([p])[0] for p in prompts]
         shuffled = prompts[:]
         random.Random(0).shuffle(shuffled)
@@ -302,7 +319,7 @@ def test_server_describes_its_model_and_answers_health(server_url: str) -> None:
     assert card["id"] == "gemma-3-270m-q4_k_m"
     assert card["icm"]["general_name"] == "Gemma 3 270m"
     assert card["icm"]["instruction_tuned"] is False
-    assert card["icm"]["fingerprint"].startswith("gguf-qfp:")
+    assert card["icm"]["fingerprint"].startswith("sha256:")  # of the whole file
     with CompletionsScorer([server_url], "embedded", retry=FAST_RETRY) as scorer:
         assert scorer.model == "gemma-3-270m-q4_k_m"
         assert card["icm"]["fingerprint"] in scorer.model_id
@@ -348,9 +365,34 @@ def test_a_prompt_list_is_scored_like_single_prompts(server_url: str) -> None:
 
 
 @pytest.mark.model
-def test_a_wrong_model_name_is_a_clear_backend_error(server_url: str) -> None:
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ("llama.cpp", r"/v1/completions: HTTP 404: model 'llama-70b'"),
+        ("vllm-shape", r"/v1/completions: HTTP 404: The model `llama-70b` does not exist.$"),
+    ],
+)
+def test_a_wrong_model_name_is_a_clear_backend_error(
+    server: str, message: str, request: pytest.FixtureRequest
+) -> None:
+    url = request.getfixturevalue("server_url" if server == "llama.cpp" else "vllm_shape_url")
     with (
-        CompletionsScorer([server_url], "llama-70b", retry=FAST_RETRY) as scorer,
-        pytest.raises(BackendError, match=r"/v1/completions: HTTP 404: model 'llama-70b'"),
+        CompletionsScorer([url], "llama-70b", retry=FAST_RETRY) as scorer,
+        pytest.raises(BackendError, match=message),
     ):
         scorer.score_prompts(["Question: x\nClaim: y\nI think this claim is "])
+
+
+@pytest.mark.model
+def test_vllm_shaped_answers_give_the_same_scores_as_llama_cpp(
+    server_url: str, vllm_shape_url: str
+) -> None:
+    prompts = icm_prompts(3, n_demos=2, seed=7)
+    with CompletionsScorer([server_url], "embedded", retry=FAST_RETRY) as scorer:
+        direct = scorer.score_prompts(prompts)
+    with CompletionsScorer([vllm_shape_url], "embedded", retry=FAST_RETRY) as scorer:
+        assert scorer.model == "vllm-model"
+        through_vllm_shape = scorer.score_prompts(prompts)
+        assert scorer.stats.answers_without_cached_token_details == 0
+        assert scorer.warnings == []
+    assert through_vllm_shape == direct

@@ -7,6 +7,7 @@ server" case uses icm's real llama.cpp server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -49,7 +50,11 @@ def completion(logprobs: dict[str, float] | None) -> dict[str, Any]:
 class FakeServer:
     """An HTTP server in a thread; `reply(n, path)` gives (status, body) for the n-th POST."""
 
-    def __init__(self, reply: Callable[[int, str], tuple[int, Any]]) -> None:
+    def __init__(
+        self,
+        reply: Callable[[int, str], tuple[int, Any]],
+        models: tuple[int, Any] = (200, {"object": "list", "data": [{"id": "fake-model"}]}),
+    ) -> None:
         self.posts = 0
         self.auth_headers: list[str | None] = []
         fake = self
@@ -70,7 +75,7 @@ class FakeServer:
 
             def do_GET(self) -> None:
                 fake.auth_headers.append(self.headers.get("Authorization"))
-                self._send(200, {"object": "list", "data": [{"id": "fake-model"}]})
+                self._send(*models)
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -93,11 +98,11 @@ GOOD = completion({" True": -0.3, " False": -1.4, " true": -4.0})
 
 
 @pytest.fixture
-def fake_server() -> Iterator[Callable[[Callable[[int, str], tuple[int, Any]]], FakeServer]]:
+def fake_server() -> Iterator[Callable[..., FakeServer]]:
     servers: list[FakeServer] = []
 
-    def start(reply: Callable[[int, str], tuple[int, Any]]) -> FakeServer:
-        servers.append(FakeServer(reply))
+    def start(reply: Callable[[int, str], tuple[int, Any]], **kwargs: Any) -> FakeServer:
+        servers.append(FakeServer(reply, **kwargs))
         return servers[-1]
 
     yield start
@@ -157,7 +162,9 @@ def test_a_server_without_logprobs_gets_an_explanation(fake_server: Any) -> None
     ):
         scorer.score_prompts([PROMPT])
     assert str(err.value).startswith(server.url + "/completions: the response has no logprobs")
-    assert "--max-logprobs" in str(err.value) and "docs/backends.md" in str(err.value)
+    # vLLM with too small a --max-logprobs answers 400 (see the vLLM-shape tests), not an
+    # answer without logprobs: that remedy would be the wrong one here.
+    assert "--max-logprobs" not in str(err.value) and "docs/backends.md" in str(err.value)
 
 
 def test_nothing_listening_is_a_connection_error_naming_the_endpoint() -> None:
@@ -315,3 +322,276 @@ def test_sigterm_during_retries_ends_the_run_promptly(fake_server: Any, tmp_path
     _, stderr = process.communicate(timeout=15)
     assert process.returncode == 130, stderr
     assert json.loads((out / "metrics.json").read_text())["status"] == "interrupted"
+
+
+# ---------------------------------------------------------------------------------------
+# Issues 17 and 18: answers that would give a silently wrong score, credentials, deadlines,
+# dead endpoints
+# ---------------------------------------------------------------------------------------
+
+
+def completion_choices(choices: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**completion(None), "choices": choices}
+
+
+def choice(index: int, top: dict[str, Any]) -> dict[str, Any]:
+    return {"index": index, "text": " x", "logprobs": {"top_logprobs": [top]}}
+
+
+def test_choices_are_matched_by_their_index(fake_server: Any) -> None:
+    # Index 0 (the prompt's choice) listed second: the first entry must not be taken.
+    server = fake_server(
+        lambda n, path: (
+            200,
+            completion_choices([choice(1, {" False": -0.01}), choice(0, {" True": -0.01})]),
+        )
+    )
+    with CompletionsScorer([server.url], "fake-model", retry=FAST_RETRY) as scorer:
+        [(lt, lf)] = scorer.score_prompts([PROMPT])
+    assert lt > lf
+
+
+@pytest.mark.parametrize(
+    ("top", "field", "problem"),
+    [
+        ({" True": "-0.3", " False": -1.0}, "top_logprobs[0][' True']", "expected a number"),
+        ({" True": float("nan"), " False": -1.0}, "top_logprobs[0][' True']", "not a finite"),
+        ({" True": float("inf")}, "top_logprobs[0][' True']", "not a finite"),
+        ({" True": 0.5, " False": -1.0}, "top_logprobs[0][' True']", "is > 0"),
+    ],
+)
+def test_unusable_logprobs_are_one_line_naming_endpoint_and_field(
+    fake_server: Any, top: dict[str, Any], field: str, problem: str
+) -> None:
+    server = fake_server(lambda n, path: (200, completion(top)))
+    with (
+        CompletionsScorer([server.url], "fake-model", retry=FAST_RETRY) as scorer,
+        pytest.raises(BackendError) as err,
+    ):
+        scorer.score_prompts([PROMPT])
+    message = str(err.value)
+    assert message.startswith(server.url + "/completions: field '"), message
+    assert field in message and problem in message and "\n" not in message
+    assert server.posts == 1  # not retried: a server bug, not a glitch
+
+
+def test_choices_without_index_0_are_an_error(fake_server: Any) -> None:
+    server = fake_server(
+        lambda n, path: (200, completion_choices([choice(1, {" True": -0.1}), choice(2, {})]))
+    )
+    with (
+        CompletionsScorer([server.url], "fake-model", retry=FAST_RETRY) as scorer,
+        pytest.raises(BackendError, match=r"/completions: field 'choices\[\]\.index'"),
+    ):
+        scorer.score_prompts([PROMPT])
+
+
+@pytest.mark.parametrize(
+    ("models", "field"),
+    [
+        ({"data": "fake-model"}, "data"),
+        ({"data": [{"id": 7}]}, r"data\[0\]\.id"),
+        ({"data": [{"id": "fake-model", "icm": "yes"}]}, r"data\[0\]\.icm"),
+        (
+            {"data": [{"id": "fake-model", "icm": {"instruction_tuned_because": [1, 2]}}]},
+            r"data\[0\]\.icm\.instruction_tuned_because",
+        ),
+        (
+            {"data": [{"id": "fake-model", "icm": {"fingerprint": 12}}]},
+            r"data\[0\]\.icm\.fingerprint",
+        ),
+        (["fake-model"], r"\(body\)"),
+    ],
+)
+def test_malformed_model_lists_are_one_line_naming_the_field(
+    fake_server: Any, models: Any, field: str
+) -> None:
+    server = fake_server(lambda n, path: (200, GOOD), models=(200, models))
+    with pytest.raises(BackendError, match=rf"^{server.url}/models: field '{field}': "):
+        CompletionsScorer([server.url], "embedded", retry=FAST_RETRY)
+
+
+def test_credentials_in_a_base_url_are_sent_but_never_shown(fake_server: Any) -> None:
+    server = fake_server(lambda n, path: (500, {"error": {"message": "down"}}))
+    secret_url = server.url.replace("http://", "http://alice:hunter2pw@")
+    with (
+        CompletionsScorer([secret_url], "fake-model", retry=FAST_RETRY) as scorer,
+        pytest.raises(BackendError) as err,
+    ):
+        scorer.score_prompts([PROMPT])
+    assert server.auth_headers[0] is not None and server.auth_headers[0].startswith("Basic ")
+    assert "hunter2pw" not in str(err.value) and "alice" not in str(err.value)
+    assert server.url.replace("http://", "http://REDACTED@") in str(err.value)
+
+
+def test_redact_credentials_and_a_redacted_url_given_back() -> None:
+    from icm.backends.completions import normalize_base_url, redact_credentials
+    from icm.errors import ConfigError
+
+    text = "x http://u:p@h:1/v1 and https://tok@h2/v1?api_key=sk-9&b=1 y"
+    assert redact_credentials(text) == (
+        "x http://REDACTED@h:1/v1 and https://REDACTED@h2/v1?api_key=REDACTED&b=1 y"
+    )
+    with pytest.raises(ConfigError, match="credentials removed"):
+        normalize_base_url("http://REDACTED@h:1/v1")
+
+
+class TrickleServer:
+    """Answers headers at once, then one byte of the body every `every` seconds."""
+
+    def __init__(self, every: float) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _trickle(self, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                for i in range(len(data)):
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+                    time.sleep(every)
+
+            def do_GET(self) -> None:
+                data = json.dumps({"object": "list", "data": [{"id": "fake-model"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with contextlib.suppress(OSError):  # the client gave up
+                    self._trickle(GOOD)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_the_timeout_bounds_a_whole_request_not_each_read() -> None:
+    server = TrickleServer(every=0.1)  # every read answers well within the timeout
+    try:
+        no_retry = RetryPolicy(retries=0, backoff=0.01)
+        with CompletionsScorer([server.url], "fake-model", timeout=1.0, retry=no_retry) as scorer:
+            started = time.monotonic()
+            with pytest.raises(BackendError, match=r"/completions: timed out after 1 s"):
+                scorer.score_prompts([PROMPT])
+            assert time.monotonic() - started < 2.0  # the body would take ~20 s
+    finally:
+        server.close()
+
+
+def test_a_dead_first_endpoint_does_not_fail_the_run(fake_server: Any) -> None:
+    live = fake_server(lambda n, path: (200, GOOD))
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    prompts = [PROMPT + "x" * i for i in range(8)]
+    no_retry = RetryPolicy(retries=0, backoff=0.01)
+    with CompletionsScorer([dead, live.url], "fake-model", retry=no_retry) as scorer:
+        assert len(scorer.score_prompts(prompts)) == 8
+        assert scorer.stats.failures == 0
+    assert live.posts == 8
+
+
+def test_all_endpoints_dead_names_every_one() -> None:
+    dead = [f"http://127.0.0.1:{free_port()}/v1" for _ in range(2)]
+    with pytest.raises(BackendError) as err:
+        CompletionsScorer(dead, "fake-model", retry=FAST_RETRY)
+    message = str(err.value)
+    assert message.startswith("none of the 2 servers answers"), message
+    assert dead[0] in message and dead[1] in message and "\n" not in message
+
+
+def test_too_many_logprobs_for_vllm_names_the_remedy_and_is_not_retried() -> None:
+    from tests.vllm_shape_server import VllmShapeServer
+
+    with VllmShapeServer(max_logprobs=5) as server:
+        scorer = CompletionsScorer([server.url], "embedded", logprobs=20, retry=FAST_RETRY)
+        with scorer, pytest.raises(BackendError) as err:
+            scorer.score_prompts([PROMPT])
+        assert scorer.stats.retries == 0 and scorer.stats.failures == 1
+    message = str(err.value)
+    assert "HTTP 400: Requested sample logprobs of 20" in message
+    assert "--max-logprobs >= 20" in message
+
+
+def test_vllm_token_ids_instead_of_text_are_refused() -> None:
+    from tests.vllm_shape_server import VllmShapeServer
+
+    with VllmShapeServer(token_ids=True) as server:
+        scorer = CompletionsScorer([server.url], "embedded", retry=FAST_RETRY)
+        with scorer, pytest.raises(BackendError) as err:
+            scorer.score_prompts([PROMPT])
+    assert "token_id:" in str(err.value)
+    assert "without --return-tokens-as-token-ids" in str(err.value)
+
+
+@pytest.mark.parametrize("details", [True, False])
+def test_vllm_without_prompt_tokens_details_is_said_not_counted_as_0(details: bool) -> None:
+    from tests.vllm_shape_server import VllmShapeServer
+
+    with (
+        VllmShapeServer(prompt_tokens_details=details) as server,
+        CompletionsScorer([server.url], "embedded", retry=FAST_RETRY) as scorer,
+    ):
+        scorer.score_prompts([PROMPT, PROMPT + "x"])
+        stats = scorer.stats.as_dict()
+        warnings = scorer.warnings
+    assert stats["answers_without_cached_token_details"] == (0 if details else 2)
+    said = any("--enable-prompt-tokens-details" in w for w in warnings)
+    assert said is not details
+
+
+def test_requests_cut_off_by_a_fatal_400_are_not_retries(fake_server: Any) -> None:
+    def reply(n: int, path: str) -> tuple[int, Any]:
+        if n == 1:
+            time.sleep(0.4)  # the other two requests get their 503 meanwhile
+            return 400, {"error": {"message": "bad request"}}
+        return 503, {"error": "busy"}
+
+    server = fake_server(reply)
+    slow_retry = RetryPolicy(retries=3, backoff=2.0)
+    scorer = CompletionsScorer([server.url], "fake-model", retry=slow_retry, concurrency=3)
+    started = time.monotonic()
+    with scorer, pytest.raises(BackendError, match="HTTP 400: bad request"):
+        scorer.score_prompts(["A " + PROMPT, "B " + PROMPT, "C " + PROMPT])
+    assert time.monotonic() - started < 1.0  # the fatal error ends the call at once
+    assert server.posts == 3
+    # The two 503s were waiting to be retried when the scorer closed: never sent again.
+    assert scorer.stats.retries == 0 and scorer.stats.failures == 1
+
+
+def test_icm_run_writes_and_prints_no_url_credentials(fake_server: Any, tmp_path: Path) -> None:
+    server = fake_server(lambda n, path: (500, {"error": {"message": "internal"}}))
+    secret_url = server.url.replace("http://", "http://alice:hunter2pw@")
+    out = tmp_path / "run"
+    r = icm_run(secret_url, out)
+    shown = server.url.replace("http://", "http://REDACTED@")
+    last = assert_clean_failure(r, out, shown + "/completions")
+    assert "HTTP 500" in last
+    assert "hunter2pw" not in r.stdout + r.stderr
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert b"hunter2pw" not in path.read_bytes(), path
+    config = json.loads((out / "config.json").read_text())
+    assert config["config"]["base_url"] == [shown]
+    # A resume without the URL again says so in one line (not a 401 from the server).
+    resumed = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "run", "--resume", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 2
+    assert "credentials removed" in resumed.stderr and "Traceback" not in resumed.stderr

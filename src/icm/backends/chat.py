@@ -14,6 +14,13 @@ from typing import Any
 import httpx
 
 from icm.backends.base import LabelScorer, label_logprobs
+from icm.backends.completions import (
+    MalformedAnswer,
+    api_key_from_environment,
+    normalize_base_url,
+    redact_credentials,
+    top_logprobs_of,
+)
 from icm.errors import BackendError
 
 INSTRUCTION = "Answer with one word, True or False.\n\n"
@@ -32,26 +39,35 @@ class ChatScorer(LabelScorer):
         api_key: str | None = None,
     ) -> None:
         super().__init__()
-        self.base_url = base_url.rstrip("/")
+        # One normal form for completions and chat: ".../v1" whether or not it was given.
+        self.base_url = normalize_base_url(base_url, flag="--chat-base-url")
+        self.shown_url = redact_credentials(self.base_url)
         self.label_words = label_words
         self.logprobs = logprobs
         self.retries = retries
+        # The same key as the completions backend: ICM_API_KEY / OPENAI_API_KEY / ./.env.
+        api_key = api_key if api_key is not None else api_key_from_environment()
+        self._api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=timeout, headers=headers)
         self.model = model or self._first_model()
         self.model_id = f"chat:{self.model}"
 
     def _first_model(self) -> str:
-        data = self._request("GET", "/v1/models")
+        data = self._request("GET", "/models")
         try:
-            return str(data["data"][0]["id"])
+            model = data["data"][0]["id"]
         except (KeyError, IndexError, TypeError):
+            model = None
+        if not isinstance(model, str):
             raise BackendError(
-                f"{self.base_url}/v1/models: no model listed; give --chat-model"
-            ) from None
+                f"{self.shown_url}/models: field 'data[0].id': no model listed; give --chat-model"
+            )
+        return model
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         url = self.base_url + path
+        shown = self.shown_url + path
         last = ""
         for attempt in range(self.retries + 1):
             try:
@@ -60,14 +76,21 @@ class ChatScorer(LabelScorer):
                     last = f"HTTP {r.status_code}"
                 else:
                     if r.status_code >= 400:
-                        raise BackendError(f"{url}: HTTP {r.status_code}: {r.text[:200]}")
+                        text = " ".join(r.text[:200].split())
+                        raise BackendError(f"{shown}: HTTP {r.status_code}: {self._redact(text)}")
                     return r.json()
             except (httpx.TransportError, ValueError) as e:
-                last = f"{type(e).__name__}: {e}"
-            self.stats.retries += attempt < self.retries
+                last = f"{type(e).__name__}: {self._redact(str(e))}"
+            if attempt == self.retries:
+                break
             time.sleep(min(8.0, 0.25 * 2**attempt))
+            self.stats.retries += 1  # counted when the request is sent again
         self.stats.failures += 1
-        raise BackendError(f"{url}: no usable answer after {self.retries + 1} tries ({last})")
+        raise BackendError(f"{shown}: no usable answer after {self.retries + 1} tries ({last})")
+
+    def _redact(self, text: str) -> str:
+        text = redact_credentials(text)
+        return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         out = []
@@ -81,15 +104,16 @@ class ChatScorer(LabelScorer):
                 "logprobs": True,
                 "top_logprobs": self.logprobs,
             }
-            data = self._request("POST", "/v1/chat/completions", body)
-            try:
-                content = data["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
-                top = {item["token"]: float(item["logprob"]) for item in content}
-            except (KeyError, IndexError, TypeError):
+            data = self._request("POST", "/chat/completions", body)
+            try:  # the choice with index 0, its values checked, as for completions
+                top = top_logprobs_of(data)
+            except MalformedAnswer as e:
+                raise BackendError(f"{self.shown_url}/chat/completions: {e}") from None
+            if not top:
                 raise BackendError(
-                    f"{self.base_url}/v1/chat/completions: the answer has no top_logprobs; "
+                    f"{self.shown_url}/chat/completions: the answer has no top_logprobs; "
                     "the server must support logprobs for chat completions"
-                ) from None
+                )
             out.append(label_logprobs(top, self.label_words))
             self.stats.requests += 1
             usage = data.get("usage") or {}

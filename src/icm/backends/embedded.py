@@ -18,11 +18,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
+from icm.backends.default_model import verified_sha256
 from icm.backends.llama_server import DEFAULT_N_CTX, DEFAULT_SLOTS, READY_PREFIX, default_threads
 from icm.errors import BackendError, ConfigError
 
@@ -32,12 +32,84 @@ STOP_GRACE_SECONDS = 5.0
 _READY_LINE = re.compile(re.escape(READY_PREFIX) + r"(\S+)")
 
 
-@dataclass
 class EmbeddedServer:
-    base_url: str  # http://127.0.0.1:PORT/v1
-    pid: int
-    model_path: Path
-    log_path: Path
+    """A running server: its URL, process and log. `revive` restarts it once if it died."""
+
+    def __init__(
+        self, command: list[str], model_path: Path, log_dir: Path, start_timeout: float
+    ) -> None:
+        self.command = command
+        self.model_path = model_path
+        self.log_dir = log_dir
+        self.start_timeout = start_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = log_dir / "server.log"
+        self.base_url = ""  # http://127.0.0.1:PORT/v1
+        self.restarts = 0
+        self.keep_log = False  # a crashed server's log stays for the user to read
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self) -> None:
+        self.log_path = self.log_dir / f"server-{self.restarts}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: stopped as a whole, not by tty ^C
+            )
+        print(
+            f"icm: embedded llama.cpp server pid {self.process.pid} loading {self.model_path.name}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.base_url = _wait_until_ready(
+            self.process, self.log_path, self.model_path, self.start_timeout
+        )
+
+    def revive(self, base_url: str) -> str:
+        """The server's URL, after restarting it if it has exited (once per run: a server
+        that dies twice is a BackendError naming its exit code and log)."""
+        assert self.process is not None
+        code = self.process.poll()
+        if code is None:
+            return self.base_url  # alive: the refusal was something else (or it restarted)
+        self.keep_log = True
+        what = (
+            f"embedded llama.cpp server pid {self.process.pid} ({self.model_path.name}) "
+            f"exited with code {code}{_signal_name(code)}"
+        )
+        if self.restarts >= 1:
+            raise BackendError(
+                f"{what} again after a restart; its log: {self.log_path}: "
+                f"{_log_tail(self.log_path) or 'no output'}"
+            )
+        print(
+            f"icm: warning: {what} (log: {self.log_path}); restarting it once",
+            file=sys.stderr,
+            flush=True,
+        )
+        self.restarts += 1
+        self.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+
+def _signal_name(code: int) -> str:
+    if code >= 0:
+        return ""
+    try:
+        return f" ({signal.Signals(-code).name})"
+    except ValueError:
+        return ""
 
 
 def _log_tail(path: Path, n_lines: int = 6) -> str:
@@ -96,7 +168,6 @@ def embedded_server(
         os.environ.get("ICM_SERVER_START_TIMEOUT", DEFAULT_START_TIMEOUT)
     )
     log_dir = Path(tempfile.mkdtemp(prefix="icm-llama-server-"))
-    log_path = log_dir / "server.log"
     command = [
         sys.executable,
         "-m",
@@ -116,29 +187,20 @@ def embedded_server(
         "--parent-pid",
         str(os.getpid()),
     ]
-    process: subprocess.Popen[bytes] | None = None
+    sha256 = verified_sha256(model_path)
+    if sha256 is not None:  # just hashed by this process: the server need not hash again
+        command += ["--sha256", sha256]
+    server = EmbeddedServer(command, model_path, log_dir, timeout)
     try:
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stopped as a whole, not by tty ^C
-            )
-        print(
-            f"icm: embedded llama.cpp server pid {process.pid} loading {model_path.name}",
-            file=sys.stderr,
-            flush=True,
-        )
-        base_url = _wait_until_ready(process, log_path, model_path, timeout)
-        yield EmbeddedServer(base_url, process.pid, model_path, log_path)
+        server.start()
+        yield server
     finally:
-        if process is not None:
-            _stop(process)
-        with contextlib.suppress(OSError):
-            log_path.unlink(missing_ok=True)
-            log_dir.rmdir()
+        server.stop()
+        if not server.keep_log:
+            with contextlib.suppress(OSError):
+                for log in log_dir.iterdir():
+                    log.unlink()
+                log_dir.rmdir()
 
 
 def _wait_until_ready(

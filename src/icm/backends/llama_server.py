@@ -143,6 +143,18 @@ def quick_fingerprint(path: Path) -> str:
     return "gguf-qfp:" + digest.hexdigest()[:16]
 
 
+def content_fingerprint(path: Path, sha256: str | None = None) -> str:
+    """The identity of a model file for the response cache: its whole content's sha256
+    (0.3 s for the 253 MB default model), or `sha256` when the caller has just verified it.
+
+    Size, mtime or the first and last MiB are not enough: a file damaged in the middle keeps
+    them, gives wrong scores, and those must not be cached under the healthy file's name."""
+    if sha256 is None:
+        with path.open("rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+    return "sha256:" + sha256[:16]
+
+
 def served_model_id(model_path: Path) -> str:
     """The name the server answers to: the file name without .gguf."""
     name = model_path.name
@@ -454,6 +466,7 @@ class ScoringServer(ThreadingHTTPServer):
         *,
         max_logprobs: int = DEFAULT_MAX_LOGPROBS,
         verbose: bool = False,
+        model_sha256: str | None = None,
     ) -> None:
         super().__init__(address, CompletionsHandler)
         from icm.backends.default_model import describe_model
@@ -475,7 +488,7 @@ class ScoringServer(ThreadingHTTPServer):
             # icm's own fields: the client builds its cache key and warnings from these.
             "icm": {
                 "file": engine.model_path.name,
-                "fingerprint": quick_fingerprint(engine.model_path),
+                "fingerprint": content_fingerprint(engine.model_path, model_sha256),
                 "general_name": info.name,
                 "instruction_tuned": info.instruction_tuned,
                 "instruction_tuned_because": list(info.reasons),
@@ -709,11 +722,18 @@ def serve(
     max_logprobs: int = DEFAULT_MAX_LOGPROBS,
     verbose: bool = False,
     on_ready: Any = None,
+    model_sha256: str | None = None,
 ) -> None:
     """Load the model, listen, print the readiness line and serve until SIGINT/SIGTERM."""
     engine = LlamaEngine(model_path, n_ctx=n_ctx, n_threads=n_threads, n_slots=n_slots)
     try:
-        server = ScoringServer((host, port), engine, max_logprobs=max_logprobs, verbose=verbose)
+        server = ScoringServer(
+            (host, port),
+            engine,
+            max_logprobs=max_logprobs,
+            verbose=verbose,
+            model_sha256=model_sha256,
+        )
     except OSError as e:
         engine.close()
         raise EngineError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
@@ -742,6 +762,7 @@ def serve(
 def build_arg_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m icm.backends.llama_server",
+        allow_abbrev=False,  # an abbreviation could silently mean another flag
         description="OpenAI-compatible next-token scoring server (llama.cpp, prefix caching).",
     )
     p.add_argument("--model", required=True, type=Path, help="GGUF model file")
@@ -753,6 +774,9 @@ def build_arg_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-logprobs", type=int, default=DEFAULT_MAX_LOGPROBS)
     p.add_argument("--parent-pid", type=int, default=None, help="exit when this process ends")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--sha256", default=None, help="the model file's sha256, if just verified (else hashed)"
+    )
     return p
 
 
@@ -762,7 +786,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         die_with_parent(args.parent_pid)
     for name in ("n_ctx", "slots", "max_logprobs"):
         if getattr(args, name) < 1:
-        allow_abbrev=False,  # an abbreviation could silently mean another flag
             print(f"llama_server: error: --{name.replace('_', '-')} must be >= 1", file=sys.stderr)
             return 2
     try:
@@ -775,6 +798,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_slots=args.slots,
             max_logprobs=args.max_logprobs,
             verbose=args.verbose,
+            model_sha256=args.sha256,
         )
     except EngineError as e:
         print(f"llama_server: error: {e}", file=sys.stderr)
