@@ -16,6 +16,7 @@ from icm.checkpoint import (
     STATE_FILE,
     TRACE_FILE,
     CheckpointWriter,
+    check_progress,
     earlier_segments,
     load_progress,
     sum_segments,
@@ -28,12 +29,20 @@ from icm.run_dir import (
     now_iso,
     prepare_run_dir,
     read_json_object,
+    run_dir_lock,
     versions,
     write_json,
     write_jsonl,
 )
 from icm.run_summary import RunSummary, balanced_alpha, summarize
-from icm.search import BatchScorer, IcmResult, gold_agreement, plan_batches, run_icm
+from icm.search import (
+    BatchScorer,
+    IcmResult,
+    gold_agreement,
+    plan_batches,
+    relations_across_batches,
+    run_icm,
+)
 from icm.search import Progress as SearchProgress
 from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
@@ -170,40 +179,42 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
     if len(table) == 0:
         raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
-    if (run_dir / STATE_FILE).exists() or (run_dir / "config.json").exists():
-        raise ConfigError(
-            f"--out: '{run_dir}' already holds a run; continue it with "
-            f"`icm run --resume {run_dir}` or choose another --out"
+    # Held until the run ends: two runs writing one directory would corrupt both.
+    with run_dir_lock(run_dir):
+        if (run_dir / STATE_FILE).exists() or (run_dir / "config.json").exists():
+            raise ConfigError(
+                f"--out: '{run_dir}' already holds a run; continue it with "
+                f"`icm run --resume {run_dir}` or choose another --out"
+            )
+        params = cfg.search_params(cfg.batch_claims(len(table)))
+        write_json(
+            run_dir / "config.json",
+            {
+                # URLs without their user:password (a resume asks for --base-url again).
+                "config": {
+                    **cfg.to_dict(),
+                    "base_url": [redact_credentials(u) for u in cfg.base_url],
+                },
+                "search_params": {
+                    k: str(getattr(params, k))
+                    for k in dir(params)
+                    if not k.startswith("_") and k != "validate"
+                },
+                "versions": versions(),
+                "created": now_iso(),
+                "argv": None if argv is None else [redact_credentials(a) for a in argv],
+                "testbed": {
+                    "name": table.testbed,
+                    "split": table.split,
+                    "n_claims": len(table),
+                    "n_relations": len(table.relations),
+                    "label_words": list(table.label_words),
+                    "notes": table.notes,
+                    "structure_uses_gold": table.structure_uses_gold,
+                },
+            },
         )
-    params = cfg.search_params(cfg.batch_claims(len(table)))
-    write_json(
-        run_dir / "config.json",
-        {
-            # URLs without their user:password (a resume asks for --base-url again).
-            "config": {
-                **cfg.to_dict(),
-                "base_url": [redact_credentials(u) for u in cfg.base_url],
-            },
-            "search_params": {
-                k: str(getattr(params, k))
-                for k in dir(params)
-                if not k.startswith("_") and k != "validate"
-            },
-            "versions": versions(),
-            "created": now_iso(),
-            "argv": None if argv is None else [redact_credentials(a) for a in argv],
-            "testbed": {
-                "name": table.testbed,
-                "split": table.split,
-                "n_claims": len(table),
-                "n_relations": len(table.relations),
-                "label_words": list(table.label_words),
-                "notes": table.notes,
-                "structure_uses_gold": table.structure_uses_gold,
-            },
-        },
-    )
-    return execute_run(run_dir, cfg, table, resume=None, progress=progress)
+        return execute_run(run_dir, cfg, table, resume=None, progress=progress)
 
 
 def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = True) -> Path:
@@ -217,6 +228,7 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = Tru
     for k in RunConfig.OPERATIONAL_FIELDS & set(overrides):
         setattr(cfg, k, overrides[k])
     if changed:
+
         def shown(value: Any) -> str:  # None is the default of alpha and log_beta
             return "default" if value is None else repr(value)
 
@@ -224,15 +236,59 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = Tru
             f"{k} (run: {shown(getattr(cfg, k))}, given: {shown(overrides[k])})" for k in changed
         )
         raise ConfigError(f"--resume {run_dir}: the configuration differs in {detail}")
-    metrics_path = run_dir / "metrics.json"
-    if metrics_path.exists():
-        status = read_json_object(metrics_path).get("status")
-        if status == "completed":
-            print(f"icm: {run_dir} is already complete; nothing to do", file=sys.stderr)
-            return run_dir
+    cfg.validate()  # a hand-edited config.json gets the same checks as the flags
+    prepare_run_dir(run_dir, flag="--resume")
+    with run_dir_lock(run_dir):  # until the run ends; load_progress already rewrites files
+        metrics_path = run_dir / "metrics.json"
+        if metrics_path.exists():
+            status = read_json_object(metrics_path).get("status")
+            if status == "completed":
+                repaired = repair_outputs(run_dir, cfg)
+                done = (
+                    f"rebuilt {', '.join(repaired)} from its checkpoint"
+                    if repaired
+                    else "its outputs match its checkpoint; nothing to do"
+                )
+                print(f"icm: {run_dir} is already complete; {done}", file=sys.stderr)
+                return run_dir
+        saved = load_progress(run_dir)
+        table = load_run_table(cfg)
+        if saved is not None:
+            batches = plan_batches(table, cfg.batch_size, cfg.seed)
+            check_progress(saved, batches, table.ids, cfg.K, run_dir)
+        return execute_run(run_dir, cfg, table, resume=saved, progress=progress)
+
+
+def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
+    """Check the outputs of a completed run against its checkpoint (batches.jsonl, the
+    finished batches) and rewrite those that are missing or differ: a run killed between
+    writing metrics.json and labels.jsonl, or a labels.jsonl cut short or edited, would
+    otherwise stay wrong for good. Returns the names of the files rewritten."""
     saved = load_progress(run_dir)
+    if saved is None:  # nothing to check against
+        return []
     table = load_run_table(cfg)
-    return execute_run(run_dir, cfg, table, resume=saved, progress=progress)
+    result = IcmResult(saved.completed)
+    labelled = set(result.labels)
+    missing = [c.id for c in table.claims if c.id not in labelled]
+    if missing:
+        raise ConfigError(
+            f"{run_dir}: metrics.json says completed, but batches.jsonl has no label for "
+            f"{len(missing)} claim(s) (e.g. '{missing[0]}'); delete metrics.json and resume "
+            "to finish the run"
+        )
+    expected = [json.loads(json.dumps(r, default=str)) for r in label_rows(table, result)]
+    labels_path = run_dir / "labels.jsonl"
+    try:
+        found = [json.loads(line) for line in labels_path.read_text().splitlines() if line]
+    except (OSError, ValueError):
+        found = None
+    if found == expected:
+        return []
+    write_labels(run_dir, table, result)
+    why = "missing or unreadable" if found is None else "different from batches.jsonl"
+    RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
+    return ["labels.jsonl"]
 
 
 def execute_run(
@@ -296,7 +352,15 @@ def execute_run(
             log(handle.description)
             for warning in getattr(handle.backend, "warnings", []):
                 log(f"warning: {warning}")
-            n_batches = len(plan_batches(table, cfg.batch_size, cfg.seed))
+            batches = plan_batches(table, cfg.batch_size, cfg.seed)
+            n_batches = len(batches)
+            dropped = relations_across_batches(table, batches)
+            if dropped:  # said, and counted in metrics.json, never dropped silently
+                log(
+                    f"warning: {dropped} of {len(table.relations) + len(table.group_constraints)}"
+                    " relations join claims of different batches (their groups together "
+                    f"exceed --batch_size {cfg.batch_size}); the search cannot enforce them"
+                )
             bar = Progress(total=n_batches * cfg.K, enabled=progress)
             if resume is not None and bar.bar is not None:
                 bar.bar.update(
@@ -399,6 +463,11 @@ def report_summary(
 
 
 def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:
+    write_jsonl(run_dir / "labels.jsonl", label_rows(table, result))
+
+
+def label_rows(table: ClaimTable, result: IcmResult) -> list[dict[str, Any]]:
+    """The rows of labels.jsonl, one per claim of the table."""
     labels, scores = result.labels, result.scores
     batch_of = {cid: b.batch for b in result.batches for cid in b.claim_ids}
     rows = []
@@ -416,7 +485,7 @@ def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:
         if c.fields:  # source metadata (reports, exports); never read by the search
             row["fields"] = dict(c.fields)
         rows.append(row)
-    write_jsonl(run_dir / "labels.jsonl", rows)
+    return rows
 
 
 def metrics(
@@ -447,6 +516,7 @@ def metrics(
     if result is not None:
         labels = result.labels
         gold = {c.id: c.gold for c in table.claims}
+        index_of = {c.id: i for i, c in enumerate(table.claims)}
         ids = list(labels)
         out.update(
             {
@@ -456,6 +526,9 @@ def metrics(
                     [labels[i] for i in ids], [gold[i] for i in ids]
                 ),
                 "inconsistencies": sum(b.inconsistencies for b in result.batches),
+                "relations_dropped_across_batches": relations_across_batches(
+                    table, [[index_of[cid] for cid in b.claim_ids] for b in result.batches]
+                ),
                 "utility_per_batch": [b.utility for b in result.batches],
                 "mp_per_batch": [b.mp for b in result.batches],
                 "search_requests": sum(b.n_requests for b in result.batches),
