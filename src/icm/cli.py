@@ -510,13 +510,20 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from icm.report.trace_plot import plot_trace
-    from icm.run_dir import read_jsonl
+    from icm.run_dir import read_json_object, read_jsonl
 
     trace_path = args.run_dir / "trace.jsonl"
     if not trace_path.exists():
         raise ConfigError(f"{args.run_dir}: no trace.jsonl (is this an icm run directory?)")
+    metrics_path = args.run_dir / "metrics.json"  # testbed, model and N for the title
+    metrics = read_json_object(metrics_path) if metrics_path.exists() else {}
     out = plot_trace(
-        read_jsonl(trace_path), args.out or args.run_dir / "trace.png", title=str(args.run_dir)
+        read_jsonl(trace_path),
+        args.out or args.run_dir / "trace.png",
+        title=str(args.run_dir),
+        testbed=metrics.get("testbed"),
+        model=metrics.get("model"),
+        n_claims=metrics.get("n_claims"),
     )
     print(out)
     return 0

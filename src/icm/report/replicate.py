@@ -264,7 +264,10 @@ def write_report(
     return path
 
 
-def plot_report(cfg: ReplicateConfig, cells: list[Cell]) -> Path:
+def plot_report(cfg: ReplicateConfig, cells: list[Cell], *, model: str | None = None) -> Path:
+    """figure.png: mean test accuracy per testbed and method over the seeds, error bars one
+    standard deviation over the seeds; the title names the model (default: cfg.run.model)
+    and the sizes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,7 +306,15 @@ def plot_report(cfg: ReplicateConfig, cells: list[Cell]) -> Path:
     ax.legend(
         fontsize=7, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.12)
     )
-    ax.set_title("icm replicate (dotted: the paper's ICM, larger models)", fontsize=9)
+    n_seeds = max((n for _, _, n in summary.values()), default=0)
+    ax.set_title(
+        f"icm replicate: {model or cfg.run.model}\n"
+        f"{cfg.train_size} train claims labelled, accuracy on {cfg.test_size} test claims; "
+        f"bars: mean over {n_seeds} seed(s)\n"
+        "error bars: 1 standard deviation over the seeds; dotted: the paper's ICM "
+        "(larger models)",
+        fontsize=7.5,
+    )
     fig.tight_layout()
     path = cfg.out / "figure.png"
     fig.savefig(path, dpi=120)

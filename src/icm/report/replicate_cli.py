@@ -132,7 +132,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
         model=model,
         date=now_iso(),
     )
-    figure = plot_report(cfg, cells)
+    figure = plot_report(cfg, cells, model=model)
     print(report)
     print(figure)
     return 0

@@ -1,54 +1,128 @@
 """`icm plot RUN_DIR`: the search trace of a run as one PNG.
 
-Panels: U, agreement of the current labels with gold (monitoring only; the search never
-sees gold), accept rate over a sliding window, and temperature, against the iteration.
+Panels, against the iteration: U; the number of violated consistency constraints;
+agreement of the current labels with gold (monitoring only; the search never sees gold),
+with the 50% a random labelling gets; the accept rate over a sliding window; and the
+temperature (log scale).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+ACCEPT_WINDOW = 50
 
-def plot_trace(trace: Sequence[dict[str, Any]], out: Path, title: str = "") -> Path:
+
+def _finite(values: Sequence[Any]) -> list[float]:
+    """Values as floats, NaN (a gap in the line) where not a finite number."""
+    out = []
+    for v in values:
+        x = float(v) if isinstance(v, int | float) else math.nan
+        out.append(x if math.isfinite(x) else math.nan)
+    return out
+
+
+def _temperatures(trace: Sequence[dict[str, Any]]) -> tuple[list[float], bool]:
+    """The temperatures to plot and whether they are log10 values. matplotlib's log axis
+    overflows computing its ticks for a temperature near 1e308 (--initial_T 1e308): such
+    runs are plotted as log10 on a linear axis instead."""
+    temps = _finite([r["temperature"] for r in trace])
+    shown = [t for t in temps if t > 0]
+    if all(1e-300 <= t <= 1e300 for t in shown):
+        return [t if t > 0 else math.nan for t in temps], False
+    return [math.log10(t) if t > 0 else math.nan for t in temps], True
+
+
+def trace_title(
+    title: str = "",
+    *,
+    testbed: str | None = None,
+    model: str | None = None,
+    n_claims: int | None = None,
+) -> str:
+    parts = [p for p in (testbed, f"model {model}" if model else None) if p]
+    if n_claims is not None:
+        parts.append(f"N = {n_claims} claims")
+    described = ", ".join(parts)
+    return " | ".join(p for p in (title, described) if p)
+
+
+def plot_trace(
+    trace: Sequence[dict[str, Any]],
+    out: Path,
+    title: str = "",
+    *,
+    testbed: str | None = None,
+    model: str | None = None,
+    n_claims: int | None = None,
+) -> Path:
+    """Plot `trace` (the rows of trace.jsonl) to `out`. The title is `title` followed by
+    the testbed, the model and the number of claims, where given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     batches = sorted({r["batch"] for r in trace})
-    fig, axes = plt.subplots(4, 1, figsize=(8, 9), sharex=True)
-    window = 50
+    fig, axes = plt.subplots(5, 1, figsize=(8, 11), sharex=True)
+    u_ax, inc_ax, gold_ax, rate_ax, t_ax = axes
     for b in batches:
         rows = [r for r in trace if r["batch"] == b]
         it = [r["iteration"] for r in rows]
         label = f"batch {b}" if len(batches) > 1 else None
-        axes[0].plot(it, [r["utility"] for r in rows], label=label, lw=1)
+        u_ax.plot(it, _finite([r["utility"] for r in rows]), label=label, lw=1)
+        inc_ax.step(it, _finite([r.get("inconsistent") for r in rows]), where="post", lw=1)
         agree = [
             (r["iteration"], r["gold_agreement"]) for r in rows if r["gold_agreement"] is not None
         ]
         if agree:
-            axes[1].plot([a for a, _ in agree], [100 * g for _, g in agree], lw=1)
+            gold_ax.plot([a for a, _ in agree], _finite([100 * g for _, g in agree]), lw=1)
         moves = [r for r in rows if r["outcome"] in ("accepted", "rejected")]
         rate_x, rate_y = [], []
         for i in range(len(moves)):
-            recent = moves[max(0, i - window + 1) : i + 1]
+            recent = moves[max(0, i - ACCEPT_WINDOW + 1) : i + 1]
             rate_x.append(moves[i]["iteration"])
             rate_y.append(100 * sum(m["outcome"] == "accepted" for m in recent) / len(recent))
-        axes[2].plot(rate_x, rate_y, lw=1)
-        temps = [(r["iteration"], r["temperature"]) for r in rows if r["outcome"] != "init"]
-        axes[3].plot([a for a, _ in temps], [t for _, t in temps], lw=1)
-    axes[0].set_ylabel("U = alpha*MP - I")
-    axes[1].set_ylabel("agreement with gold (%)\n(monitoring only)")
-    axes[2].set_ylabel(f"accept rate (%)\nlast {window} proposals")
-    axes[3].set_ylabel("temperature")
-    axes[3].set_yscale("log")
-    axes[3].set_xlabel("iteration")
+        rate_ax.plot(rate_x, rate_y, lw=1)
+        steps = [r for r in rows if r["outcome"] != "init"]
+        t_ax.plot([r["iteration"] for r in steps], _temperatures(steps)[0], lw=1)
+    u_ax.set_ylabel("U = alpha*MP - I")
+    inc_ax.set_ylabel("inconsistencies I\n(violated constraints)")
+    counts = [x for x in _finite([r.get("inconsistent") for r in trace]) if not math.isnan(x)]
+    most = max(counts, default=0.0)
+    inc_ax.set_ylim(0, max(1.0, most) * 1.1)
+    inc_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    gold_ax.axhline(50, color="grey", lw=0.8, ls="--")
+    gold_ax.annotate(
+        "chance (random labels)",
+        xy=(1, 50),
+        xycoords=("axes fraction", "data"),
+        xytext=(-4, 3),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7,
+        color="grey",
+    )
+    gold_ax.set_ylim(-2, 102)
+    gold_ax.set_ylabel("agreement with gold (%)\n(monitoring only)")
+    rate_ax.set_ylim(-2, 102)
+    rate_ax.set_ylabel(f"accept rate (%)\nlast {ACCEPT_WINDOW} proposals")
+    t_ax.set_ylabel("temperature\n(log scale)")
+    if _temperatures(trace)[1]:
+        t_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        t_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{v:g}}}$"))
+    else:
+        t_ax.set_yscale("log")
+    t_ax.set_xlabel("iteration")
     if len(batches) > 1:
-        axes[0].legend(fontsize=7, ncol=4)
-    if title:
-        fig.suptitle(title)
+        u_ax.legend(fontsize=7, ncol=4)
+    full_title = trace_title(title, testbed=testbed, model=model, n_claims=n_claims)
+    if full_title:
+        fig.suptitle(full_title, fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
