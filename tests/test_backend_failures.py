@@ -122,8 +122,17 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------------
 
 
-def test_http_500_is_retried_then_reported_with_the_endpoint(fake_server: Any) -> None:
-    server = fake_server(lambda n, path: (500, {"error": {"message": "GPU on fire"}}))
+def error_body(shape: str, status: int, message: str) -> dict[str, Any]:
+    """An error answer as llama.cpp/OpenAI shape it, or as vLLM does."""
+    if shape == "vllm":
+        kind = "BadRequestError" if status < 500 else "InternalServerError"
+        return {"object": "error", "message": message, "type": kind, "param": None, "code": status}
+    return {"error": {"message": message, "type": "server_error", "code": status}}
+
+
+@pytest.mark.parametrize("shape", ["openai", "vllm"])
+def test_http_500_is_retried_then_reported_with_the_endpoint(fake_server: Any, shape: str) -> None:
+    server = fake_server(lambda n, path: (500, error_body(shape, 500, "GPU on fire")))
     with CompletionsScorer([server.url], "fake-model", retry=FAST_RETRY) as scorer:
         with pytest.raises(BackendError) as err:
             scorer.score_prompts([PROMPT])
@@ -144,8 +153,9 @@ def test_429_and_503_are_retried_until_an_answer(fake_server: Any) -> None:
     assert lt > lf
 
 
-def test_a_client_error_is_not_retried(fake_server: Any) -> None:
-    server = fake_server(lambda n, path: (400, {"error": {"message": "prompt too long"}}))
+@pytest.mark.parametrize("shape", ["openai", "vllm"])
+def test_a_client_error_is_not_retried(fake_server: Any, shape: str) -> None:
+    server = fake_server(lambda n, path: (400, error_body(shape, 400, "prompt too long")))
     with (
         CompletionsScorer([server.url], "fake-model", retry=FAST_RETRY) as scorer,
         pytest.raises(BackendError, match=r"/v1/completions: HTTP 400: prompt too long$"),
