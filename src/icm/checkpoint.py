@@ -102,6 +102,8 @@ def _keep_lines(path: Path, n: int) -> list[str]:
             f"{path}: holds {len(complete)} complete lines, the checkpoint counts {n}"
         )
     keep = complete[:n]
+    if len(complete) == n and lines[-1] == b"":  # already as counted: leave it untouched
+        return [line.decode("utf-8") for line in keep]
     with path.open("wb") as f:
         f.write(b"".join(line + b"\n" for line in keep))
         f.flush()
