@@ -48,7 +48,6 @@ _INT_RANGES: tuple[tuple[str, int, int], ...] = (
 # (field, lowest, highest, lowest excluded) of the real-valued options.
 _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("alpha", 0.0, 1e6, False),
-    ("decay", 0.0, 1.0, True),
     ("initial_T", 0.0, 1e6, True),
     ("final_T", 0.0, 1e6, True),
     ("log_beta", 0.0, 1e6, False),
@@ -133,8 +132,10 @@ class RunConfig:
         # raise a TypeError instead of naming the flag.
         for name, low, high in _INT_RANGES:
             value = getattr(self, name)
-            if not low <= value <= high:
-                bad(name, f"must be an integer in [{low}, {high}], got {value}")
+            if value < low:
+                bad(name, f"must be >= {low}, got {value}")
+            if value > high:
+                bad(name, f"must be at most {high}, got {value}")
         # Finite and within a range where U = alpha * MP - inconsistencies and the
         # temperature stay finite numbers (an infinite U makes every move look equal).
         for name, low, high, open_low in _FLOAT_RANGES:
@@ -144,7 +145,7 @@ class RunConfig:
             if not (math.isfinite(value) and (value > low if open_low else value >= low)):
                 bad(
                     name,
-                    f"must be a finite number {'>' if open_low else '>='} {low:g}, got {value}",
+                    f"must be finite and {'>' if open_low else '>='} {low:g}, got {value:g}",
                 )
             if value > high:
                 bad(name, f"must be at most {high:g}, got {value:g}")
