@@ -224,12 +224,18 @@ def read_csv_records(
     for name in required:
         if name not in columns:
             raise DataError(
-                f"missing column (the header has: {', '.join(columns)})",
+                # escaped: a quoted header cell may hold a line break
+                f"missing column (the header has: {', '.join(map(_escaped, columns))})",
                 path=path,
                 line=1,
                 field=name,
             )
     return records
+
+
+def _escaped(name: str) -> str:
+    """A column name fit for a one-line message (line breaks and the like escaped)."""
+    return name if name.isprintable() else json.dumps(name)[1:-1]
 
 
 def _csv_header(path: Path) -> tuple[str, ...]:
@@ -261,7 +267,7 @@ def _read_csv_all(
                     f"duplicate column (columns {columns.index(name) + 1} and {i + 1})",
                     path=path,
                     line=1,
-                    field=name,
+                    field=_escaped(name),
                 )
         start = reader.line_num + 1
         for row in reader:
