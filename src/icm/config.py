@@ -138,17 +138,17 @@ class RunConfig:
                 bad(name, f"must be at most {high}, got {value}")
         # Finite and within a range where U = alpha * MP - inconsistencies and the
         # temperature stay finite numbers (an infinite U makes every move look equal).
-        for name, low, high, open_low in _FLOAT_RANGES:
-            value = getattr(self, name)
-            if value is None:
+        for name, lowest, highest, open_low in _FLOAT_RANGES:
+            number = getattr(self, name)
+            if number is None:
                 continue
-            if not (math.isfinite(value) and (value > low if open_low else value >= low)):
+            if not (math.isfinite(number) and (number > lowest if open_low else number >= lowest)):
                 bad(
                     name,
-                    f"must be finite and {'>' if open_low else '>='} {low:g}, got {value:g}",
+                    f"must be finite and {'>' if open_low else '>='} {lowest:g}, got {number:g}",
                 )
-            if value > high:
-                bad(name, f"must be at most {high:g}, got {value:g}")
+            if number > highest:
+                bad(name, f"must be at most {highest:g}, got {number:g}")
         if self.scheduler not in ("log", "exp"):
             bad("scheduler", f"must be 'log' or 'exp', got '{self.scheduler}'")
         if self.algorithm not in ("paper", "code"):
