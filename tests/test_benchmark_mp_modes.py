@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.model  # the benchmark runs the embedded model
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "mp_modes.py"
 ARGS = [
     "--size", "4", "--K", "4", "--seeds", "1", "--context-k", "2", "--alpha", "1",

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "ctest"
 
@@ -23,6 +25,7 @@ def tool(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
+@pytest.mark.slow  # builds the core and its tests from scratch: minutes on 2 cores
 def test_cpp_unit_tests_build_warning_free_and_pass() -> None:
     configure = run(
         [
@@ -47,6 +50,7 @@ def test_cpp_unit_tests_build_warning_free_and_pass() -> None:
     assert "100% tests passed" in ctest.stdout
 
 
+@pytest.mark.lint
 def test_cpp_is_clang_formatted() -> None:
     files = sorted(
         str(p)
@@ -58,6 +62,7 @@ def test_cpp_is_clang_formatted() -> None:
     assert r.returncode == 0, r.stderr[-4000:]
 
 
+@pytest.mark.lint
 def test_python_is_ruff_clean() -> None:
     paths = ["src", "tests", "benchmarks", "examples"]
     paths = [p for p in paths if (ROOT / p).exists()]
@@ -67,6 +72,7 @@ def test_python_is_ruff_clean() -> None:
     assert fmt.returncode == 0, fmt.stdout[-4000:]
 
 
+@pytest.mark.lint
 def test_python_package_type_checks() -> None:
     # mypy reads the core's stub (_icm_core.pyi) and, with the finetune extra, torch's types.
     r = run([tool("mypy"), "src"])

@@ -20,6 +20,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 FAULTS = ("drop", "http500", "http429", "stall", "malformed", "no_logprobs")
 
 
@@ -129,6 +131,7 @@ def labels(run_dir: Path) -> dict[str, bool | None]:
     return {r["id"]: r["label"] for r in rows}
 
 
+@pytest.mark.slow  # over a thousand requests, a stall each second of them
 def test_twenty_percent_faults_same_labels(tmp_path: Path) -> None:
     clean = FlakyServer(0.0, seed=1, stall=0)
     try:
@@ -167,6 +170,7 @@ def test_twenty_percent_faults_same_labels(tmp_path: Path) -> None:
     assert metrics["status"] == "completed"
 
 
+@pytest.mark.slow  # dozens of stops, each resumed by a new process
 def test_out_of_retries_stops_cleanly_and_resumes_to_the_same_labels(tmp_path: Path) -> None:
     """With one retry, two faults in a row stop the run; the response cache keeps what was
     answered, so each resume gets further, and the labels end as a fault-free run's."""

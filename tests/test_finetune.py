@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -131,9 +132,16 @@ def test_finetune_of_a_server_run_needs_base(
 # --- the real model ----------------------------------------------------------------------
 
 # The README's test command installs the 'finetune' extra; without it these are skipped.
-needs_torch = pytest.mark.skipif(
+_skip_without_torch = pytest.mark.skipif(
     importlib.util.find_spec("torch") is None, reason="the 'finetune' extra is not installed"
 )
+
+
+def needs_torch(test: Callable[..., None]) -> Callable[..., None]:
+    """Marked `finetune` (a test tier, see tests/conftest.py); skipped without torch."""
+    return pytest.mark.finetune(_skip_without_torch(test))
+
+
 FINETUNE_TIMEOUT = 1500
 
 

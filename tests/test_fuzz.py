@@ -21,6 +21,9 @@ from icm.errors import ConfigError, DataError
 from icm.testbeds import LoadOptions, get_testbed
 from icm.testbeds.custom import load_claims_file
 
+# Thousands of generated inputs per test: a minute of CPU in all.
+pytestmark = pytest.mark.slow
+
 SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck), "derandomize": True}
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 _names = itertools.count()

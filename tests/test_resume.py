@@ -104,6 +104,7 @@ def assert_resumed_like(out: Path, uninterrupted: Path, kills: int = 12) -> None
     assert metrics["backend"]["requests"] >= whole["backend"]["requests"]
 
 
+@pytest.mark.slow  # thirteen processes, each started and killed
 def test_sigkill_at_random_moments_then_resume_gives_the_same_labels(
     uninterrupted: Path, tmp_path: Path
 ) -> None:
@@ -128,6 +129,7 @@ def uninterrupted_long(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow  # thirteen processes, each started and killed
 @pytest.mark.parametrize("every", [None, "0.01"])
 def test_sigkill_between_interval_checkpoints_then_resume_gives_the_same_labels(
     uninterrupted_long: Path, tmp_path: Path, every: str | None
@@ -185,8 +187,11 @@ def test_a_stop_saves_every_finished_step_whatever_the_interval(tmp_path: Path) 
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    state = json.loads((out / "state.json").read_text())
-    assert state["n_trace_rows"] == trace_rows(out) >= 2000
+    # Every finished step is counted; the interrupt may land after a step's trace row is
+    # written and before the step is handed to the checkpoint (the resume cuts that row).
+    counted = json.loads((out / "state.json").read_text())["n_trace_rows"]
+    assert trace_rows(out) - 1 <= counted <= trace_rows(out)
+    assert counted >= 2000
 
 
 def test_resume_rules(uninterrupted: Path, tmp_path: Path) -> None:
