@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -429,6 +431,35 @@ def test_an_unwritable_runs_folder_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "runs").symlink_to(unwritable_dir())
     line = one_error_line(icm(*QUICK, cwd=tmp_path))
     assert "cannot create a run directory in 'runs'" in line
+
+
+def test_resume_in_a_read_only_run_directory_is_one_line() -> None:
+    # root writes anywhere: the resume then runs as 'nobody', for whom the directory is
+    # read-only (a folder outside pytest's private tmp, which nobody cannot enter)
+    top = Path(tempfile.mkdtemp(prefix="icm-read-only-"))
+    try:
+        out = top / "run"
+        r = icm("run", "--model", "synthetic", "--size", "8", "--K", "20", "--quiet",
+                "--out", str(out))  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        (out / "metrics.json").unlink()  # as if killed: there is work left
+        for path in (top, *top.rglob("*")):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        command = [sys.executable, "-m", "icm.cli", "run", "--resume", str(out), "--quiet"]
+        if os.geteuid() == 0:
+            if not shutil.which("setpriv"):
+                pytest.skip("running as root without setpriv to drop to another user")
+            command = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        else:
+            out.chmod(0o555)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        r = subprocess.run(command, capture_output=True, text=True, check=False, cwd=top)
+        line = one_error_line(r)
+        assert f"--resume: cannot write to '{out}'" in line
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    finally:
+        (top / "run").chmod(0o755)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.mark.parametrize("where", ["directory", "unwritable"])
