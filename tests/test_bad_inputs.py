@@ -333,6 +333,19 @@ def test_out_of_range_flags_get_one_line(tmp_path: Path, flags: list[str], named
     assert not (out / "config.json").exists()
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{"seed": -1}, {"seed": 2**64}, {"K": 10**20}, {"alpha": float("inf")}, {"batch_size": 2**40}],
+)
+def test_out_of_range_options_of_the_api_are_config_errors(options: dict[str, object]) -> None:
+    from icm.api import label
+    from icm.errors import ConfigError
+
+    table = load_table("capitals", "train", LoadOptions(size=8))
+    with pytest.raises(ConfigError, match=f"--{next(iter(options))}: must be"):
+        label(table, "synthetic", **options)
+
+
 def test_size_zero_says_how_to_ask_for_the_whole_split(tmp_path: Path) -> None:
     line = one_error_line(icm(*QUICK, "--size", "0", "--out", str(tmp_path / "r")))
     assert "--size all" in line
