@@ -514,3 +514,22 @@ def test_ctrl_c_still_interrupts(tmp_path: Path) -> None:
     os.kill(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "icm: interrupted" in err and "Traceback" not in err
+
+
+def test_show_refuses_a_negative_count() -> None:
+    line = one_error_line(icm("show", "capitals", "-n", "-3"))
+    assert "argument -n: must be >= 1, got -3" in line
+
+
+def test_a_closed_pipe_is_not_an_error() -> None:
+    """`icm show ... | head`: the reader closing early ends icm quietly (no traceback,
+    no error line), with the status of a process ended by SIGPIPE."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "icm.cli", "show", "capitals", "-n", "150"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before icm has imported itself, let alone printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""

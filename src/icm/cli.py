@@ -79,6 +79,17 @@ def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
             parser._option_string_actions[alias] = action
 
 
+def _positive_int(text: str) -> int:
+    """An int >= 1 (a negative count would slice from the end, silently)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return n
+
+
 def _int_or_all(text: str) -> int | None:
     if text == "all":
         return None
@@ -350,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print rendered claims of a testbed")
     show.add_argument("testbed", help="testbed name (see `icm testbeds`) or a claims file")
-    show.add_argument("-n", type=int, default=4, help="how many claims (default 4)")
+    show.add_argument("-n", type=_positive_int, default=4, help="how many claims (default 4)")
     show.add_argument("--split", default="train", help="which split (default: train)")
     show.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
     show.add_argument(
@@ -552,6 +563,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # std::invalid_argument from the core names its field
         print(f"icm: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `icm show ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no 2nd error at exit
+        return 141  # as if killed by SIGPIPE, like other command-line tools
     except OSError as e:  # the file system said no: permissions, a full disk, a directory
         print(f"icm: error: {_os_error_line(e)}", file=sys.stderr)
         return 1
