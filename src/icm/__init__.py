@@ -50,12 +50,15 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+if not TYPE_CHECKING:  # mypy sees the imports above; a module __getattr__ would make it
+    # read every `from icm import x` (the core included) as Any.
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'icm' has no attribute '{name}'")
+    def __getattr__(name: str) -> Any:
+        if name in _LAZY:
+            import importlib
+
+            return getattr(importlib.import_module(_LAZY[name]), name)
+        raise AttributeError(f"module 'icm' has no attribute '{name}'")
 
 
 __all__ = [

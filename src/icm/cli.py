@@ -75,7 +75,7 @@ def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
             taken = parser._option_string_actions.get(alias)
             if taken is not None and taken is not action:
                 raise ValueError(f"{alias} would be both {option} and {taken.option_strings}")
-            action.option_strings.append(alias)
+            action.option_strings = [*action.option_strings, alias]
             parser._option_string_actions[alias] = action
 
 
