@@ -124,6 +124,7 @@ def test_help_lists_the_original_flags() -> None:
         (["--decay", "1.5"], "--decay: must be in (0, 1]"),
         (["--scheduler", "cosine"], "--scheduler: must be 'log' or 'exp'"),
         (["--batch_size", "0"], "--batch_size: must be >= 1"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every: must be finite and >= 0, got -1"),
         (["--K", "ten"], "argument --K: invalid int value: 'ten'"),
     ],
 )

@@ -53,6 +53,7 @@ _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("log_beta", 0.0, 1e6, False),
     ("context_regrow", 1.0, 1e6, True),
     ("timeout", 0.0, 1e7, True),
+    ("checkpoint_every", 0.0, 1e6, False),
     ("finetune_epochs", 0.0, 1e4, True),
     ("finetune_lr", 0.0, 1.0, True),
 )
@@ -61,6 +62,7 @@ _DASHED_FLAGS = {
     "finetune_lr": "finetune-lr",
     "finetune_epochs": "finetune-epochs",
     "lora_r": "lora-r",
+    "checkpoint_every": "checkpoint-every",
 }
 
 
