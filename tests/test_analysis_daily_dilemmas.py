@@ -222,7 +222,9 @@ def fake_run(run_dir: Path, rule: str, seed: int = 0) -> None:
         pick = (
             a if (has[0] if rule == "honesty" and has[0] != has[1] else rng.random() < 0.5) else b
         )
-        rows += [{"id": c.id, "label": c is pick, "group": c.group} for c in group]
+        rows += [
+            {"id": c.id, "label": c is pick, "group": c.group, "prompt": c.prompt} for c in group
+        ]
     (run_dir / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
@@ -248,7 +250,7 @@ def test_analyze_rejects_foreign_ids_and_other_testbeds(tmp_path: Path) -> None:
     run = tmp_path / "run"
     fake_run(run, "random")
     with (run / "labels.jsonl").open("a") as f:
-        f.write(json.dumps({"id": "d999999-to_do", "label": True}) + "\n")
+        f.write(json.dumps({"id": "d999999-to_do", "label": True, "prompt": "?"}) + "\n")
     with pytest.raises(DataError, match="d999999-to_do"):
         analyze_run(run, write=False)
     (run / "config.json").write_text(
@@ -259,10 +261,10 @@ def test_analyze_rejects_foreign_ids_and_other_testbeds(tmp_path: Path) -> None:
 
 
 def test_analyze_bad_run_directories(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"no config\.json"):
+    with pytest.raises(DataError, match=r"labels\.jsonl: not found"):
         analyze_run(tmp_path, write=False)
     (tmp_path / "config.json").write_text('{"config": {"testbed": "daily-dilemmas"}}')
-    (tmp_path / "labels.jsonl").write_text('{"id": "d1-to_do", "label": "yes"}\n')
+    (tmp_path / "labels.jsonl").write_text('{"id": "d1-to_do", "label": "yes", "prompt": "x"}\n')
     with pytest.raises(DataError, match=r"config\.split"):
         analyze_run(tmp_path, write=False)
     (tmp_path / "config.json").write_text(

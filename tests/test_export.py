@@ -155,6 +155,7 @@ def test_alpaca_pairs_follow_labels_and_drop_contradicting_twins(
     for r in rows:
         r["label"] = True
     write_jsonl(run / "labels.jsonl", rows)
+    (run / "config.json").write_text((alpaca_run / "config.json").read_text())
     pairs = preference_pairs(load_run(run))
     twins = sum(1 for g in {r["group"] for r in rows} if sum(r["group"] == g for r in rows) == 2)
     assert pairs.contradicting_twins == twins > 0
@@ -172,6 +173,7 @@ def test_label_pairs_and_clear_errors(capitals_run: Path, tmp_path: Path) -> Non
         export(tmp_path, "sft", out)
     bad = tmp_path / "bad"
     bad.mkdir()
+    (bad / "config.json").write_text((capitals_run / "config.json").read_text())
     (bad / "labels.jsonl").write_text('{"id": "a", "label": true, "prompt": "x"}\n{"id": "b"}\n')
     with pytest.raises(DataError, match=r"labels.jsonl:2: field 'prompt'"):
         export(bad, "sft", out)

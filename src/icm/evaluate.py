@@ -20,7 +20,6 @@ Accuracy comes with a 95% percentile bootstrap confidence interval over test cla
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -190,28 +189,19 @@ def group_argmax_accuracy(test: ClaimTable, gaps: Sequence[float]) -> float | No
 
 def labels_from_run(run_dir: Path) -> tuple[ClaimTable, dict[str, bool | None], dict[str, Any]]:
     """The train claims and labels of an ICM run directory (prompts from labels.jsonl)."""
-    from icm.run_dir import read_jsonl
+    from icm.run_dir import read_finished_run
     from icm.testbeds.base import ClaimRecord
 
-    path = run_dir / "labels.jsonl"
-    if not path.exists():
+    if not (run_dir / "labels.jsonl").exists():
         raise ConfigError(f"--labels: '{run_dir}' has no labels.jsonl (is it a finished icm run?)")
-    rows = read_jsonl(path)
-    config = json.loads((run_dir / "config.json").read_text()).get("testbed", {})
+    run = read_finished_run(run_dir)
     claims = [
-        ClaimRecord(id=r["id"], prompt=r["prompt"], group=r.get("group", ""), gold=r.get("gold"))
-        for r in rows
+        ClaimRecord(id=r["id"], prompt=r["prompt"], group=r.get("group") or "", gold=r.get("gold"))
+        for r in run.all_rows
     ]
-    table = ClaimTable(
-        config.get("name", "run"),
-        config.get("split", "train"),
-        claims,
-        [],
-        tuple(config.get("label_words", ("True", "False"))),  # type: ignore[arg-type]
-    )
-    labels = {r["id"]: r["label"] for r in rows}
-    gold = {c.id: c.gold for c in claims}
-    agreement = gold_agreement(list(labels.values()), [gold.get(k) for k in labels])
+    table = ClaimTable(run.testbed or "run", run.split or "train", claims, [], run.label_words)
+    labels = run.labels
+    agreement = gold_agreement([r.get("label") for r in run.all_rows], [c.gold for c in claims])
     return table, labels, {"icm_run": str(run_dir), "icm_agreement_with_gold": agreement}
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from icm.errors import ConfigError, DataError
-from icm.run_dir import atomic_write_text, read_jsonl, write_jsonl
+from icm.run_dir import FinishedRun, atomic_write_text, read_finished_run, write_jsonl
 
 ExportFormat = Literal["sft", "dpo", "reward", "hf"]
 FORMATS: tuple[str, ...] = ("sft", "dpo", "reward", "hf")
@@ -35,60 +35,22 @@ _TEMPLATE_RE = re.compile(r"\AQuestion: (?P<question>.*)\nClaim: (?P<claim>.*)\n
 
 
 @dataclass
-class RunLabels:
-    """What an export needs of a run directory."""
-
-    run_dir: Path
-    rows: list[dict[str, Any]]  # labels.jsonl, labelled claims only
-    label_words: tuple[str, str]
-    config: dict[str, Any]
-    metrics: dict[str, Any]
-    n_unlabeled: int = 0
-
-
-@dataclass
 class PreferencePairs:
     rows: list[dict[str, Any]] = field(default_factory=list)
     contradicting_twins: int = 0  # twin claims whose labels state opposite preferences
 
 
-def load_run(run_dir: Path) -> RunLabels:
-    labels_path = run_dir / "labels.jsonl"
-    if not labels_path.exists():
-        raise DataError(f"{labels_path}: not found (is {run_dir} a finished `icm run` directory?)")
-    config_path = run_dir / "config.json"
-    config = json.loads(config_path.read_text()) if config_path.exists() else {}
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    words = config.get("testbed", {}).get("label_words") or ["True", "False"]
-    all_rows = read_jsonl(labels_path)
-    for i, r in enumerate(all_rows, 1):
-        for key in ("id", "prompt"):
-            if not isinstance(r.get(key), str):
-                raise DataError(f"{labels_path}:{i}: field {key!r} missing or not a string")
-    # A labels.jsonl cut short (a crash while it was written, an editor) would export a
-    # partial training set without a word: it must hold every claim of the run, once.
-    n_claims = config.get("testbed", {}).get("n_claims")
-    ids = {r["id"] for r in all_rows}
-    if isinstance(n_claims, int) and (len(all_rows) != n_claims or len(ids) != n_claims):
+def load_run(run_dir: Path) -> FinishedRun:
+    """The run's outputs (icm.run_dir.read_finished_run), refused when no claim has a label."""
+    run = read_finished_run(run_dir)
+    if not run.rows:
         raise DataError(
-            f"{labels_path}: holds {len(ids)} distinct claims in {len(all_rows)} lines, but the "
-            f"run has {n_claims}; rebuild it from the checkpoint with `icm run --resume {run_dir}`"
+            f"{run_dir / 'labels.jsonl'}: no claim has a label (did the search finish?)"
         )
-    labelled = [r for r in all_rows if isinstance(r.get("label"), bool)]
-    if not labelled:
-        raise DataError(f"{labels_path}: no claim has a label (did the search finish?)")
-    return RunLabels(
-        run_dir,
-        labelled,
-        (str(words[0]), str(words[1])),
-        config,
-        metrics,
-        n_unlabeled=len(all_rows) - len(labelled),
-    )
+    return run
 
 
-def sft_rows(run: RunLabels, *, with_gold: bool = False) -> list[dict[str, Any]]:
+def sft_rows(run: FinishedRun, *, with_gold: bool = False) -> list[dict[str, Any]]:
     """Prompt-completion rows (TRL's format): the claim prompt and its label word."""
     out = []
     for r in run.rows:
@@ -105,7 +67,7 @@ def sft_rows(run: RunLabels, *, with_gold: bool = False) -> list[dict[str, Any]]
     return out
 
 
-def preference_pairs(run: RunLabels, *, label_pairs: bool = False) -> PreferencePairs:
+def preference_pairs(run: FinishedRun, *, label_pairs: bool = False) -> PreferencePairs:
     pairs = PreferencePairs()
     seen: dict[tuple[str, str, str], str] = {}  # (question, chosen, rejected) -> claim id
     by_group: dict[str, list[tuple[dict[str, Any], str, str]]] = defaultdict(list)
@@ -221,7 +183,7 @@ def export(
 
 
 def write_hf_folder(
-    run: RunLabels, out: Path, sft: list[dict[str, Any]], pairs: PreferencePairs
+    run: FinishedRun, out: Path, sft: list[dict[str, Any]], pairs: PreferencePairs
 ) -> dict[str, Any]:
     """A folder `datasets.load_dataset(out)` reads offline: parquet files plus a dataset
     card whose YAML header names one config per file."""
@@ -240,7 +202,7 @@ def write_hf_folder(
     return {"path": str(out), "configs": {name: len(rows) for name, _, rows in configs}}
 
 
-def dataset_card(run: RunLabels, configs: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
+def dataset_card(run: FinishedRun, configs: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
     header = ["---", "configs:"]
     for i, (name, filename, _) in enumerate(configs):
         header += [f"- config_name: {name}", f"  data_files: {filename}"]

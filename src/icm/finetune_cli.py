@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from icm.errors import ConfigError, DataError
-from icm.export import RunLabels, load_run
+from icm.export import load_run
 from icm.finetune import FinetuneConfig, finetune, sft_example
+from icm.run_dir import FinishedRun
 
 
 def base_of_run(config: dict[str, Any], run_dir: Path) -> str:
@@ -30,7 +31,7 @@ def base_of_run(config: dict[str, Any], run_dir: Path) -> str:
     )
 
 
-def collect_examples(runs: list[RunLabels], labels: str) -> list[dict[str, str]]:
+def collect_examples(runs: list[FinishedRun], labels: str) -> list[dict[str, str]]:
     """One prompt-completion example per labelled claim of every run."""
     examples: list[dict[str, str]] = []
     for run in runs:
@@ -48,7 +49,7 @@ def collect_examples(runs: list[RunLabels], labels: str) -> list[dict[str, str]]
     return examples
 
 
-def shared_base(runs: list[RunLabels]) -> str:
+def shared_base(runs: list[FinishedRun]) -> str:
     """The base model every run was labelled with (ConfigError if there is none)."""
     bases = {base_of_run(run.config, run.run_dir) for run in runs}
     if len(bases) != 1:

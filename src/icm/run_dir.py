@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -198,3 +199,107 @@ class RunLog:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- a finished run
+
+
+@dataclass
+class FinishedRun:
+    """What `icm export`, `icm finetune`, `icm eval --labels` and `icm analyze` read of a run
+    directory: config.json, labels.jsonl (checked line by line) and metrics.json."""
+
+    run_dir: Path
+    config: dict[str, Any]  # config.json as written: "config", "testbed", "versions", ...
+    metrics: dict[str, Any]  # metrics.json ({} when the run wrote none)
+    all_rows: list[dict[str, Any]]  # labels.jsonl: every claim of the run, in order
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The run's resolved RunConfig fields (config.json's "config")."""
+        return dict(self.config.get("config") or {})
+
+    @property
+    def testbed(self) -> str:
+        return str(self.settings.get("testbed", self.config.get("testbed", {}).get("name", "")))
+
+    @property
+    def split(self) -> str:
+        return str(self.settings.get("split", self.config.get("testbed", {}).get("split", "")))
+
+    @property
+    def model(self) -> str | None:
+        model = self.settings.get("model")
+        return None if model is None else str(model)
+
+    @property
+    def label_words(self) -> tuple[str, str]:
+        words = self.config.get("testbed", {}).get("label_words") or ["True", "False"]
+        return str(words[0]), str(words[1])
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The labelled claims' rows."""
+        return [r for r in self.all_rows if isinstance(r.get("label"), bool)]
+
+    @property
+    def n_unlabeled(self) -> int:
+        return len(self.all_rows) - len(self.rows)
+
+    @property
+    def labels(self) -> dict[str, bool | None]:
+        return {r["id"]: r.get("label") for r in self.all_rows}
+
+
+def read_finished_run(
+    run_dir: Path, *, need: str = "a finished `icm run` directory"
+) -> FinishedRun:
+    """Read and check a run directory's outputs; each problem is one DataError naming the
+    file, line and field. labels.jsonl must hold every claim of the run once (a file cut
+    short would otherwise pass as a smaller run)."""
+    from icm.errors import DataError
+
+    labels_path = run_dir / "labels.jsonl"
+    config_path = run_dir / "config.json"
+    for path in (labels_path, config_path):
+        if not path.is_file():
+            raise DataError(f"not found (is {run_dir} {need}?)", path=path)
+    config = read_json_object(config_path)
+    if not isinstance(config.get("config"), dict):
+        raise DataError("missing or not an object", path=config_path, field="config")
+    for key in ("testbed", "split"):
+        if not isinstance(config["config"].get(key), str):
+            raise DataError("missing or not a string", path=config_path, field=f"config.{key}")
+    if not isinstance(config.get("testbed", {}), dict):
+        raise DataError("not an object", path=config_path, field="testbed")
+    metrics_path = run_dir / "metrics.json"
+    metrics = read_json_object(metrics_path) if metrics_path.exists() else {}
+    rows = read_jsonl(labels_path)
+    seen: set[str] = set()
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise DataError("not a JSON object", path=labels_path, line=n)
+        cid = row.get("id")
+        if not isinstance(cid, str) or not cid:
+            raise DataError("missing, empty or not a string", path=labels_path, line=n, field="id")
+        if cid in seen:
+            raise DataError(f"claim '{cid}' appears twice", path=labels_path, line=n, field="id")
+        seen.add(cid)
+        if not isinstance(row.get("prompt"), str):
+            raise DataError("missing or not a string", path=labels_path, line=n, field="prompt")
+        label = row.get("label")
+        if label is not None and not isinstance(label, bool):
+            raise DataError(
+                f"expected true, false or null, got {label!r}",
+                path=labels_path,
+                line=n,
+                field="label",
+            )
+    n_claims = config.get("testbed", {}).get("n_claims")
+    if isinstance(n_claims, int) and len(rows) != n_claims:
+        raise DataError(
+            f"holds {len(rows)} claims, but the run has {n_claims}; rebuild it from the "
+            f"checkpoint with `icm run --resume {run_dir}`",
+            path=labels_path,
+        )
+    return FinishedRun(run_dir, config, metrics, rows)

@@ -8,69 +8,19 @@ fields, and writes RUN_DIR/analysis.md and RUN_DIR/analysis.json.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from icm.errors import ConfigError, DataError
+from icm.run_dir import FinishedRun, read_finished_run
 
 ANALYZED_TESTBEDS = ("daily-dilemmas",)
 
 
-@dataclass
-class RunLabels:
-    run_dir: Path
-    testbed: str
-    split: str
-    data_dir: Path | None
-    model: str | None
-    labels: dict[str, bool | None]
-
-
-def read_run(run_dir: Path, *, data_dir: Path | None = None) -> RunLabels:
-    """config.json and labels.jsonl of a run; `data_dir` overrides the run's own."""
-    from icm.run_dir import read_jsonl
-
-    config_path = run_dir / "config.json"
-    labels_path = run_dir / "labels.jsonl"
-    for path in (config_path, labels_path):
-        if not path.is_file():
-            raise ConfigError(f"{run_dir}: no {path.name} (is this a finished icm run directory?)")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"not valid JSON ({e.msg})", path=config_path, line=e.lineno) from None
-    cfg = config.get("config") if isinstance(config, dict) else None
-    if not isinstance(cfg, dict):
-        raise DataError("missing", path=config_path, field="config")
-    for key in ("testbed", "split"):
-        if not isinstance(cfg.get(key), str):
-            raise DataError("missing or not a string", path=config_path, field=f"config.{key}")
-    labels: dict[str, bool | None] = {}
-    for n, row in enumerate(read_jsonl(labels_path), start=1):
-        cid, label = row.get("id"), row.get("label", "missing")
-        if not isinstance(cid, str) or not cid:
-            raise DataError("missing or empty", path=labels_path, line=n, field="id")
-        if label is not None and not isinstance(label, bool):
-            raise DataError(
-                f"expected true, false or null, got {label!r}",
-                path=labels_path,
-                line=n,
-                field="label",
-            )
-        if cid in labels:
-            raise DataError(f"claim '{cid}' appears twice", path=labels_path, line=n, field="id")
-        labels[cid] = label
-    own = cfg.get("data_dir")
-    return RunLabels(
-        run_dir=run_dir,
-        testbed=cfg["testbed"],
-        split=cfg["split"],
-        data_dir=data_dir if data_dir is not None else (Path(own) if own else None),
-        model=cfg.get("model"),
-        labels=labels,
-    )
+def run_data_dir(run: FinishedRun, data_dir: Path | None) -> Path | None:
+    """The data directory to reload the run's testbed from: `data_dir`, else the run's own."""
+    own = run.settings.get("data_dir")
+    return data_dir if data_dir is not None else (Path(own) if own else None)
 
 
 def analyze_run(
@@ -87,7 +37,7 @@ def analyze_run(
         raise ConfigError(f"--alpha: must be between 0 and 1, got {alpha}")
     if min_discordant < 1:
         raise ConfigError(f"--min-discordant: must be >= 1, got {min_discordant}")
-    run = read_run(run_dir, data_dir=data_dir)
+    run = read_finished_run(run_dir, need="a finished icm run directory")
     if run.testbed not in ANALYZED_TESTBEDS:
         raise ConfigError(
             f"icm analyze: no analysis for testbed '{run.testbed}' (available: "
@@ -100,7 +50,9 @@ def analyze_run(
     )
     from icm.testbeds import LoadOptions, get_testbed
 
-    table = get_testbed(run.testbed).load(run.split, LoadOptions(data_dir=run.data_dir))
+    table = get_testbed(run.testbed).load(
+        run.split, LoadOptions(data_dir=run_data_dir(run, data_dir))
+    )
     known = {c.id for c in table.claims}
     unknown = [cid for cid in run.labels if cid not in known]
     if unknown:

@@ -1,0 +1,74 @@
+"""One reader of a finished run directory (icm.run_dir.read_finished_run) behind export,
+finetune, eval --labels and analyze: the same checks and the same one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from icm.errors import DataError
+from icm.evaluate import labels_from_run
+from icm.export import load_run
+from icm.run_dir import read_finished_run
+
+ICM = [sys.executable, "-m", "icm.cli"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "run"
+    r = subprocess.run(
+        [*ICM, "run", "--model", "synthetic", "--K", "100", "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_a_finished_run_reads_back(run: Path) -> None:
+    finished = read_finished_run(run)
+    assert (finished.testbed, finished.split, finished.model) == ("capitals", "train", "synthetic")
+    assert len(finished.all_rows) == 16 and finished.label_words == ("True", "False")
+    assert finished.labels == {r["id"]: r["label"] for r in finished.all_rows}
+    table, labels, info = labels_from_run(run)
+    assert len(table) == 16 and labels == finished.labels
+    assert (
+        info["icm_agreement_with_gold"]
+        == json.loads((run / "metrics.json").read_text())["agreement_with_gold"]
+    )
+    assert load_run(run).rows == finished.rows
+
+
+def damaged_copy(run: Path, tmp_path: Path, lines: list[str]) -> Path:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "metrics.json"):
+        (copy / name).write_text((run / name).read_text())
+    (copy / "labels.jsonl").write_text("".join(lines))
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda ls: ls[:10], r"labels\.jsonl: holds 10 claims, but the run has 16"),
+        (lambda ls: [*ls[:15], ls[0]], r"labels\.jsonl:16: field 'id': claim .* appears twice"),
+        (
+            lambda ls: [ls[0].replace('"label": ', '"label": "yes", "x": '), *ls[1:]],
+            r"labels\.jsonl:1: field 'label': expected true, false or null",
+        ),
+    ],
+)
+def test_every_reader_refuses_a_damaged_labels_file(run, tmp_path, damage, message) -> None:
+    lines = (run / "labels.jsonl").read_text().splitlines(keepends=True)
+    copy = damaged_copy(run, tmp_path, damage(lines))
+    for reader in (read_finished_run, load_run, labels_from_run):
+        with pytest.raises(DataError, match=message):
+            reader(copy)
