@@ -178,6 +178,13 @@ def test_resume_of_a_completed_run_rebuilds_damaged_labels(finished: Path, damag
     assert r.returncode == 0 and "nothing to do" in r.stderr
 
 
+def test_resume_of_a_completed_run_redraws_a_deleted_plot(finished: Path) -> None:
+    (finished / "trace.png").unlink()
+    r = icm("run", "--resume", str(finished), "--quiet")
+    assert r.returncode == 0 and "rebuilt trace.png" in r.stderr, r.stderr
+    assert (finished / "trace.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_export_refuses_a_partial_labels_file(finished: Path, tmp_path: Path) -> None:
     labels = finished / "labels.jsonl"
     labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:12]))

@@ -277,6 +277,20 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
             f"{len(missing)} claim(s) (e.g. '{missing[0]}'); delete metrics.json and resume "
             "to finish the run"
         )
+    repaired = []
+    trace_path, plot_path = run_dir / TRACE_FILE, run_dir / "trace.png"
+    if not plot_path.exists() and trace_path.exists():
+        from icm.report.trace_plot import plot_trace
+        from icm.run_dir import read_jsonl
+
+        plot_trace(
+            read_jsonl(trace_path),
+            plot_path,
+            testbed=table.testbed,
+            model=cfg.model,
+            n_claims=len(table),
+        )
+        repaired.append("trace.png")
     expected = [json.loads(json.dumps(r, default=str)) for r in label_rows(table, result)]
     labels_path = run_dir / "labels.jsonl"
     try:
@@ -284,11 +298,11 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
     except (OSError, ValueError):
         found = None
     if found == expected:
-        return []
+        return repaired
     write_labels(run_dir, table, result)
     why = "missing or unreadable" if found is None else "different from batches.jsonl"
     RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
-    return ["labels.jsonl"]
+    return ["labels.jsonl", *repaired]
 
 
 def execute_run(
@@ -411,7 +425,9 @@ def execute_run(
             plot_trace(
                 read_jsonl(trace_path),
                 run_dir / "trace.png",
-                title=f"{table.testbed} ({cfg.model})",
+                testbed=table.testbed,
+                model=cfg.model,
+                n_claims=len(table),
             )
             # The summary is said even by quiet runs: a degenerate result must not pass
             # as a plain "completed".

@@ -194,6 +194,7 @@ def write_report(
     summary = summarize(cells)
     testbeds = [t for t in cfg.testbeds if any(c.testbed == t for c in cells)]
     methods = [m for m in (*METHODS, "icm-paper-consistency") if any(c.method == m for c in cells)]
+    alpha = cfg.run.resolved_alpha(cfg.run.batch_claims(cfg.train_size))
     lines = [
         "# icm replicate",
         "",
@@ -201,7 +202,7 @@ def write_report(
         f"- model: {model}",
         f"- date: {date}; wall time {wall_seconds / 60:.1f} min",
         f"- per testbed: ICM on {cfg.train_size} train claims (K={cfg.run.K}, mp={cfg.run.mp}, "
-        f"alpha={cfg.run.alpha:g}), evaluated on {cfg.test_size} test claims, {cfg.seeds} seeds; "
+        f"alpha={alpha:g}), evaluated on {cfg.test_size} test claims, {cfg.seeds} seeds; "
         "accuracy in %, mean +/- std over seeds",
         "",
         "| testbed | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
