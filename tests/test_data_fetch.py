@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from icm import cli, data_cli
+from icm import cli
+from icm.cli import data as data_cli
 from icm.errors import DataError
 from icm.testbeds import LoadOptions, get_testbed
 from icm.testbeds.data_files import DATASETS, Dataset, RemoteFile, resolve_data_dir

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from icm.backends.base import LabelScorer
+from icm.cli.eval import EvalConfig, run_eval
 from icm.errors import ConfigError
-from icm.eval_cli import EvalConfig, run_eval
 from icm.evaluate import (
     Demonstration,
     bootstrap_ci,

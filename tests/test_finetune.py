@@ -95,8 +95,8 @@ def write_run(run_dir: Path, rows: list[dict[str, Any]], **config: Any) -> Path:
 
 
 def test_gold_labels_needed_for_every_claim(tmp_path: Path) -> None:
+    from icm.cli.finetune import collect_examples, shared_base
     from icm.export import load_run
-    from icm.finetune_cli import collect_examples, shared_base
 
     run = write_run(
         tmp_path / "run",

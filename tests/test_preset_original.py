@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from icm.backends.base import label_logprobs
-from icm.cli import build_parser, config_from_args, main
+from icm.cli import build_parser, main
+from icm.cli.run import config_from_args
 from icm.config import PRESETS, RunConfig
 from icm.run_dir import read_jsonl
 from icm.search import batch_seed, plan_batches

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from icm.backends.base import LabelScorer
+from icm.cli.options import DATA_DIR_HELP, add_model_options, data_dir_of, model_options
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.evaluate import (
@@ -231,7 +232,6 @@ def write_eval(out: Path, result: EvalResult, test_ids: list[str] | None = None)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from icm.cli import DATA_DIR_HELP, add_model_options
 
     p = sub.add_parser(
         "eval",
@@ -319,7 +319,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from icm.cli import data_dir_of, model_options
 
     data_dir = data_dir_of(args)
     model = RunConfig(**model_options(args))

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from icm.cli.options import DATA_DIR_HELP, add_model_options, data_dir_of, model_options
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.report.replicate import ReplicateConfig, plot_report, run_replicate, write_report
@@ -16,7 +17,6 @@ from icm.run_dir import now_iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    from icm.cli import DATA_DIR_HELP, add_model_options
 
     p = sub.add_parser("replicate", help="ICM vs baselines on held-out test splits, over seeds")
     p.add_argument(
@@ -90,7 +90,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_replicate(args: argparse.Namespace) -> int:
-    from icm.cli import data_dir_of, model_options
 
     if args.model == "synthetic":
         raise ConfigError("--model synthetic: replicate evaluates a language model")

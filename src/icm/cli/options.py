@@ -1,0 +1,131 @@
+"""Options and helpers shared by several `icm` commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+DATA_DIR_HELP = "folder with external dataset files (default: $ICM_DATA_DIR)"
+
+
+def positive_int(text: str) -> int:
+    """An int >= 1 (a negative count would slice from the end, silently)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return n
+
+
+def int_or_all(text: str) -> int | None:
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number of claims or 'all', got '{text}'"
+        ) from None
+    if n < 1:  # 0 once meant "all": refused rather than read either way
+        raise argparse.ArgumentTypeError(
+            f"must be >= 1, got {text} (use --size all for the whole split)"
+        )
+    return n
+
+
+def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None = 16) -> None:
+    p.add_argument(
+        "--testbed",
+        default="capitals",
+        help="testbed name (see `icm testbeds`) or a path to claims .jsonl/.csv",
+    )
+    p.add_argument("--split", default="train", help="which split to label (default: train)")
+    p.add_argument(
+        "--size",
+        type=int_or_all,
+        default=size_default,
+        help="claims to label, in whole consistency groups ('all' = the whole split; "
+        f"default {size_default})",
+    )
+    p.add_argument(
+        "--data-dir",
+        "--data_dir",
+        dest="data_dir",
+        default=None,
+        help=DATA_DIR_HELP,
+    )
+    p.add_argument(
+        "--consistency",
+        default="default",
+        choices=["default", "none", "paper"],
+        help="default: relations true by construction; none; paper: the original code's "
+        "keys (for truthfulqa they are derived from gold labels, and the run says so)",
+    )
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default="embedded",
+        help="'embedded' (local llama.cpp server with the packaged base model), "
+        "'synthetic' (a stand-in scorer for algorithm checks, NOT a language model), "
+        "or the model name to send to --base-url",
+    )
+    p.add_argument(
+        "--base-url",
+        "--base_url",
+        dest="base_url",
+        action="append",
+        default=[],
+        help="OpenAI-compatible server (repeat to spread requests over several)",
+    )
+    p.add_argument(
+        "--model-path",
+        "--model_path",
+        dest="model_path",
+        default=None,
+        help="a local GGUF file for the embedded llama.cpp server, or a Hugging Face model "
+        "folder or an `icm finetune` output folder (scored in process by transformers; "
+        "needs the finetune extra)",
+    )
+    p.add_argument(
+        "--logprobs", type=int, default=20, help="top-k logprobs to request (default 20)"
+    )
+    p.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds per request (default 120)")
+    p.add_argument(
+        "--cache",
+        default="default",
+        help="response cache: a SQLite path, 'off', or 'default' ($ICM_CACHE_DIR or "
+        "~/.cache/icm/responses.sqlite)",
+    )
+    p.add_argument(
+        "--keep-trailing-space",
+        dest="keep_trailing_space",
+        action="store_true",
+        help="send prompts ending in 'is ' unchanged (the original code); by default the "
+        "trailing space is dropped, see docs/algorithm.md",
+    )
+
+
+def data_dir_of(args: argparse.Namespace) -> Path | None:
+    value = getattr(args, "data_dir", None) or os.environ.get("ICM_DATA_DIR")
+    return Path(value) if value else None
+
+
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields set by add_model_options."""
+    return {
+        "model": args.model,
+        "base_url": list(args.base_url),
+        "model_path": args.model_path,
+        "logprobs": args.logprobs,
+        "concurrency": args.concurrency,
+        "timeout": args.timeout,
+        "keep_trailing_space": args.keep_trailing_space,
+        "cache": args.cache,
+    }

@@ -1,0 +1,36 @@
+"""icm plot: plot the search trace of a run."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from icm.errors import ConfigError
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    plot = sub.add_parser("plot", help="plot the search trace of a run")
+    plot.add_argument("run_dir", type=Path, help="an icm run directory")
+    plot.add_argument("--out", type=Path, default=None, help="PNG path (default RUN_DIR/trace.png)")
+    plot.set_defaults(handler=cmd_plot)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from icm.report.trace_plot import plot_trace
+    from icm.run_dir import read_json_object, read_jsonl
+
+    trace_path = args.run_dir / "trace.jsonl"
+    if not trace_path.exists():
+        raise ConfigError(f"{args.run_dir}: no trace.jsonl (is this an icm run directory?)")
+    metrics_path = args.run_dir / "metrics.json"  # testbed, model and N for the title
+    metrics = read_json_object(metrics_path) if metrics_path.exists() else {}
+    out = plot_trace(
+        read_jsonl(trace_path),
+        args.out or args.run_dir / "trace.png",
+        title=str(args.run_dir),
+        testbed=metrics.get("testbed"),
+        model=metrics.get("model"),
+        n_claims=metrics.get("n_claims"),
+    )
+    print(out)
+    return 0
