@@ -11,15 +11,16 @@ from pathlib import Path
 import pytest
 
 from icm.backends.base import LabelScorer
-from icm.cli.eval import EvalConfig, run_eval
 from icm.errors import ConfigError
 from icm.evaluate import (
     Demonstration,
+    EvalConfig,
     bootstrap_ci,
     fit_demonstrations,
     matched_random_labels,
     order_demonstrations,
     render_demonstrations,
+    run_eval,
 )
 from icm.testbeds import LoadOptions, get_testbed
 from icm.testbeds.loading import load_table

@@ -20,17 +20,22 @@ Accuracy comes with a 95% percentile bootstrap confidence interval over test cla
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from icm.backends.base import LabelScorer
+from icm.config import RunConfig
 from icm.errors import ConfigError
+from icm.run_dir import now_iso, versions, write_json, write_jsonl
 from icm.search import gold_agreement
+from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
+from icm.testbeds.loading import is_claims_file, load_table
 
 DEMO_SEPARATOR = "\n\n"
 
@@ -247,3 +252,244 @@ def bootstrap_labels(
             new.update({c.id: g > 0 for c, g in zip(target.claims, gaps, strict=True)})
         labels = new
     return labels
+
+
+@dataclass
+class EvalConfig:
+    labels: str = "golden"  # a label source (LABEL_SOURCES) or an ICM run directory
+    testbed: str | None = None  # default: the run's testbed
+    data_dir: str | None = None
+    train_split: str = "train"
+    test_split: str = "test"
+    train_size: int | None = None
+    test_size: int | None = 100
+    # Hold out this fraction of the train split's (or claims file's) consistency groups as
+    # the test claims instead of reading a test split.
+    test_fraction: float | None = None
+    consistency: str = "default"
+    seed: int = 0
+    matched_run: str | None = None  # random-matched: the ICM run whose accuracy to match
+    context_tokens: int = 4096
+    chars_per_token: float = 3.0
+    max_demos: int | None = None
+    bootstrap_rounds: int = 3
+    bootstrap_shots: int = 8
+    model: RunConfig | None = None
+    chat_model: str | None = None
+    chat_base_url: str | None = None
+
+
+def load_split(cfg: EvalConfig, testbed: str, split: str, size: int | None) -> ClaimTable:
+    options = LoadOptions(
+        data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
+        size=size,
+        seed=cfg.seed,
+        consistency=cfg.consistency,
+    )
+    return load_table(testbed, split, options)
+
+
+@contextlib.contextmanager
+def open_model(cfg: EvalConfig, label_words: tuple[str, str]) -> Iterator[LabelScorer]:
+    from icm.backends import open_backend
+    from icm.backends.response_cache import cache_wrapper
+
+    model = cfg.model or RunConfig()
+    with cache_wrapper(model.cache) as cached, open_backend(model, label_words) as backend:
+        yield cached(backend)
+
+
+def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
+    """Evaluate one label source. `scorer` overrides the configured model (for notebooks)."""
+    details: dict[str, Any] = {"seed": cfg.seed, "train_split": cfg.train_split}
+    is_run = cfg.labels not in LABEL_SOURCES
+    if is_run:
+        run_dir = Path(cfg.labels)
+        if not run_dir.is_dir():
+            raise ConfigError(
+                f"--labels: '{cfg.labels}' is neither a run directory nor one of "
+                f"{', '.join(LABEL_SOURCES)}"
+            )
+        train, labels, info = labels_from_run(run_dir)
+        details.update(info)
+        run_cfg = RunConfig.load(run_dir / "config.json")
+        testbed = cfg.testbed or run_cfg.testbed
+        details["train_split"] = run_cfg.split
+        if cfg.test_fraction is not None:
+            _, test = load_split(cfg, testbed, run_cfg.split, None).split_groups(
+                cfg.test_fraction, cfg.seed
+            )
+            # The run labeled claims of the whole file: those in the held-out part must not
+            # be shown as demonstrations.
+            held_out = {c.id for c in test.claims} | {c.prompt for c in test.claims}
+            kept = [c.id for c in train.claims if c.id not in held_out and c.prompt not in held_out]
+            details["run_claims_held_out"] = len(train) - len(kept)
+            train = train.subset(kept)
+            test = test.sample_groups(cfg.test_size, cfg.seed)
+    else:
+        if cfg.testbed is None:
+            raise ConfigError("--testbed: needed unless --labels is a run directory")
+        testbed = cfg.testbed
+        if cfg.test_fraction is None:
+            train = load_split(cfg, testbed, cfg.train_split, cfg.train_size)
+        else:
+            train, test = load_split(cfg, testbed, cfg.train_split, None).split_groups(
+                cfg.test_fraction, cfg.seed
+            )
+            train = train.sample_groups(cfg.train_size, cfg.seed)
+            test = test.sample_groups(cfg.test_size, cfg.seed)
+        labels = {}
+    if cfg.test_fraction is None:
+        if is_claims_file(testbed):
+            raise ConfigError(
+                f"{testbed}: a claims file has no separate test split; give --test-fraction F "
+                "(e.g. 0.3) to hold out that fraction of its consistency groups"
+            )
+        test = load_split(cfg, testbed, cfg.test_split, cfg.test_size)
+    else:
+        details["test_fraction"] = cfg.test_fraction
+    train_ids = {c.id for c in train.claims}
+    train_prompts = {c.prompt for c in train.claims}
+    shared = sum(c.id in train_ids or c.prompt in train_prompts for c in test.claims)
+    if shared:
+        raise ConfigError(
+            f"{testbed}: {shared} of {len(test)} test claims are also train claims (same id "
+            "or prompt); the test split must be held out"
+        )
+
+    def fit(demos: list) -> list:
+        return fit_demonstrations(
+            demos,
+            test,
+            context_tokens=cfg.context_tokens,
+            chars_per_token=cfg.chars_per_token,
+            max_demos=cfg.max_demos,
+            label_words=test.label_words,
+        )
+
+    with contextlib.ExitStack() as stack:
+        if cfg.labels == "zero-shot-chat":
+            from icm.backends.chat import ChatScorer
+
+            if not cfg.chat_base_url:
+                raise ConfigError("--labels zero-shot-chat: give a chat model with --chat-base-url")
+            model = stack.enter_context(
+                ChatScorer(cfg.chat_base_url, cfg.chat_model, label_words=test.label_words)
+            )
+        elif scorer is not None:
+            model = scorer
+        else:
+            model = stack.enter_context(open_model(cfg, test.label_words))
+
+        if cfg.labels == "golden":
+            labels = {c.id: c.gold for c in train.claims}
+        elif cfg.labels == "random":
+            labels = random_labels(train, cfg.seed)
+        elif cfg.labels == "random-matched":
+            if not cfg.matched_run:
+                raise ConfigError("--labels random-matched: name the ICM run with --match-run DIR")
+            _, _, info = labels_from_run(Path(cfg.matched_run))
+            accuracy = info["icm_agreement_with_gold"]
+            if accuracy is None:
+                raise ConfigError(f"--match-run: '{cfg.matched_run}' has no gold labels to match")
+            labels = matched_random_labels(train, accuracy, cfg.seed)
+            details["matched_accuracy"] = accuracy
+        elif cfg.labels == "bootstrap":
+            labels = bootstrap_labels(
+                model,
+                train,
+                rounds=cfg.bootstrap_rounds,
+                shots=cfg.bootstrap_shots,
+                seed=cfg.seed,
+                fit=fit,
+            )
+            details["bootstrap"] = {"rounds": cfg.bootstrap_rounds, "shots": cfg.bootstrap_shots}
+        demos = (
+            []
+            if cfg.labels.startswith("zero-shot")
+            else fit(order_demonstrations(train, labels, cfg.seed))
+        )
+        gaps = predict(model, test, demos)
+        details["model"] = model.model_id
+        details["backend"] = model.stats.as_dict()
+
+    accuracy, ci, _ = score_predictions(test, gaps, seed=cfg.seed)
+    # Threshold-free views of the same predictions: small base models often put every
+    # claim on one side of gap 0 (argmax accuracy 50%) while still ranking them.
+    details["auroc"] = auroc(gaps, test.gold_labels())
+    details["group_argmax_accuracy"] = group_argmax_accuracy(test, gaps)
+    details["share_predicted_true"] = sum(g > 0 for g in gaps) / len(gaps) if gaps else None
+    gold_of = {c.prompt: c.gold for c in train.claims}
+    demo_acc = [d.label == gold_of[d.prompt] for d in demos if gold_of.get(d.prompt) is not None]
+    details["demo_label_accuracy"] = sum(demo_acc) / len(demo_acc) if demo_acc else None
+    return EvalResult(
+        testbed=testbed,
+        source=("icm" if is_run else cfg.labels),
+        n_test=len(test),
+        n_demos=len(demos),
+        accuracy=accuracy,
+        ci95=ci,
+        gaps=gaps,
+        details=details,
+    )
+
+
+def write_eval(out: Path, result: EvalResult, test_ids: list[str] | None = None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(
+        out / "eval.json", {**result.summary(), "versions": versions(), "created": now_iso()}
+    )
+    if test_ids is not None:
+        write_jsonl(
+            out / "predictions.jsonl",
+            (
+                {"id": i, "gap": g, "prediction": g > 0}
+                for i, g in zip(test_ids, result.gaps, strict=True)
+            ),
+        )
+
+
+def evaluate_finetuned(
+    cfg: EvalConfig,
+    adapters: list[Path],
+    on_result: Callable[[str, EvalResult], None] | None = None,
+) -> list[EvalResult]:
+    """The base model and each fine-tuned model, all scored in process by transformers,
+    evaluated with the same label source on the same test claims. `on_result(name, result)`
+    is called as each model is done."""
+    from icm.backends.transformers_scorer import (
+        TransformersScorer,
+        load_causal_lm,
+        read_finetune_record,
+    )
+
+    bases = {read_finetune_record(a)["base"] for a in adapters}
+    if len(bases) != 1:
+        raise ConfigError(
+            f"--finetuned: the folders were fine-tuned from different base models "
+            f"({', '.join(sorted(bases))}); compare models of one base"
+        )
+    if cfg.labels == "zero-shot-chat":
+        raise ConfigError("--finetuned: use a label source other than zero-shot-chat")
+    testbed = cfg.testbed
+    if testbed is None and cfg.labels not in LABEL_SOURCES:
+        testbed = RunConfig.load(Path(cfg.labels) / "config.json").testbed
+    if testbed is None:
+        raise ConfigError("--testbed: needed unless --labels is a run directory")
+    words = load_split(cfg, testbed, cfg.test_split, 1).label_words
+    model = cfg.model or RunConfig()
+    results: list[EvalResult] = []
+    for name, source in [("base", bases.pop()), *[(str(a), a) for a in adapters]]:
+        scorer = TransformersScorer(
+            load_causal_lm(source),
+            label_words=words,
+            logprobs=model.logprobs,
+            keep_trailing_space=model.keep_trailing_space,
+        )
+        result = run_eval(cfg, scorer=scorer)
+        result.details["model_source"] = name
+        results.append(result)
+        if on_result is not None:
+            on_result(name, result)
+        del scorer  # one model in memory at a time
+    return results

@@ -18,9 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from icm.cli.eval import EvalConfig, run_eval
 from icm.config import RunConfig
-from icm.evaluate import EvalResult
+from icm.evaluate import EvalConfig, EvalResult, run_eval
 
 # Read off the paper's Figure 3 (Llama 3.1 8B for GSM8K-verification, 70B otherwise),
 # in percent. For Alpaca the paper's golden column is its human labels.
