@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from icm.config import RunConfig
-from icm.report.replicate import Cell, ReplicateConfig, plot_report, summarize, write_report
+from icm.replicate import Cell, ReplicateConfig, summarize
+from icm.report.replicate_report import plot_report, write_report
 
 
 def test_report_table_and_figure_from_cells(tmp_path: Path) -> None:

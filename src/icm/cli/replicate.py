@@ -1,5 +1,5 @@
 """`icm replicate`: run ICM and every baseline on testbeds over seeds; write report.md and
-figure.png (see icm.report.replicate)."""
+figure.png (see icm.replicate and icm.report.replicate_report)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 from icm.cli.options import DATA_DIR_HELP, add_model_options, data_dir_of, model_options
 from icm.config import RunConfig
 from icm.errors import ConfigError
-from icm.report.replicate import ReplicateConfig, plot_report, run_replicate, write_report
+from icm.replicate import ReplicateConfig, run_replicate
+from icm.report.replicate_report import plot_report, write_report
 from icm.run_dir import now_iso
 
 

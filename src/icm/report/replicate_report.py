@@ -1,25 +1,14 @@
-"""`icm replicate`: the paper's comparison as one command.
-
-For each testbed and seed: run ICM on a train sample, then evaluate on the held-out test
-split with demonstrations labeled by ICM, by gold labels, by random labels (plain, and
-matched to ICM's accuracy), zero-shot, the bootstrap baseline, and a chat model when one
-is given. Writes report.md (testbed x method, mean +/- std over seeds, the paper's numbers
-beside ours) and figure.png (grouped bars with error bars, in the style of the paper's
-Figure 3). For truthfulqa it also runs ICM with --consistency paper (gold-derived keys)
-and reports the gap to the leak-free default.
+"""The report of `icm replicate` (icm.replicate): report.md (testbed x method, mean +/- std
+over seeds, the paper's numbers beside ours, the truthfulqa consistency-key gap) and
+figure.png (grouped bars with error bars, in the style of the paper's Figure 3).
 """
 
 from __future__ import annotations
 
-import json
 import statistics
-import time
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
-from icm.config import RunConfig
-from icm.evaluate import EvalConfig, EvalResult, run_eval
+from icm.replicate import METHODS, Cell, ReplicateConfig, summarize
 
 # Read off the paper's Figure 3 (Llama 3.1 8B for GSM8K-verification, 70B otherwise),
 # in percent. For Alpaca the paper's golden column is its human labels.
@@ -30,7 +19,6 @@ PAPER_NUMBERS: dict[str, dict[str, float]] = {
 }
 PAPER_MODEL = {"gsm8k": "Llama 3.1 8B", "truthfulqa": "Llama 3.1 70B", "alpaca": "Llama 3.1 70B"}
 
-METHODS = ("zero-shot", "zero-shot-chat", "random", "random-matched", "bootstrap", "golden", "icm")
 METHOD_NAMES = {
     "zero-shot": "Zero-shot",
     "zero-shot-chat": "Zero-shot (chat)",
@@ -41,144 +29,6 @@ METHOD_NAMES = {
     "icm": "ICM",
     "icm-paper-consistency": "ICM, --consistency paper",
 }
-
-
-@dataclass
-class ReplicateConfig:
-    testbeds: list[str]
-    seeds: int = 3
-    train_size: int = 32
-    test_size: int = 100
-    run: RunConfig = field(default_factory=RunConfig)  # search and model options
-    data_dir: str | None = None
-    context_tokens: int = 4096
-    chat_model: str | None = None
-    chat_base_url: str | None = None
-    out: Path = Path("replicate")
-
-
-@dataclass
-class Cell:
-    testbed: str
-    method: str
-    seed: int
-    accuracy: float
-    ci95: tuple[float, float]
-    n_test: int
-    n_demos: int
-    details: dict[str, Any]
-
-
-def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
-    from icm.run import start_run
-
-    cells: list[Cell] = []
-    cfg.out.mkdir(parents=True, exist_ok=True)
-    cells_path = cfg.out / "cells.jsonl"
-    done = set()
-    if cells_path.exists():  # resume: keep what is done
-        for line in cells_path.read_text().splitlines():
-            row = json.loads(line)
-            cells.append(Cell(**{**row, "ci95": tuple(row["ci95"])}))
-            done.add((row["testbed"], row["method"], row["seed"]))
-
-    def record(cell: Cell) -> None:
-        cells.append(cell)
-        with cells_path.open("a") as f:
-            f.write(json.dumps(cell.__dict__) + "\n")
-
-    for testbed in cfg.testbeds:
-        for seed in range(cfg.seeds):
-            variants = [("icm", "default")]
-            if testbed == "truthfulqa":
-                variants.append(("icm-paper-consistency", "paper"))
-            run_dirs: dict[str, Path] = {}
-            for method, consistency in variants:
-                run_dir = cfg.out / "runs" / f"{testbed}-{method}-seed{seed}"
-                run_dirs[method] = run_dir
-                if (testbed, method, seed) in done:
-                    continue
-                if not (run_dir / "labels.jsonl").exists():
-                    run_cfg = replace(
-                        cfg.run,
-                        testbed=testbed,
-                        split="train",
-                        size=cfg.train_size,
-                        seed=cfg.run.seed + seed,
-                        consistency=consistency,
-                        data_dir=cfg.data_dir,
-                        out=str(run_dir),
-                    )
-                    started = time.monotonic()
-                    if (run_dir / "config.json").exists():
-                        from icm.run import resume_run
-
-                        resume_run(run_dir, {}, progress=False)
-                    else:
-                        start_run(run_cfg, progress=False)
-                    log(
-                        f"{testbed} seed {seed}: ICM ({consistency}) in "
-                        f"{time.monotonic() - started:.0f}s"
-                    )
-                record(evaluate_cell(cfg, testbed, method, seed, labels=str(run_dir)))
-            for method in METHODS:
-                if method == "icm" or (testbed, method, seed) in done:
-                    continue
-                if method == "zero-shot-chat" and not cfg.chat_base_url:
-                    continue
-                record(
-                    evaluate_cell(
-                        cfg, testbed, method, seed, labels=method, matched_run=str(run_dirs["icm"])
-                    )
-                )
-                log(f"{testbed} seed {seed}: {method} {100 * cells[-1].accuracy:.1f}%")
-    return cells
-
-
-def evaluate_cell(
-    cfg: ReplicateConfig,
-    testbed: str,
-    method: str,
-    seed: int,
-    *,
-    labels: str,
-    matched_run: str | None = None,
-) -> Cell:
-    ecfg = EvalConfig(
-        labels=labels,
-        testbed=testbed,
-        data_dir=cfg.data_dir,
-        train_size=cfg.train_size,
-        test_size=cfg.test_size,
-        seed=seed,
-        matched_run=matched_run,
-        context_tokens=cfg.context_tokens,
-        model=cfg.run,
-        chat_model=cfg.chat_model,
-        chat_base_url=cfg.chat_base_url,
-    )
-    result: EvalResult = run_eval(ecfg)
-    return Cell(
-        testbed,
-        method,
-        seed,
-        result.accuracy,
-        result.ci95,
-        result.n_test,
-        result.n_demos,
-        result.details,
-    )
-
-
-def summarize(cells: list[Cell]) -> dict[tuple[str, str], tuple[float, float, int]]:
-    """(testbed, method) -> (mean %, std %, seeds)."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for c in cells:
-        groups.setdefault((c.testbed, c.method), []).append(100 * c.accuracy)
-    return {
-        k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
-        for k, v in groups.items()
-    }
 
 
 def write_report(
