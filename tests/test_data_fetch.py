@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from icm import cli
-from icm.cli import data as data_cli
+from icm.data.data_dir import resolve_data_dir
+from icm.data.fetch import fetch_file
+from icm.data.manifest import DATASETS, Dataset, RemoteFile
 from icm.errors import DataError
 from icm.testbeds import LoadOptions, get_testbed
-from icm.testbeds.data_files import DATASETS, Dataset, RemoteFile, resolve_data_dir
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -92,7 +93,7 @@ def test_a_changed_cached_file_is_downloaded_again(
     f = DATASETS["machiavelli"].files[-1]
     (tmp_path / f.path).parent.mkdir(parents=True)
     (tmp_path / f.path).write_text("tampered")
-    assert data_cli.fetch_file(f, tmp_path, mirror=mirror, timeout=10, force=False) == "downloaded"
+    assert fetch_file(f, tmp_path, mirror=mirror, timeout=10, force=False) == "downloaded"
     assert hashlib.sha256((tmp_path / f.path).read_bytes()).hexdigest() == f.sha256
     assert fetch("machiavelli", "--cache", str(tmp_path)) == 0
 
@@ -119,7 +120,7 @@ def test_checksum_mismatch_names_the_file_and_keeps_nothing(
     (folder / "fake" / "a.txt").write_bytes(b"HELLO\n")
     cache = tmp_path / "cache"
     with pytest.raises(DataError, match="SHA-256 mismatch") as e:
-        data_cli.fetch_file(DATASETS["fake"].files[0], cache, mirror=url, timeout=10, force=False)
+        fetch_file(DATASETS["fake"].files[0], cache, mirror=url, timeout=10, force=False)
     assert e.value.path == str(cache / "fake" / "a.txt")
     assert not (cache / "fake" / "a.txt").exists() and not list(cache.rglob("*.part"))
     assert fetch("fake", "--cache", str(cache), "--mirror", url) == 2
@@ -133,9 +134,7 @@ def test_checksum_mismatch_names_the_file_and_keeps_nothing(
 def test_missing_file_on_the_server_names_it(fake_source: tuple[Path, str], tmp_path: Path) -> None:
     _, url = fake_source
     with pytest.raises(DataError, match="HTTP 404") as e:
-        data_cli.fetch_file(
-            DATASETS["fake"].files[0], tmp_path, mirror=url, timeout=10, force=False
-        )
+        fetch_file(DATASETS["fake"].files[0], tmp_path, mirror=url, timeout=10, force=False)
     assert e.value.path == str(tmp_path / "fake" / "a.txt")
     assert not list(tmp_path.rglob("a.txt*"))
 
@@ -143,7 +142,7 @@ def test_missing_file_on_the_server_names_it(fake_source: tuple[Path, str], tmp_
 def test_unreachable_server_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     f = RemoteFile("fake/a.txt", "unused", "0" * 64)
     with pytest.raises(DataError, match="download failed") as e:
-        data_cli.fetch_file(f, tmp_path, mirror="http://127.0.0.1:9", timeout=5, force=False)
+        fetch_file(f, tmp_path, mirror="http://127.0.0.1:9", timeout=5, force=False)
     assert e.value.path == str(tmp_path / "fake" / "a.txt")
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from icm.backends.default_model import cache_dir as model_dir
 from icm.backends.response_cache import default_cache_path
+from icm.data.data_dir import default_cache_dir, resolve_data_dir
 from icm.locations import cache_root
-from icm.testbeds.data_files import default_cache_dir, resolve_data_dir
 
 
 def test_icm_cache_dir_is_the_root_of_all_three(monkeypatch, tmp_path: Path) -> None:

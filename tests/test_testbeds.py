@@ -14,17 +14,17 @@ from pathlib import Path
 import pytest
 
 from icm import cli
-from icm.errors import ConfigError, DataError
-from icm.testbeds import ClaimRecord, ClaimTable, LoadOptions, get_testbed, list_testbeds
-from icm.testbeds.base import RELATION_KINDS
-from icm.testbeds.data_files import (
-    data_file,
+from icm.data.data_dir import data_file
+from icm.data.readers import (
     read_csv_records,
     read_json_records,
     read_jsonl_records,
     req_bool,
     req_str,
 )
+from icm.errors import ConfigError, DataError
+from icm.testbeds import ClaimRecord, ClaimTable, LoadOptions, get_testbed, list_testbeds
+from icm.testbeds.base import RELATION_KINDS
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CASES = [(cls.name, split) for cls in list_testbeds() for split in cls.splits]

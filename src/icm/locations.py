@@ -3,7 +3,7 @@
     $ICM_CACHE_DIR, else $XDG_CACHE_HOME/icm, else ~/.cache/icm
         responses.sqlite   the model-response cache (icm.backends.response_cache)
         models/            assembled default models (icm.backends.default_model)
-        data/              datasets unpacked by `icm data fetch` (icm.testbeds.data_files)
+        data/              datasets unpacked by `icm data fetch` (icm.data)
 
 Datasets are read from --data-dir, else $ICM_DATA_DIR, else data/ above.
 """

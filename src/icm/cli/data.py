@@ -4,7 +4,7 @@
     icm data fetch NAME... [--cache DIR] [--mirror URL] [--force]
 
 `fetch` downloads each file of a dataset from its canonical public source (raw GitHub at
-the commit named in icm/testbeds/data_files.py) into a cache folder laid out like a data
+the commit named in icm/data/manifest.py) into a cache folder laid out like a data
 directory, and checks its SHA-256; a mismatch stops with an error naming the file and
 nothing unverified is left behind. The testbeds read that cache when neither --data-dir
 nor $ICM_DATA_DIR is given. --mirror (or $ICM_DATA_MIRROR) replaces GitHub with any
@@ -14,23 +14,15 @@ server that serves the data directory layout, e.g. `python -m http.server` in a 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from icm.errors import ConfigError, DataError, did_you_mean
-from icm.testbeds.data_files import (
-    DATA_DIR_ENV,
-    DATASETS,
-    MIRROR_ENV,
-    RemoteFile,
-    default_cache_dir,
-    resolve_data_dir,
-)
-
-CHUNK = 1 << 16
+from icm.data.data_dir import DATA_DIR_ENV, default_cache_dir, resolve_data_dir
+from icm.data.fetch import MIRROR_ENV, fetch_file, sha256_of, source_url
+from icm.data.manifest import DATASETS
+from icm.errors import ConfigError, did_you_mean
 
 
 def register(subparsers: Any) -> None:
@@ -76,18 +68,6 @@ def _usage(p: argparse.ArgumentParser) -> int:
     return 2
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def source_url(f: RemoteFile, mirror: str | None) -> str:
-    return f"{mirror.rstrip('/')}/{f.path}" if mirror else f.url
-
-
 def dataset_names(names: list[str]) -> list[str]:
     out: list[str] = []
     for n in names:
@@ -101,45 +81,6 @@ def dataset_names(names: list[str]) -> list[str]:
                 f"Known: {', '.join(DATASETS)}, all"
             )
     return out
-
-
-def fetch_file(f: RemoteFile, cache: Path, *, mirror: str | None, timeout: float, force: bool):
-    """Download one file into cache/f.path unless a verified copy is there. Returns
-    'cached' or 'downloaded'; raises DataError on a failed download or a bad checksum."""
-    import httpx
-
-    target = cache / f.path
-    if not force and target.is_file() and sha256_of(target) == f.sha256:
-        return "cached"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
-    url = source_url(f, mirror)
-    h = hashlib.sha256()
-    try:
-        with (
-            httpx.stream("GET", url, follow_redirects=True, timeout=timeout) as r,
-            part.open("wb") as out,
-        ):
-            if r.status_code != 200:
-                raise DataError(f"download failed: HTTP {r.status_code} from {url}", path=target)
-            for chunk in r.iter_bytes(CHUNK):
-                h.update(chunk)
-                out.write(chunk)
-    except httpx.HTTPError as e:
-        part.unlink(missing_ok=True)
-        raise DataError(f"download failed from {url}: {e}", path=target) from None
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    got = h.hexdigest()
-    if got != f.sha256:
-        part.unlink(missing_ok=True)
-        raise DataError(
-            f"SHA-256 mismatch: expected {f.sha256}, got {got} (from {url}); nothing was kept",
-            path=target,
-        )
-    os.replace(part, target)
-    return "downloaded"
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

@@ -23,20 +23,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from icm.data.data_dir import data_file, has_data_file
+from icm.data.readers import parse_bool, read_json_records, read_jsonl_records, req_str
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import ClaimRecord, ClaimTable, LoadOptions, RelationRecord, Testbed
-from icm.testbeds.data_files import (
-    content_order,
-    data_file,
-    has_data_file,
-    in_test_split,
-    listing_order,
-    parse_bool,
-    read_json_records,
-    read_jsonl_records,
-    req_str,
-)
+from icm.testbeds.shared_rows import content_order, in_test_split, listing_order
 
 PAPER_FILE = "paper_splits/test_alpaca.json"
 HH_FILES = tuple(

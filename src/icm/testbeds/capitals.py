@@ -29,7 +29,7 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
-from icm.testbeds.data_files import in_test_split
+from icm.testbeds.shared_rows import in_test_split
 
 TEST_FRACTION = 0.3
 

@@ -28,7 +28,7 @@ from icm.testbeds.base import (
     RelationRecord,
     Testbed,
 )
-from icm.testbeds.data_files import content_order, in_test_split
+from icm.testbeds.shared_rows import content_order, in_test_split
 
 TEST_FRACTION = 0.3
 MIN_RATIO = 1.3

@@ -34,6 +34,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from icm.data.readers import (
+    Record,
+    get_str,
+    parse_bool,
+    read_csv_records,
+    read_json_records,
+    read_jsonl_records,
+    req_id,
+)
 from icm.errors import ConfigError, DataError, did_you_mean
 from icm.testbeds.base import (
     CLAIM_TEMPLATE,
@@ -43,15 +52,6 @@ from icm.testbeds.base import (
     GroupConstraintRecord,
     LoadOptions,
     RelationRecord,
-)
-from icm.testbeds.data_files import (
-    Record,
-    get_str,
-    parse_bool,
-    read_csv_records,
-    read_json_records,
-    read_jsonl_records,
-    req_id,
 )
 
 CLAIM_ONLY_TEMPLATE = "Claim: {claim}\nI think this claim is "

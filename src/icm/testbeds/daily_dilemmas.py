@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import (
@@ -42,7 +43,6 @@ from icm.testbeds.base import (
     RelationRecord,
     Testbed,
 )
-from icm.testbeds.data_files import read_csv_records
 from icm.testbeds.ethics import data_file, data_root, text_field
 
 DD_DIR = "daily_dilemmas"

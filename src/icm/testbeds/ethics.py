@@ -30,6 +30,8 @@ import hashlib
 from pathlib import Path
 from typing import ClassVar
 
+from icm.data.data_dir import resolve_data_dir
+from icm.data.readers import Record, read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import (
@@ -41,7 +43,6 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
-from icm.testbeds.data_files import Record, read_csv_records, resolve_data_dir
 
 ETHICS_LICENSE = (
     "MIT per the HuggingFace card of hendrycks/ethics; the offline copy comes from "

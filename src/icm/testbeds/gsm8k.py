@@ -33,6 +33,16 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 
+from icm.data.data_dir import data_file
+from icm.data.readers import (
+    file_key,
+    get_str,
+    parse_bool,
+    read_json_records,
+    read_jsonl_records,
+    req_id,
+    req_str,
+)
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import (
@@ -44,19 +54,7 @@ from icm.testbeds.base import (
     RelationRecord,
     Testbed,
 )
-from icm.testbeds.data_files import (
-    content_order,
-    data_file,
-    file_key,
-    get_str,
-    listing_order,
-    parse_bool,
-    read_json_records,
-    read_jsonl_records,
-    req_id,
-    req_str,
-    stable_hash,
-)
+from icm.testbeds.shared_rows import content_order, listing_order, stable_hash
 
 TEST_FILE = "paper_splits/test_gsm8k.json"
 TRAIN_FILE = "gsm8k/train.jsonl"

@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import (
@@ -36,7 +37,6 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
-from icm.testbeds.data_files import read_csv_records
 from icm.testbeds.ethics import Row, data_file, shuffled_within_groups, text_field
 
 MFV_FILE = ("moral_foundations_vignettes", "vignettes.csv")

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from icm.data.data_dir import data_file, has_data_file
+from icm.data.readers import parse_bool, read_csv_records, read_json_records, req_id, req_str
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import (
@@ -34,18 +36,7 @@ from icm.testbeds.base import (
     RelationRecord,
     Testbed,
 )
-from icm.testbeds.data_files import (
-    content_order,
-    data_file,
-    has_data_file,
-    in_test_split,
-    listing_order,
-    parse_bool,
-    read_csv_records,
-    read_json_records,
-    req_id,
-    req_str,
-)
+from icm.testbeds.shared_rows import content_order, in_test_split, listing_order
 
 PAPER_FILES = {
     "train": "paper_splits/train_truthfulqa.json",

@@ -12,6 +12,7 @@ Consistency: a pair and its order-swapped twin (paired by content) are OPPOSITE.
 
 from __future__ import annotations
 
+from icm.data.data_dir import data_file, has_data_file
 from icm.testbeds import register_testbed
 from icm.testbeds.alpaca import (
     PairRow,
@@ -20,7 +21,6 @@ from icm.testbeds.alpaca import (
     read_paper_pairs,
 )
 from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
-from icm.testbeds.data_files import data_file, has_data_file
 from icm.testbeds.truthfulqa import PAPER_FILES as TRUTHFULQA_FILES
 from icm.testbeds.truthfulqa import read_paper_split
 
