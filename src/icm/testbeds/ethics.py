@@ -30,8 +30,7 @@ import hashlib
 from pathlib import Path
 from typing import ClassVar
 
-from icm.data.data_dir import resolve_data_dir
-from icm.data.readers import Record, read_csv_records
+from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import (
@@ -43,6 +42,7 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
+from icm.testbeds.shared_rows import Row, data_file_for, shuffled_within_groups, text_field
 
 ETHICS_LICENSE = (
     "MIT per the HuggingFace card of hendrycks/ethics; the offline copy comes from "
@@ -51,39 +51,7 @@ ETHICS_LICENSE = (
 ETHICS_SPLITS = ("train", "test", "test_hard")
 
 
-# --- small readers shared by the moral testbeds ----------------------------------------
-
-
-def data_root(options: LoadOptions) -> Path | None:
-    """DATA_DIR: --data-dir, ICM_DATA_DIR, or the `icm data fetch` cache."""
-    return resolve_data_dir(options.data_dir)
-
-
-def data_file(options: LoadOptions, *parts: str, hint: str = "") -> Path:
-    """DATA_DIR/parts..., or a DataError that says where the file was expected and how to
-    get it."""
-    root = data_root(options)
-    rel = "/".join(parts)
-    hint = hint or f"`icm data fetch {parts[0]}` downloads it"
-    if root is None:
-        raise DataError(
-            f"no data directory: pass --data-dir (or set ICM_DATA_DIR) to the folder that "
-            f"holds {rel}; {hint}"
-        )
-    path = root.joinpath(*parts)
-    if not path.is_file():
-        raise DataError(f"file not found; {hint}", path=path)
-    return path
-
-
-Row = Record  # (1-based line where the record starts, cells by column)
-
-
-def text_field(row: Row, name: str, path: Path) -> str:
-    value = row[1][name].strip()
-    if not value:
-        raise DataError("empty", path=path, line=row[0], field=name)
-    return value
+# --- row helpers of ETHICS alone ------------------------------------------------------
 
 
 def binary_label(row: Row, name: str, path: Path) -> bool:
@@ -98,35 +66,6 @@ def coin(*key: object) -> bool:
     return hashlib.sha256("/".join(map(str, key)).encode()).digest()[0] < 128
 
 
-def shuffled_within_groups(
-    claims: list[ClaimRecord], salt: str, *, renumber: bool = False
-) -> list[ClaimRecord]:
-    """Groups stay in file order, claims inside a group get a stable pseudo-random order.
-
-    The source files often list the right answer first in its group (ETHICS virtue: the
-    fitting trait is the first candidate for 82% of test sentences); the order must not
-    carry that signal into batches or logs. With `renumber`, ids become `<group>-<k>` in
-    the new order, so that sorting by id does not restore the file order either (the
-    source row stays in the claim's fields).
-    """
-    first: dict[str, int] = {}
-    for c in claims:
-        first.setdefault(c.group, len(first))
-    out = sorted(
-        claims,
-        key=lambda c: (first[c.group], hashlib.sha256(f"{salt}/{c.id}".encode()).digest()),
-    )
-    if not renumber:
-        return out
-    seen: dict[str, int] = {}
-    renamed = []
-    for c in out:
-        k = seen.get(c.group, 0)
-        seen[c.group] = k + 1
-        renamed.append(ClaimRecord(f"{c.group}-{k}", c.prompt, c.group, c.gold, c.fields))
-    return renamed
-
-
 # --- the testbeds ----------------------------------------------------------------------
 
 
@@ -139,7 +78,7 @@ class _Ethics(Testbed):
     license = ETHICS_LICENSE
 
     def path(self, split: str, options: LoadOptions) -> Path:
-        return data_file(options, "ethics", self.subset, self.files[split])
+        return data_file_for(options, "ethics", self.subset, self.files[split])
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
         table = self.build(split, self.path(split, options))
@@ -200,7 +139,7 @@ class EthicsCommonsense(_Ethics):
                 "cm_train.csv is not in the offline copy of ETHICS (it is 4 MiB or more); "
                 "search on --split test and evaluate on --split test_hard"
             )
-        return data_file(options, "ethics", self.subset, self.files[split], hint=hint)
+        return data_file_for(options, "ethics", self.subset, self.files[split], hint=hint)
 
     def build(self, split: str, path: Path) -> ClaimTable:
         rows = read_csv_records(path, required=("label", "input", "is_short"))

@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import ClaimRecord, ClaimTable, LoadOptions, Testbed
-from icm.testbeds.ethics import data_root, shuffled_within_groups
+from icm.testbeds.shared_rows import data_root, shuffled_within_groups
 
 MORALITY_CATEGORIES = (
     "killing",
