@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from icm import _icm_core as core
+from icm.cli import main
 from icm.errors import DataError
 from icm.run_dir import default_run_dir
 from icm.search import run_icm
@@ -38,6 +39,19 @@ def icm(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
         check=False,
         cwd=cwd,
     )
+
+
+def icm_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess:
+    """`icm ARGS` through the CLI's entry point in this process (an exception that escapes
+    main() fails the test, as a traceback would): for the many cases that need no process
+    of their own, an interpreter start each costs more than the check."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as e:  # argparse's errors
+        code = int(e.code or 0)
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), code, captured.out, captured.err)
 
 
 def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
@@ -333,9 +347,11 @@ def test_duplicate_keys_and_columns_are_refused(
         (["--concurrency", str(10**6)], "--concurrency"),
     ],
 )
-def test_out_of_range_flags_get_one_line(tmp_path: Path, flags: list[str], named: str) -> None:
+def test_out_of_range_flags_get_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
     out = tmp_path / "run"
-    line = one_error_line(icm(*QUICK, *flags, "--out", str(out)))
+    line = one_error_line(icm_in_process(capsys, *QUICK, *flags, "--out", str(out)))
     assert named in line
     assert not (out / "config.json").exists()
 
@@ -378,9 +394,11 @@ def test_a_non_finite_score_stops_the_search_naming_the_claim() -> None:
 # ------------------------------------------------------------------ 8. state.json on resume
 
 
-def _interrupted(tmp_path: Path) -> Path:
-    """A run stopped in its first batch, with the figures that a resume starts from."""
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def interrupted_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run stopped in its first batch, with the figures that a resume starts from (made
+    once; each case edits its own copy)."""
+    out = tmp_path_factory.mktemp("interrupted") / "run"
     r = icm(
         "run",
         "--model",
@@ -415,8 +433,15 @@ def _interrupted(tmp_path: Path) -> Path:
         ({"n_completed": 0, "batch": 0, "state": {"context_pool": [50]}}, "state.context_pool"),
     ],
 )
-def test_impossible_checkpoints_are_refused(tmp_path: Path, edit: dict, field: str) -> None:
-    out = _interrupted(tmp_path)
+def test_impossible_checkpoints_are_refused(
+    interrupted_template: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    edit: dict,
+    field: str,
+) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(interrupted_template, out)
     state_path = out / "state.json"
     data = json.loads(state_path.read_text())
     good_state = {
@@ -433,7 +458,7 @@ def test_impossible_checkpoints_are_refused(tmp_path: Path, edit: dict, field: s
     data.update(edit)
     state_path.write_text(json.dumps(data))
     trace_before = (out / "trace.jsonl").read_bytes()
-    line = one_error_line(icm("run", "--resume", str(out), "--quiet"))
+    line = one_error_line(icm_in_process(capsys, "run", "--resume", str(out), "--quiet"))
     assert str(state_path) in line and f"field '{field}'" in line
     assert (out / "trace.jsonl").read_bytes() == trace_before  # nothing cut back
 

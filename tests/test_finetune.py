@@ -86,7 +86,14 @@ def test_iterative_run_refuses_a_server_model() -> None:
 
 def write_run(run_dir: Path, rows: list[dict[str, Any]], **config: Any) -> Path:
     run_dir.mkdir(parents=True)
-    cfg = {"model": "embedded", "base_url": [], "model_path": None, **config}
+    cfg = {
+        "testbed": "arithmetic",
+        "split": "train",
+        "model": "embedded",
+        "base_url": [],
+        "model_path": None,
+        **config,
+    }
     (run_dir / "config.json").write_text(
         json.dumps({"config": cfg, "testbed": {"label_words": ["True", "False"]}})
     )
