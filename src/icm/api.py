@@ -22,7 +22,7 @@ from icm import _icm_core as core
 from icm.backends.base import CoreScorer, LabelScorer
 from icm.config import RunConfig
 from icm.errors import ConfigError
-from icm.run_summary import RunSummary, summarize
+from icm.run_summary import RunSummary, summarize_run
 from icm.search import IcmResult, gold_agreement, run_icm
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
 
@@ -160,14 +160,7 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
     n_batch = cfg.batch_claims(len(table))
     with _scorer(scorer, table, cfg) as core_scorer:
         result = run_icm(table, core_scorer, cfg.search_params(n_batch), cfg.batch_size)
-    summary = summarize(
-        table,
-        result.labels,
-        mp_per_batch=[b.mp for b in result.batches],
-        alpha=cfg.resolved_alpha(n_batch),
-        n_batch=n_batch,
-        mp_objective=cfg.mp_objective,
-    )
+    summary = summarize_run(cfg, table, result, n_batch)
     for warning in summary.warnings:
         warnings.warn(f"icm.api.label: {warning}", RuntimeWarning, stacklevel=2)
     return Labels(table, result, given, summary)

@@ -34,7 +34,7 @@ from icm.run_dir import (
     write_json,
     write_jsonl,
 )
-from icm.run_summary import RunSummary, balanced_alpha, summarize
+from icm.run_summary import RunSummary, balanced_alpha, summarize_run
 from icm.search import (
     BatchScorer,
     IcmResult,
@@ -412,7 +412,7 @@ def execute_run(
         raise
     finally:
         bar.close()
-        summary = report_summary(cfg, table, result, n_batch) if result is not None else None
+        summary = summarize_run(cfg, table, result, n_batch) if result is not None else None
         write_json(
             run_dir / "metrics.json",
             metrics(cfg, table, result, handle, status, segments(status), error, summary),
@@ -463,19 +463,6 @@ def alpha_note(cfg: RunConfig, n_batch: int) -> str:
             "balance (docs/algorithm.md)"
         )
     return f"alpha {alpha:g} on batches of {n_batch} claims: {weight} (the paper: 0.117)"
-
-
-def report_summary(
-    cfg: RunConfig, table: ClaimTable, result: IcmResult, n_batch: int
-) -> RunSummary:
-    return summarize(
-        table,
-        result.labels,
-        mp_per_batch=[b.mp for b in result.batches],
-        alpha=cfg.resolved_alpha(n_batch),
-        n_batch=n_batch,
-        mp_objective=cfg.mp_objective,
-    )
 
 
 def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:

@@ -10,10 +10,14 @@ help. The summary reads only the labels and the claims' structure, never gold la
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icm import _icm_core as core
 from icm.testbeds.base import ClaimTable
+
+if TYPE_CHECKING:  # config imports this module
+    from icm.config import RunConfig
+    from icm.search import IcmResult
 
 # The paper's setting: batches of 256 claims with alpha 30. With the original code's
 # mean-gap MP, one claim's term weighs alpha / N against one violated constraint, so a
@@ -91,6 +95,18 @@ def summarize(
     )
     s.warnings = _warnings(s, alpha, n_batch, mp_objective)
     return s
+
+
+def summarize_run(cfg: RunConfig, table: ClaimTable, result: IcmResult, n_batch: int) -> RunSummary:
+    """The summary of a search's result under the run configuration that produced it."""
+    return summarize(
+        table,
+        result.labels,
+        mp_per_batch=[b.mp for b in result.batches],
+        alpha=cfg.resolved_alpha(n_batch),
+        n_batch=n_batch,
+        mp_objective=cfg.mp_objective,
+    )
 
 
 def _remedy(alpha: float | None, n_batch: int | None, mp_objective: str) -> str:
