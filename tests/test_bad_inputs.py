@@ -565,3 +565,13 @@ def test_a_closed_pipe_is_not_an_error() -> None:
     proc.stdout.close()  # before icm has imported itself, let alone printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141 and err == ""
+
+
+def test_a_data_error_is_one_line_whatever_the_file_holds(tmp_path: Path) -> None:
+    """A value quoted from a file may hold a line break (found by test_fuzz on the MFV CSV)."""
+    assert "\n" not in str(DataError("unknown 'C\nare'", path="v.csv", line=3, field="F\r\nG"))
+    csv = tmp_path / "claims.csv"
+    csv.write_text('id,claim,label\n"a\nb",x,maybe\n')
+    with pytest.raises(DataError) as e:
+        load_claims_file(csv, LoadOptions())
+    assert "\n" not in str(e.value)

@@ -38,7 +38,10 @@ class DataError(IcmError, ValueError):
         elif line is not None:
             where = f"line {line}: "
         what = f"field '{field}': " if field is not None else ""
-        super().__init__(f"{where}{what}{problem}")
+        # One line whatever the data holds: a value or a column name quoted from a file
+        # may contain line breaks.
+        message = f"{where}{what}{problem}"
+        super().__init__(message.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 class BackendError(IcmError, RuntimeError):
