@@ -151,9 +151,9 @@ def test_a_run_directory_in_use_is_refused_and_freed_by_a_kill(tmp_path: Path) -
 # ------------------------------------------------- 2. a completed run's outputs are checked
 
 
-@pytest.fixture()
-def finished(tmp_path: Path) -> Path:
-    out = tmp_path / "done"
+@pytest.fixture(scope="module")
+def finished_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "done"
     r = icm(
         "run",
         "--model",
@@ -169,6 +169,14 @@ def finished(tmp_path: Path) -> Path:
         str(out),
     )
     assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture()
+def finished(finished_template: Path, tmp_path: Path) -> Path:
+    """A completed run of this test's own (a copy: tests damage it)."""
+    out = tmp_path / "done"
+    shutil.copytree(finished_template, out)
     return out
 
 
