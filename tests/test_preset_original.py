@@ -42,7 +42,7 @@ def parse(*argv: str) -> RunConfig:
 
 
 def test_preset_original_sets_the_original_configuration() -> None:
-    cfg = parse("--preset", "original")
+    cfg = parse("--preset", "original", "--testbed", "truthfulQA")
     for name, value in PRESETS["original"].items():
         assert getattr(cfg, name) == value, name
     assert cfg.preset == "original"
@@ -50,6 +50,14 @@ def test_preset_original_sets_the_original_configuration() -> None:
     assert params.alpha == 30.0  # not rescaled: the original's value
     assert str(params.seed_placement).endswith("BATCH_START")
     assert str(params.mp_mode).endswith("EXACT")
+
+
+def test_the_original_keys_only_where_a_testbed_has_them() -> None:
+    # capitals (the default) and claims files have no original keys: their own relations.
+    assert parse("--preset", "original").consistency == "default"
+    assert parse("--preset", "original", "--testbed", "alpaca").consistency == "paper"
+    # Asked for explicitly, it stays asked for (and the load names what the testbed offers).
+    assert parse("--preset", "original", "--consistency", "paper").consistency == "paper"
 
 
 def test_flags_given_explicitly_override_the_preset() -> None:

@@ -122,6 +122,11 @@ class RunConfig:
         if key not in PRESETS:
             raise ConfigError(f"--preset: unknown preset '{name}' (known: {', '.join(PRESETS)})")
         values = {k: v for k, v in PRESETS[key].items() if k not in explicit}
+        testbed = values.get("testbed", self.testbed)
+        if values.get("consistency") == "paper" and not _offers_paper_consistency(testbed):
+            # The original's keys exist for its own testbeds only; the others (capitals,
+            # claims files...) keep their relations, which hold by construction.
+            values["consistency"] = "default"
         return dataclasses.replace(self, preset=key, **values)
 
     def validate(self) -> None:
@@ -291,6 +296,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logprobs": 20,
     },
 }
+
+
+def _offers_paper_consistency(testbed: str) -> bool:
+    from icm.errors import IcmError
+    from icm.testbeds import get_testbed
+    from icm.testbeds.loading import is_claims_file
+
+    if is_claims_file(testbed):
+        return False
+    try:
+        return "paper" in get_testbed(testbed).consistency_modes
+    except IcmError:  # an unknown name: the load says so, with "Did you mean"
+        return True
 
 
 def _has_type(value: Any, expected: Any) -> bool:
