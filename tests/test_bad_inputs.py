@@ -112,6 +112,9 @@ def _start_long_run(out: Path) -> subprocess.Popen[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (nohup, CI) hands its children SIGINT ignored,
+        # and Python then installs no Ctrl-C handler: give the run the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while not (out / "state.json").exists():
@@ -137,6 +140,7 @@ def test_a_run_directory_in_use_is_refused_and_freed_by_a_kill(tmp_path: Path) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as above
     )
     log = out / "log.txt"
     deadline = time.monotonic() + 120
