@@ -7,8 +7,9 @@
     slow      a minute or more of CPU without a model (the C++ unit tests' own build,
               fuzzing, repeated kills and resumes, fault injection)
 
-Every other test is marked `fast` here, so `pytest -m fast` runs the tier that needs no
-model (a few minutes on 2 cores). A test in that tier that starts the embedded server in
+Every other test is marked `fast` here, so `pytest -m fast -n 2` runs the tier that needs
+no model (under 2 minutes on 2 cores; its tests are independent, so they also run in
+pytest-xdist's workers). A test in that tier that starts the embedded server in
 the test process anyway fails at once, naming the marker it lacks, instead of quietly
 taking minutes (a server started by an `icm` child process shows in --durations).
 """
