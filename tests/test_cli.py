@@ -290,3 +290,22 @@ def test_underscore_and_dash_spellings_mean_the_same() -> None:
     )
     assert dashed.keep_trailing_space is True and dashed.context_k == 3
     assert vars(dashed) == vars(underscored)
+
+
+def test_replicate_takes_every_search_flag_of_run_and_passes_it_on() -> None:
+    """One declaration of the search flags: replicate once re-declared eight of them and
+    lacked --decay, --initial_T, --scheduler and others, which it then could not pass on."""
+    from icm.cli.options import SEARCH_FIELDS, search_options
+    from icm.config import RunConfig
+
+    parsers = dict(all_parsers())
+    run, replicate = parsers["icm run"], parsers["icm replicate"]
+    for field in SEARCH_FIELDS:
+        r = next(a for a in options(run) if a.dest == field)
+        p = next(a for a in options(replicate) if a.dest == field)
+        assert (p.option_strings, p.default, p.type) == (r.option_strings, r.default, r.type)
+    args = replicate.parse_args(
+        ["--testbeds", "arithmetic", "--decay", "0.5", "--initial_T", "3", "--scheduler", "exp"]
+    )
+    cfg = RunConfig(**search_options(args))
+    assert (cfg.decay, cfg.initial_T, cfg.scheduler) == (0.5, 3.0, "exp")

@@ -112,6 +112,140 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_search_options(p: argparse.ArgumentParser, *, seed_help: str | None = None) -> None:
+    """The search flags of `icm run` (RunConfig's search fields), for every command that
+    runs the search, so that one flag means one thing everywhere."""
+    from icm.config import RunConfig
+
+    d = RunConfig()
+    g = p.add_argument_group("search (the original code's flags and defaults)")
+    g.add_argument(
+        "--alpha",
+        type=float,
+        default=d.alpha,
+        help="weight of MP against inconsistencies (default: the paper's balance for the "
+        "batch actually used, 30 * N / 256 for N claims per batch; --alpha 30 is the "
+        "original code's value, see docs/algorithm.md)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=d.seed, help=seed_help or f"random seed (default {d.seed})"
+    )
+    g.add_argument(
+        "--batch_size",
+        "--batch-size",
+        dest="batch_size",
+        type=int,
+        default=d.batch_size,
+        help=f"claims per independent search batch (default {d.batch_size})",
+    )
+    g.add_argument(
+        "--num_seed",
+        "--num-seed",
+        dest="num_seed",
+        type=int,
+        default=d.num_seed,
+        help=f"claims given random initial labels (default {d.num_seed})",
+    )
+    g.add_argument(
+        "--K", type=int, default=d.K, help=f"search iterations per batch (default {d.K})"
+    )
+    g.add_argument(
+        "--consistency_fix_K",
+        "--consistency-fix-k",
+        dest="consistency_fix_K",
+        type=int,
+        default=d.consistency_fix_K,
+        help=f"ConsistencyFix rounds (default {d.consistency_fix_K})",
+    )
+    g.add_argument(
+        "--decay", type=float, default=d.decay, help=f"exp schedule decay (default {d.decay})"
+    )
+    g.add_argument(
+        "--initial_T",
+        "--initial-t",
+        dest="initial_T",
+        type=float,
+        default=d.initial_T,
+        help=f"initial temperature (default {d.initial_T:g})",
+    )
+    g.add_argument(
+        "--final_T",
+        "--final-t",
+        dest="final_T",
+        type=float,
+        default=d.final_T,
+        help=f"final temperature (default {d.final_T:g})",
+    )
+    g.add_argument(
+        "--scheduler",
+        default=d.scheduler,
+        help="log: T = initial_T / (1 + beta ln(1 + n)) with beta 0.99 under --algorithm "
+        "paper (the default), 2 under --algorithm code as in the original (--log-beta sets "
+        "it; --decay is not used); exp: T = initial_T * decay^n. Both floored at final_T "
+        "(default log)",
+    )
+    h = p.add_argument_group("icm's search options")
+    h.add_argument(
+        "--algorithm",
+        default=d.algorithm,
+        help="paper: Algorithms 1-2 as written; code: the original code's behaviour "
+        "where it differs (docs/algorithm.md)",
+    )
+    h.add_argument(
+        "--log-beta",
+        "--log_beta",
+        dest="log_beta",
+        type=float,
+        default=None,
+        help="beta of the log schedule (default 0.99 paper, 2 code)",
+    )
+    h.add_argument(
+        "--mp",
+        default=d.mp,
+        help="exact: every labeled claim in context (the original); sparse: a fixed "
+        f"random context of --context-k claims (default {d.mp})",
+    )
+    h.add_argument(
+        "--context-k",
+        "--context_k",
+        dest="context_k",
+        type=int,
+        default=d.context_k,
+        help=f"demonstrations per claim with --mp sparse (default {d.context_k})",
+    )
+    h.add_argument(
+        "--mp-objective",
+        "--mp_objective",
+        dest="mp_objective",
+        default=d.mp_objective,
+        help="mean-gap (original code) | sum-logprob (paper text)",
+    )
+
+
+SEARCH_FIELDS = (
+    "alpha",
+    "seed",
+    "batch_size",
+    "num_seed",
+    "K",
+    "consistency_fix_K",
+    "decay",
+    "initial_T",
+    "final_T",
+    "scheduler",
+    "algorithm",
+    "log_beta",
+    "mp",
+    "context_k",
+    "mp_objective",
+)
+
+
+def search_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields set by add_search_options."""
+    return {name: getattr(args, name) for name in SEARCH_FIELDS}
+
+
 def data_dir_of(args: argparse.Namespace) -> Path | None:
     value = getattr(args, "data_dir", None) or os.environ.get("ICM_DATA_DIR")
     return Path(value) if value else None

@@ -9,7 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from icm.cli.options import DATA_DIR_HELP, add_model_options, data_dir_of, model_options
+from icm.cli.options import (
+    DATA_DIR_HELP,
+    add_model_options,
+    add_search_options,
+    data_dir_of,
+    model_options,
+    search_options,
+)
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.replicate import ReplicateConfig, run_replicate
@@ -43,43 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--chat-model", default=None, help="zero-shot-chat baseline: the chat model's name"
     )
     p.add_argument("--chat-base-url", default=None, help="zero-shot-chat baseline: its server")
-    d = RunConfig()
-    g = p.add_argument_group("ICM search (as for icm run)")
-    g.add_argument(
-        "--K", type=int, default=d.K, help=f"search iterations per batch (default {d.K})"
-    )
-    g.add_argument(
-        "--alpha",
-        type=float,
-        default=d.alpha,
-        help="weight of MP against inconsistencies (default as for icm run)",
-    )
-    g.add_argument("--seed", type=int, default=d.seed, help="base seed (seed i uses seed + i)")
-    g.add_argument(
-        "--batch_size",
-        "--batch-size",
-        dest="batch_size",
-        type=int,
-        default=d.batch_size,
-        help=f"claims per search batch (default {d.batch_size})",
-    )
-    g.add_argument(
-        "--num_seed",
-        "--num-seed",
-        dest="num_seed",
-        type=int,
-        default=d.num_seed,
-        help=f"claims given random initial labels (default {d.num_seed})",
-    )
-    g.add_argument("--mp", default=d.mp, help=f"exact | sparse (default {d.mp})")
-    g.add_argument(
-        "--context-k",
-        dest="context_k",
-        type=int,
-        default=d.context_k,
-        help=f"demonstrations per claim with --mp sparse (default {d.context_k})",
-    )
-    g.add_argument("--algorithm", default=d.algorithm, help=f"paper | code (default {d.algorithm})")
+    add_search_options(p, seed_help="base seed: seed i of --seeds uses seed + i")
     add_model_options(p)
     p.add_argument(
         "--out",
@@ -95,14 +66,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     if args.model == "synthetic":
         raise ConfigError("--model synthetic: replicate evaluates a language model")
     run = RunConfig(
-        K=args.K,
-        alpha=args.alpha,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        num_seed=args.num_seed,
-        mp=args.mp,
-        context_k=args.context_k,
-        algorithm=args.algorithm,
+        **search_options(args),
         **model_options(args),
     )
     run.validate()

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icm.cli.options import add_model_options, add_testbed_options, data_dir_of, model_options
+from icm.cli.options import (
+    add_model_options,
+    add_search_options,
+    add_testbed_options,
+    data_dir_of,
+    model_options,
+    search_options,
+)
 from icm.config import PRESETS, RunConfig
 from icm.errors import ConfigError
 
@@ -19,72 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description="Label claims with ICM (Wen et al. 2025, Algorithm 1).",
     )
     add_testbed_options(run)
+    add_search_options(run)
     d = RunConfig()
-    g = run.add_argument_group("search (the original code's flags and defaults)")
-    g.add_argument(
-        "--alpha",
-        type=float,
-        default=d.alpha,
-        help="weight of MP against inconsistencies (default: the paper's balance for the "
-        "batch actually used, 30 * N / 256 for N claims per batch; --alpha 30 is the "
-        "original code's value, see docs/algorithm.md)",
-    )
-    g.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
-    g.add_argument(
-        "--batch_size",
-        "--batch-size",
-        dest="batch_size",
-        type=int,
-        default=d.batch_size,
-        help=f"claims per independent search batch (default {d.batch_size})",
-    )
-    g.add_argument(
-        "--num_seed",
-        "--num-seed",
-        dest="num_seed",
-        type=int,
-        default=d.num_seed,
-        help=f"claims given random initial labels (default {d.num_seed})",
-    )
-    g.add_argument(
-        "--K", type=int, default=d.K, help=f"search iterations per batch (default {d.K})"
-    )
-    g.add_argument(
-        "--consistency_fix_K",
-        "--consistency-fix-k",
-        dest="consistency_fix_K",
-        type=int,
-        default=d.consistency_fix_K,
-        help=f"ConsistencyFix rounds (default {d.consistency_fix_K})",
-    )
-    g.add_argument(
-        "--decay", type=float, default=d.decay, help=f"exp schedule decay (default {d.decay})"
-    )
-    g.add_argument(
-        "--initial_T",
-        "--initial-t",
-        dest="initial_T",
-        type=float,
-        default=d.initial_T,
-        help=f"initial temperature (default {d.initial_T:g})",
-    )
-    g.add_argument(
-        "--final_T",
-        "--final-t",
-        dest="final_T",
-        type=float,
-        default=d.final_T,
-        help=f"final temperature (default {d.final_T:g})",
-    )
-    g.add_argument(
-        "--scheduler",
-        default=d.scheduler,
-        help="log: T = initial_T / (1 + beta ln(1 + n)) with beta 0.99 under --algorithm "
-        "paper (the default), 2 under --algorithm code as in the original (--log-beta sets "
-        "it; --decay is not used); exp: T = initial_T * decay^n. Both floored at final_T "
-        "(default log)",
-    )
-    h = run.add_argument_group("icm's options")
+    h = run.add_argument_group("presets")
     h.add_argument(
         "--preset",
         default=None,
@@ -93,41 +37,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="original: everything as the original code does it (its algorithm, exact MP, "
         "its consistency keys, trailing space kept, seeds at the batch start, one batch of "
         "256 claims, alpha 30); flags given explicitly override it",
-    )
-    h.add_argument(
-        "--algorithm",
-        default=d.algorithm,
-        help="paper: Algorithms 1-2 as written; code: the original code's behaviour "
-        "where it differs (docs/algorithm.md)",
-    )
-    h.add_argument(
-        "--log-beta",
-        "--log_beta",
-        dest="log_beta",
-        type=float,
-        default=None,
-        help="beta of the log schedule (default 0.99 paper, 2 code)",
-    )
-    h.add_argument(
-        "--mp",
-        default=d.mp,
-        help="exact: every labeled claim in context (the original); sparse: a fixed "
-        f"random context of --context-k claims (default {d.mp})",
-    )
-    h.add_argument(
-        "--context-k",
-        "--context_k",
-        dest="context_k",
-        type=int,
-        default=d.context_k,
-        help=f"demonstrations per claim with --mp sparse (default {d.context_k})",
-    )
-    h.add_argument(
-        "--mp-objective",
-        "--mp_objective",
-        dest="mp_objective",
-        default=d.mp_objective,
-        help="mean-gap (original code) | sum-logprob (paper text)",
     )
     add_model_options(run)
     f = run.add_argument_group("iterative fine-tuning (needs the 'finetune' extra)")
@@ -189,27 +98,13 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         size=args.size,
         data_dir=str(data_dir_of(args)) if data_dir_of(args) else None,
         consistency=args.consistency,
-        alpha=args.alpha,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        num_seed=args.num_seed,
-        K=args.K,
-        consistency_fix_K=args.consistency_fix_K,
-        decay=args.decay,
-        initial_T=args.initial_T,
-        final_T=args.final_T,
-        scheduler=args.scheduler,
-        algorithm=args.algorithm,
-        log_beta=args.log_beta,
-        mp=args.mp,
-        context_k=args.context_k,
-        mp_objective=args.mp_objective,
         iterative=args.iterative,
         finetune_epochs=args.finetune_epochs,
         finetune_lr=args.finetune_lr,
         lora_r=args.lora_r,
         out=args.out,
         checkpoint_every=args.checkpoint_every,
+        **search_options(args),
         **model_options(args),
     )
     if args.preset:
