@@ -414,3 +414,31 @@ def test_icm_testbeds_lists_every_testbed(
         assert name in out
     assert "claims: train 194, test 90" in out  # capitals
     assert "data not found: test: paper_splits/test_gsm8k.json" in out  # gsm8k
+
+
+def test_every_missing_data_file_says_the_same_thing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All testbeds that read data files report a missing one through data_file: where it
+    was expected and an `icm data fetch` name that exists (the moral testbeds once had a
+    helper of their own, with other words)."""
+    from icm.data.manifest import DATASETS
+
+    monkeypatch.delenv("ICM_DATA_DIR", raising=False)
+    monkeypatch.setenv("ICM_CACHE_DIR", str(tmp_path / "cache"))  # no fetched data either
+    empty = tmp_path / "data"
+    empty.mkdir()
+    checked = 0
+    for cls in list_testbeds():
+        if cls.source.startswith("generated") or cls.name == "machiavelli":  # a folder
+            continue
+        split = next(iter(cls.splits))
+        for data_dir, expected in ((None, "no data directory for "), (empty, "put ")):
+            with pytest.raises(DataError) as e:
+                cls().load(split, LoadOptions(data_dir=data_dir))
+            msg = str(e.value)
+            assert expected in msg, (cls.name, msg)
+            fetched = msg.split("icm data fetch ", 1)[1].split("`", 1)[0]
+            assert fetched in DATASETS, (cls.name, msg)
+        checked += 1
+    assert checked >= 10

@@ -35,24 +35,26 @@ def dataset_of(relpath: str) -> str:
     return relpath.split("/", 1)[0]
 
 
-def data_file(data_dir: Path | str | None, relpath: str) -> Path:
-    """The path of `relpath` under the data directory, or a DataError saying how to get it."""
+def data_file(data_dir: Path | str | None, relpath: str, *, hint: str = "") -> Path:
+    """The path of `relpath` under the data directory, or a DataError saying where it was
+    expected and how to get it (`hint`, else the `icm data fetch` command)."""
     root = resolve_data_dir(data_dir)
-    fetch = f"`icm data fetch {dataset_of(relpath)}`"
+    fetch = f"run `icm data fetch {dataset_of(relpath)}`"
+    how = f"{fetch} ({hint})" if hint else fetch
     if root is None:
         raise DataError(
             f"not found: no data directory for {relpath}; pass --data-dir DIR (or set "
-            f"{DATA_DIR_ENV}) to a folder that holds it, or run {fetch}"
+            f"{DATA_DIR_ENV}) to a folder that holds it, or {how}"
         )
     if not root.is_dir():
         raise DataError(
             f"data directory not found; pass --data-dir DIR (or set {DATA_DIR_ENV}) to an "
-            f"existing folder, or run {fetch}",
+            f"existing folder, or {how}",
             path=root,
         )
     path = root / relpath
     if not path.is_file():
-        raise DataError(f"not found: put {relpath} under {root}, or run {fetch}", path=path)
+        raise DataError(f"not found: put {relpath} under {root}, or {how}", path=path)
     return path
 
 

@@ -33,6 +33,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from icm.data.data_dir import data_file
 from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
@@ -43,7 +44,7 @@ from icm.testbeds.base import (
     RelationRecord,
     Testbed,
 )
-from icm.testbeds.shared_rows import data_file_for, data_root, text_field
+from icm.testbeds.shared_rows import data_root, text_field
 
 DD_DIR = "daily_dilemmas"
 ACTIONS_FILE = "dilemma_to_action_to_values_aggregated.csv"
@@ -123,7 +124,7 @@ def _int(text: str, *, path: Path, line: int, field: str) -> int:
 
 def load_actions(options: LoadOptions) -> tuple[list[dict[str, Any]], list[str]]:
     """Both actions of every dilemma, validated and repaired, plus notes on the repairs."""
-    path = data_file_for(options, DD_DIR, ACTIONS_FILE)
+    path = data_file(options.data_dir, f"{DD_DIR}/{ACTIONS_FILE}")
     rows = read_csv_records(path, required=COLUMNS)
     correct: dict[int, str] = {}
     root = data_root(options)

@@ -30,6 +30,7 @@ import hashlib
 from pathlib import Path
 from typing import ClassVar
 
+from icm.data.data_dir import data_file
 from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
@@ -42,7 +43,7 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
-from icm.testbeds.shared_rows import Row, data_file_for, shuffled_within_groups, text_field
+from icm.testbeds.shared_rows import Row, shuffled_within_groups, text_field
 
 ETHICS_LICENSE = (
     "MIT per the HuggingFace card of hendrycks/ethics; the offline copy comes from "
@@ -78,7 +79,7 @@ class _Ethics(Testbed):
     license = ETHICS_LICENSE
 
     def path(self, split: str, options: LoadOptions) -> Path:
-        return data_file_for(options, "ethics", self.subset, self.files[split])
+        return data_file(options.data_dir, f"ethics/{self.subset}/{self.files[split]}")
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
         table = self.build(split, self.path(split, options))
@@ -136,10 +137,10 @@ class EthicsCommonsense(_Ethics):
         hint = ""
         if split == "train":
             hint = (
-                "cm_train.csv is not in the offline copy of ETHICS (it is 4 MiB or more); "
-                "search on --split test and evaluate on --split test_hard"
+                "cm_train.csv, 4 MiB or more, is not in the offline copy of ETHICS; without "
+                "it, search on --split test and evaluate on --split test_hard"
             )
-        return data_file_for(options, "ethics", self.subset, self.files[split], hint=hint)
+        return data_file(options.data_dir, f"ethics/{self.subset}/{self.files[split]}", hint=hint)
 
     def build(self, split: str, path: Path) -> ClaimTable:
         rows = read_csv_records(path, required=("label", "input", "is_short"))

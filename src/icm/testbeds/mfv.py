@@ -25,6 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
+from icm.data.data_dir import data_file
 from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
@@ -37,7 +38,7 @@ from icm.testbeds.base import (
     Testbed,
     exactly_one_true,
 )
-from icm.testbeds.shared_rows import Row, data_file_for, shuffled_within_groups, text_field
+from icm.testbeds.shared_rows import Row, shuffled_within_groups, text_field
 
 MFV_FILE = ("moral_foundations_vignettes", "vignettes.csv")
 MFV_LICENSE = (
@@ -109,7 +110,7 @@ def _number(row: Row, name: str, path: Path, *, percent: bool) -> float:
 
 def load_vignettes(options: LoadOptions) -> list[dict[str, Any]]:
     """All 132 vignettes, validated, each with its split."""
-    path = data_file_for(options, *MFV_FILE)
+    path = data_file(options.data_dir, "/".join(MFV_FILE))
     rows = read_csv_records(path, required=REQUIRED)
     out: list[dict[str, Any]] = []
     seen_in_class: dict[str, int] = {}

@@ -3,8 +3,8 @@
 - seed-independent splits and orders by content, so that neither a claim's split, its
   position nor its id can carry its gold label (stable_hash, in_test_split,
   content_order, listing_order, shuffled_within_groups);
-- the data files and CSV rows of the moral testbeds (data_root, data_file_for, Row,
-  text_field);
+- the data files and CSV rows of the moral testbeds (data_root, Row, text_field;
+  the files themselves: icm.data.data_dir.data_file);
 - pairwise comparisons in both orders, twinned by content (PairRow, read_paper_pairs,
   pair_twins, build_pair_table): alpaca and truthfulqa-preference.
 """
@@ -92,23 +92,6 @@ def shuffled_within_groups(
 def data_root(options: LoadOptions) -> Path | None:
     """DATA_DIR: --data-dir, ICM_DATA_DIR, or the `icm data fetch` cache."""
     return resolve_data_dir(options.data_dir)
-
-
-def data_file_for(options: LoadOptions, *parts: str, hint: str = "") -> Path:
-    """DATA_DIR/parts..., or a DataError that says where the file was expected and how to
-    get it."""
-    root = data_root(options)
-    rel = "/".join(parts)
-    hint = hint or f"`icm data fetch {parts[0]}` downloads it"
-    if root is None:
-        raise DataError(
-            f"no data directory: pass --data-dir (or set ICM_DATA_DIR) to the folder that "
-            f"holds {rel}; {hint}"
-        )
-    path = root.joinpath(*parts)
-    if not path.is_file():
-        raise DataError(f"file not found; {hint}", path=path)
-    return path
 
 
 Row = Record  # (1-based line where the record starts, cells by column)
