@@ -587,3 +587,114 @@ def test_a_data_error_is_one_line_whatever_the_file_holds(tmp_path: Path) -> Non
     with pytest.raises(DataError) as e:
         load_claims_file(csv, LoadOptions())
     assert "\n" not in str(e.value)
+
+
+# ------------------------------------------------------------- 4. probes of a new user
+
+
+@pytest.mark.parametrize("name", ["labels.jsonl", "state.json", "config.json", "batches.jsonl"])
+def test_export_never_overwrites_a_file_of_the_run(
+    capsys: pytest.CaptureFixture[str], finished: Path, name: str
+) -> None:
+    """`icm export RUN --out RUN/labels.jsonl` replaced the run's labels with SFT rows."""
+    target = finished / name
+    before = target.read_bytes()
+    r = icm_in_process(capsys, "export", str(finished), "--format", "sft", "--out", str(target))
+    assert f"is the {name} of the run directory" in one_error_line(r)
+    assert target.read_bytes() == before
+
+
+def test_export_never_overwrites_the_claims_file_or_takes_a_folder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    claims = tmp_path / "claims.jsonl"
+    claims.write_text(
+        "".join(
+            json.dumps({"id": f"c{i}", "claim": f"claim {i}", "label": i % 2 == 0}) + "\n"
+            for i in range(6)
+        )
+    )
+    before = claims.read_bytes()
+    r = icm_in_process(capsys, *QUICK, "--testbed", "claims.jsonl", "--out", "run")
+    assert r.returncode == 0, r.stderr
+    for fmt in ("sft", "dpo"):
+        r = icm_in_process(capsys, "export", "run", "--format", fmt, "--out", "claims.jsonl")
+        assert "is the run's claims file" in one_error_line(r)
+    assert claims.read_bytes() == before
+    r = icm_in_process(capsys, "export", "run", "--format", "sft", "--out", str(tmp_path))
+    assert f"--out: '{tmp_path}' is a directory" in one_error_line(r)
+
+
+def test_synthetic_without_gold_is_refused_before_a_run_directory_is_made(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """It was refused after the run directory was made, with the hint `icm run --resume`
+    (which failed the same way), and the directory then blocked the same --out."""
+    claims = tmp_path / "nogold.jsonl"
+    claims.write_text('{"id": "a", "claim": "one", "label": true}\n{"id": "b", "claim": "two"}\n')
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, *QUICK, "--testbed", str(claims), "--out", str(out))
+    line = one_error_line(r)
+    assert "needs gold labels for every claim; 1 of 2 have none (e.g. 'b')" in line
+    assert "--resume" not in r.stderr and not out.exists()
+
+
+def test_a_run_with_K_0_completes_with_its_plot(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--K 0 (labels from the initial draw and the consistency fix only): the run was
+    'completed' in metrics.json, but drawing trace.png (a log axis without a positive
+    temperature) failed with matplotlib's 'Data cannot be log-scaled', exit 2."""
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, "run", "--model", "synthetic", "--size", "8", "--K", "0",
+                       "--quiet", "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (out / "trace.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    ("claims", "relations", "kwargs", "message"),
+    [
+        ([{"id": "a", "prompt": "x", "gold": "false"}], [], {}, "claims[0].gold: expected True"),
+        ([{"id": "a", "prompt": "x", "gold": 2}], [], {}, "claims[0].gold: expected True"),
+        ([{"id": None, "prompt": "x"}], [], {}, "claims[0].id: expected a string or an integer"),
+        ([{"id": "a", "prompt": None}], [], {}, "claims[0].prompt: expected a string"),
+        ([{"id": "a", "prompt": "x", "group": 1.5}], [], {}, "claims[0].group: expected"),
+        (["a"], [], {}, "claims[0]: expected a mapping, got str"),
+        ({"id": "a", "prompt": "x"}, [], {}, "claims: expected a list of mappings, got a dict"),
+        ([{"id": "a", "prompt": "x"}], [("same", "a")], {}, "relations[0]: expected (kind"),
+        ([{"id": "a", "prompt": "x"}], [("same", "a", "a")], {}, "relates claim 'a' to itself"),
+        ([{"id": "a", "prompt": "x"}], [], {"label_words": ("True", "True")}, "label_words:"),
+        ([{"id": "a", "prompt": "x"}], [], {"label_words": ("True",)}, "label_words:"),
+        (
+            [{"id": "a", "question": "q", "claim": "c"}],
+            [],
+            {"template": "{foo}"},
+            "template: '{foo}' cannot be filled",
+        ),
+    ],
+)
+def test_api_claims_table_refuses_what_it_would_misread(
+    claims: object, relations: list[tuple[str, ...]], kwargs: dict[str, object], message: str
+) -> None:
+    """Before: gold "false" became True (bool("false")), an id or prompt None became the text
+    "None", a claims dict was read as its keys, and a short relation tuple, a bad template or
+    a non-mapping claim were a ValueError/KeyError/TypeError from deep inside."""
+    from icm.api import claims_table
+    from icm.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        claims_table(claims, relations, **kwargs)  # type: ignore[arg-type]
+    assert message in str(e.value)
+
+
+def test_api_claims_table_keeps_group_0_and_label_needs_a_table() -> None:
+    """Group 0 was read as no group (`0 or ""`); label() of a list was an AttributeError."""
+    from icm.api import claims_table, label
+    from icm.errors import ConfigError
+
+    table = claims_table([{"id": "a", "prompt": "x", "group": 0, "gold": 1}])
+    assert table.claims[0].group == "0" and table.claims[0].gold is True
+    with pytest.raises(ConfigError, match="table: expected a ClaimTable"):
+        label([{"id": "a", "prompt": "x"}], scorer="synthetic")  # type: ignore[arg-type]

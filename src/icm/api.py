@@ -16,6 +16,7 @@ import contextlib
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from numbers import Integral
 from typing import Any, TypeAlias
 
 from icm import _icm_core as core
@@ -41,27 +42,66 @@ def claims_table(
     `prompt` or `question` and `claim` (rendered with the paper's template); optional
     `group` and `gold` (used only for reporting). Relations are (kind, id_a, id_b) with
     kind in same | at_most_one_true | opposite."""
+    if isinstance(claims, Mapping | str):
+        raise ConfigError(f"claims: expected a list of mappings, got a {type(claims).__name__}")
+    if (
+        not isinstance(label_words, tuple | list)
+        or len(label_words) != 2
+        or not all(isinstance(w, str) and w.strip() for w in label_words)
+        or label_words[0].strip() == label_words[1].strip()
+    ):
+        raise ConfigError(
+            f"label_words: expected two different non-empty strings, got {label_words!r}"
+        )
     records = []
     for i, c in enumerate(claims):
+        if not isinstance(c, Mapping):
+            raise ConfigError(f"claims[{i}]: expected a mapping, got {type(c).__name__}")
         if "id" not in c:
             raise ConfigError(f"claims[{i}]: field 'id' is missing")
+        cid = c["id"]
+        if isinstance(cid, bool) or not isinstance(cid, str | Integral):
+            raise ConfigError(f"claims[{i}].id: expected a string or an integer, got {cid!r}")
         if "prompt" in c:
-            prompt = str(c["prompt"])
+            prompt = c["prompt"]
+            if not isinstance(prompt, str):
+                raise ConfigError(f"claims[{i}].prompt: expected a string, got {prompt!r}")
         elif "question" in c and "claim" in c:
-            prompt = template.format(question=c["question"], claim=c["claim"])
+            try:
+                prompt = template.format(question=c["question"], claim=c["claim"])
+            except (KeyError, IndexError, ValueError) as e:
+                raise ConfigError(
+                    f"template: {template!r} cannot be filled with {{question}} and {{claim}} "
+                    f"({type(e).__name__}: {e})"
+                ) from None
         else:
             raise ConfigError(f"claims[{i}]: needs 'prompt', or 'question' and 'claim'")
         gold = c.get("gold")
+        if gold is not None and not (isinstance(gold, bool) or gold in (0, 1)):
+            # bool("false") is True: only a real truth value is taken as a gold label.
+            raise ConfigError(f"claims[{i}].gold: expected True, False, 1, 0 or None, got {gold!r}")
+        group = c.get("group")
+        if isinstance(group, bool) or not isinstance(group, str | Integral | None):
+            raise ConfigError(
+                f"claims[{i}].group: expected a string, an integer or None, got {group!r}"
+            )
         records.append(
             ClaimRecord(
-                id=str(c["id"]),
+                id=str(cid),
                 prompt=prompt,
-                group=str(c.get("group", "") or ""),
+                group="" if group is None else str(group),
                 gold=None if gold is None else bool(gold),
                 fields={k: v for k, v in c.items() if k not in ("id", "prompt", "gold")},
             )
         )
-    rels = [RelationRecord(kind, a, b) for kind, a, b in relations]  # type: ignore[arg-type]
+    rels = []
+    for i, r in enumerate(relations):
+        if isinstance(r, str) or not isinstance(r, Sequence) or len(r) != 3:
+            raise ConfigError(f"relations[{i}]: expected (kind, id_a, id_b), got {r!r}")
+        kind, a, b = (str(x) for x in r)
+        if a == b:
+            raise ConfigError(f"relations[{i}]: relates claim '{a}' to itself")
+        rels.append(RelationRecord(kind, a, b))  # type: ignore[arg-type]
     return ClaimTable(name, "all", records, rels, label_words)
 
 
@@ -146,6 +186,10 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
 
     The result's `summary` says whether the labelling is degenerate (one label for every
     claim) or inconsistent; such a result also raises a RuntimeWarning."""
+    if not isinstance(table, ClaimTable):
+        raise ConfigError(
+            f"table: expected a ClaimTable (from icm.api.claims_table), got {type(table).__name__}"
+        )
     for name in options:
         if name in NOT_FOR_LABEL:
             raise ConfigError(f"label(): option '{name}' does not apply: {NOT_FOR_LABEL[name]}")

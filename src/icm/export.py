@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from icm.errors import ConfigError, DataError
-from icm.run_dir import FinishedRun, atomic_write_text, read_finished_run, write_jsonl
+from icm.run_dir import (
+    FinishedRun,
+    atomic_write_text,
+    read_finished_run,
+    refuse_run_file,
+    write_jsonl,
+)
 
 ExportFormat = Literal["sft", "dpo", "reward", "hf"]
 FORMATS: tuple[str, ...] = ("sft", "dpo", "reward", "hf")
@@ -48,6 +54,20 @@ def load_run(run_dir: Path) -> FinishedRun:
             f"{run_dir / 'labels.jsonl'}: no claim has a label (did the search finish?)"
         )
     return run
+
+
+def check_out(out: Path, run: FinishedRun, fmt: str) -> None:
+    """Refuse an --out that would overwrite a run's files or its claims file, or a directory
+    where a file is written."""
+    refuse_run_file(out)
+    testbed = Path(str(run.config["config"]["testbed"]))
+    if testbed.is_file() and out.exists() and testbed.resolve() == out.resolve():
+        raise ConfigError(
+            f"--out: '{out}' is the run's claims file; writing there would overwrite it: "
+            "give another path"
+        )
+    if fmt != "hf" and out.is_dir():
+        raise ConfigError(f"--out: '{out}' is a directory; give a file for --format {fmt}")
 
 
 def sft_rows(run: FinishedRun, *, with_gold: bool = False) -> list[dict[str, Any]]:
@@ -158,6 +178,7 @@ def export(
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     run = load_run(run_dir)
+    check_out(out, run, fmt)
     summary: dict[str, Any] = {"run": str(run_dir), "format": fmt, "claims": len(run.rows)}
     if run.n_unlabeled:
         summary["unlabeled_claims_left_out"] = run.n_unlabeled

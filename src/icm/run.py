@@ -81,12 +81,19 @@ class ScorerHandle:
         return {}
 
 
-def synthetic_scorer_factory(table: ClaimTable, seed: int, handle: ScorerHandle) -> BatchScorer:
-    gold = table.gold_labels()
-    if any(g is None for g in gold):
+def check_synthetic_gold(table: ClaimTable) -> None:
+    """The synthetic stand-in scores from gold labels: a claim without one is refused."""
+    missing = [c.id for c in table.claims if c.gold is None]
+    if missing:
         raise ConfigError(
-            "--model synthetic: the synthetic stand-in needs gold labels for every claim"
+            "--model synthetic: the synthetic stand-in needs gold labels for every claim; "
+            f"{len(missing)} of {len(table)} have none (e.g. '{missing[0]}')"
         )
+
+
+def synthetic_scorer_factory(table: ClaimTable, seed: int, handle: ScorerHandle) -> BatchScorer:
+    check_synthetic_gold(table)
+    gold = table.gold_labels()
 
     def for_batch(indices: list[int]) -> core.Scorer:
         truth = [core.Label.TRUE if gold[i] else core.Label.FALSE for i in indices]
@@ -178,6 +185,8 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
     table = load_run_table(cfg)
     if len(table) == 0:
         raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")
+    if cfg.model == SYNTHETIC_MODEL:  # before the run directory: a resume could not help
+        check_synthetic_gold(table)
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
     # Held until the run ends: two runs writing one directory would corrupt both.
     with run_dir_lock(run_dir):

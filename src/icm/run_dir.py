@@ -157,6 +157,29 @@ def prepare_run_dir(path: Path, flag: str = "--out") -> Path:
 
 
 LOCK_FILE = ".lock"
+# The files `icm run` writes in a run directory (the checkpoint's, icm.checkpoint, too).
+RUN_FILES = (
+    "config.json",
+    "state.json",
+    "batches.jsonl",
+    "trace.jsonl",
+    "labels.jsonl",
+    "metrics.json",
+    "log.txt",
+    "trace.png",
+    LOCK_FILE,
+)
+
+
+def refuse_run_file(out: Path, flag: str = "--out") -> None:
+    """An output path that is one of a run directory's own files (`--out RUN/labels.jsonl`)
+    would overwrite what the run computed: refused in one line."""
+    target = out.resolve()
+    if target.name in RUN_FILES and (target.parent / "config.json").is_file():
+        raise ConfigError(
+            f"{flag}: '{out}' is the {target.name} of the run directory '{out.parent}'; "
+            "writing there would overwrite it: give another path"
+        )
 
 
 @contextlib.contextmanager

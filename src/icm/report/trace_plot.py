@@ -112,10 +112,11 @@ def plot_trace(
     rate_ax.set_ylim(-2, 102)
     rate_ax.set_ylabel(f"accept rate (%)\nlast {ACCEPT_WINDOW} proposals")
     t_ax.set_ylabel("temperature\n(log scale)")
-    if _temperatures(trace)[1]:
+    temps, as_log10 = _temperatures(trace)
+    if as_log10:
         t_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         t_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{v:g}}}$"))
-    else:
+    elif any(t > 0 for t in temps):  # none with --K 0: a log axis of nothing cannot be drawn
         t_ax.set_yscale("log")
     t_ax.set_xlabel("iteration")
     if len(batches) > 1:
