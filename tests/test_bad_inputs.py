@@ -698,3 +698,35 @@ def test_api_claims_table_keeps_group_0_and_label_needs_a_table() -> None:
     assert table.claims[0].group == "0" and table.claims[0].gold is True
     with pytest.raises(ConfigError, match="table: expected a ClaimTable"):
         label([{"id": "a", "prompt": "x"}], scorer="synthetic")  # type: ignore[arg-type]
+
+
+def test_a_split_of_a_claims_file_is_refused_not_ignored(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`--split test` on a claims file (one split) labelled or showed the whole file."""
+    claims = tmp_path / "claims.jsonl"
+    claims.write_text('{"id": "a", "claim": "one", "label": true}\n')
+    out = tmp_path / "run"
+    for args in (
+        (*QUICK, "--testbed", str(claims), "--split", "test", "--out", str(out)),
+        ("show", str(claims), "--split", "test"),
+    ):
+        line = one_error_line(icm_in_process(capsys, *args))
+        assert "--split test: a claims file" in line and "--test-fraction" in line
+    assert not out.exists()
+    r = icm_in_process(capsys, "show", str(claims), "--split", "all")
+    assert r.returncode == 0 and "--- a" in r.stdout
+
+
+@pytest.mark.parametrize("action", ["stats", "clear"])
+def test_icm_cache_with_cache_off_makes_no_file_named_off(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, action: str
+) -> None:
+    """`icm cache stats --cache off` created an SQLite file named 'off' here and reported it."""
+    monkeypatch.chdir(tmp_path)
+    line = one_error_line(icm_in_process(capsys, "cache", action, "--cache", "off"))
+    assert f"--cache off: `icm cache {action}` needs a cache file" in line
+    monkeypatch.setenv("ICM_CACHE_DIR", str(tmp_path / "cache"))
+    r = icm_in_process(capsys, "cache", action, "--cache", "default")
+    assert r.returncode == 0 and str(tmp_path / "cache" / "responses.sqlite") in r.stdout
+    assert not (tmp_path / "off").exists() and not (tmp_path / "default").exists()

@@ -46,7 +46,7 @@ from icm.search import (
 from icm.search import Progress as SearchProgress
 from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
-from icm.testbeds.loading import load_table
+from icm.testbeds.loading import check_claims_file_split, load_table
 
 SYNTHETIC_WARNING = (
     "scorer: SYNTHETIC stand-in, not a language model. Its scores are a noisy function of "
@@ -182,6 +182,7 @@ class Progress:
 def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None = None) -> Path:
     """A new run: check everything, create its directory and config.json, then run it."""
     cfg.validate()
+    check_claims_file_split(cfg.testbed, cfg.split)
     table = load_run_table(cfg)
     if len(table) == 0:
         raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")

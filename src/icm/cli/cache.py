@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from icm.backends.response_cache import ResponseCache, default_cache_path
+from icm.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -21,7 +22,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    cache = ResponseCache(args.cache or default_cache_path())
+    # `--cache off|default` mean no cache / the user cache to `icm run`; here they made a
+    # file named "off" or "default" in the working directory.
+    if args.cache is not None and str(args.cache) == "off":
+        raise ConfigError(
+            f"--cache off: `icm cache {args.action}` needs a cache file; leave out --cache for "
+            "the default one, or give a path"
+        )
+    default = args.cache is None or str(args.cache) == "default"
+    cache = ResponseCache(default_cache_path() if default else args.cache)
     try:
         if args.action == "stats":
             print(json.dumps(cache.stats(), indent=2))

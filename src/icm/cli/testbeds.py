@@ -55,8 +55,9 @@ def cmd_testbeds(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from icm.testbeds import LoadOptions
-    from icm.testbeds.loading import load_table
+    from icm.testbeds.loading import check_claims_file_split, load_table
 
+    check_claims_file_split(args.testbed, args.split)
     table = load_table(
         args.testbed,
         args.split,
