@@ -264,3 +264,46 @@ def test_eval_on_a_claims_file_with_test_fraction(tmp_path: Path) -> None:
     icm = run_eval(EvalConfig(labels=str(run), test_fraction=0.3, seed=4), DemoFollowingScorer())
     assert icm.n_test == golden.n_test and icm.details["run_claims_held_out"] == icm.n_test
     assert icm.accuracy == 1.0
+
+
+class AlwaysTrueScorer(LabelScorer):
+    """A stand-in for a model that answers True whatever it is shown (metric code only)."""
+
+    model_id = "always-true"
+
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+        self.stats.requests += len(prompts)
+        return [(-0.1, -3.0)] * len(prompts)
+
+
+def test_an_accuracy_resting_on_a_degenerate_labelling_says_so(tmp_path: Path) -> None:
+    """Demonstrations from an ICM run that ended degenerate, all labeled one word, and
+    predictions all on one side each give a warning in the result (icm eval prints them,
+    replicate's report lists them); golden labels and a model that follows them give none."""
+    train = get_testbed("arithmetic").load("train", LoadOptions(size=30, seed=1))
+    run = tmp_path / "run"
+    run.mkdir()
+    rows = [
+        {"id": c.id, "label": True, "group": c.group, "gold": c.gold, "prompt": c.prompt}
+        for c in train.claims
+    ]
+    (run / "labels.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "config.json").write_text(
+        json.dumps({"config": {"testbed": "arithmetic", "split": "train"}})
+    )
+    (run / "metrics.json").write_text(
+        json.dumps({"verdict": "degenerate", "warnings": ["degenerate: every label is True"]})
+    )
+    result = run_eval(EvalConfig(labels=str(run), test_size=40), scorer=AlwaysTrueScorer())
+    warnings = result.details["warnings"]
+    assert len(warnings) == 3, warnings
+    assert warnings[0].startswith("the ICM run's labels are degenerate (its summary: degenerate")
+    assert warnings[1] == f"degenerate demonstrations: all {result.n_demos} are labeled True"
+    assert f"({100 * result.accuracy:.1f}%)" in warnings[2]  # accuracy = share of gold True
+    assert warnings[2].startswith(f"degenerate predictions: every one of the {result.n_test}")
+
+    golden = run_eval(
+        EvalConfig(labels="golden", testbed="arithmetic", train_size=30, test_size=40),
+        scorer=DemoFollowingScorer(),
+    )
+    assert golden.details["warnings"] == [] and golden.accuracy == 1.0

@@ -53,7 +53,17 @@ def test_report_table_and_figure_from_cells(tmp_path: Path) -> None:
     ).read_text()
     assert "+5.0 points, no larger than the spread over seeds (std up to 11.3)" in text
     assert "leaking into the objective" not in text
+    assert "Warnings" not in text  # no cell carries one
     assert plot_report(cfg, cells).stat().st_size > 5000
+
+    # A mean can look fine while a seed behind it is degenerate: the report lists it.
+    flagged = [*noisy[:1], Cell("truthfulqa", "icm", 1, 0.5, (0.0, 1.0), 40, 8, {"warnings": [
+        "the ICM run's labels are degenerate (its summary: ...)"]})]  # fmt: skip
+    text = write_report(
+        cfg, flagged, command="icm replicate ...", wall_seconds=60, model="test", date="d"
+    ).read_text()
+    assert "## Warnings (1)" in text
+    assert "- truthfulqa / ICM / seed 1: the ICM run's labels are degenerate" in text
 
 
 @pytest.mark.model
@@ -101,6 +111,9 @@ def test_replicate_small_real_run(tmp_path: Path) -> None:
     assert {c["seed"] for c in cells} == {0, 1}
     assert all(0 <= c["accuracy"] <= 1 and c["n_test"] == 8 for c in cells)
     assert (out / "figure.png").stat().st_size > 5000
+    warned = [w for c in cells for w in c["details"]["warnings"]]
+    assert ("## Warnings" in report) == bool(warned)
+    assert all(w in report for w in warned[:30])
 
     # The real model's labels export as training data (SFT JSONL, read back).
     run_dir = out / "runs" / "capitals-icm-seed0"

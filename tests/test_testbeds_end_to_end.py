@@ -89,6 +89,10 @@ def test_icm_run_and_eval_on_the_default_model(name: str, tmp_path: Path) -> Non
     assert result["n_test"] > 0 and result["n_demos"] > 0  # whole groups: about 4
     assert 0.0 <= result["ci95"][0] <= result["accuracy"] <= result["ci95"][1] <= 1.0
     assert result["backend"]["requests"] >= result["n_test"]
+    printed = [x for x in r.stderr.splitlines() if x.startswith("WARNING: ")]
+    assert printed == [f"WARNING: {w}" for w in result["warnings"]]
+    one_sided = result["n_test"] >= 2 and result["share_predicted_true"] in (0.0, 1.0)
+    assert one_sided == any(w.startswith("degenerate predictions") for w in result["warnings"])
 
 
 def test_icm_eval_holds_out_part_of_a_claims_file(tmp_path: Path) -> None:

@@ -207,7 +207,18 @@ def labels_from_run(run_dir: Path) -> tuple[ClaimTable, dict[str, bool | None], 
     table = ClaimTable(run.testbed or "run", run.split or "train", claims, [], run.label_words)
     labels = run.labels
     agreement = gold_agreement([r.get("label") for r in run.all_rows], [c.gold for c in claims])
-    return table, labels, {"icm_run": str(run_dir), "icm_agreement_with_gold": agreement}
+    return (
+        table,
+        labels,
+        {
+            "icm_run": str(run_dir),
+            "icm_agreement_with_gold": agreement,
+            # The run's own end-of-run verdict (icm.run_summary); None for runs made before
+            # it was written.
+            "icm_run_verdict": run.metrics.get("verdict"),
+            "icm_run_warnings": list(run.metrics.get("warnings") or []),
+        },
+    )
 
 
 def random_labels(table: ClaimTable, seed: int) -> dict[str, bool | None]:
@@ -422,6 +433,7 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
     gold_of = {c.prompt: c.gold for c in train.claims}
     demo_acc = [d.label == gold_of[d.prompt] for d in demos if gold_of.get(d.prompt) is not None]
     details["demo_label_accuracy"] = sum(demo_acc) / len(demo_acc) if demo_acc else None
+    details["warnings"] = eval_warnings(details, demos, gaps, test)
     return EvalResult(
         testbed=testbed,
         source=("icm" if is_run else cfg.labels),
@@ -432,6 +444,37 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         gaps=gaps,
         details=details,
     )
+
+
+def eval_warnings(
+    details: dict[str, Any], demos: Sequence[Demonstration], gaps: Sequence[float], test: ClaimTable
+) -> list[str]:
+    """What makes an accuracy look better founded than it is: demonstrations from an ICM
+    run that ended degenerate or inconsistent, demonstrations that all carry one label, or
+    predictions that all fall on one side (the accuracy is then the share of that label
+    among the test claims' gold labels, whatever the demonstrations)."""
+    out = []
+    verdict = details.get("icm_run_verdict")
+    if verdict not in (None, "ok"):
+        first = (details.get("icm_run_warnings") or [""])[0].split(";", 1)[0]
+        out.append(
+            f"the ICM run's labels are {verdict} (its summary: {first}); these "
+            "demonstrations test that labelling, not what ICM can do"
+        )
+    words = test.label_words
+    if len(demos) >= 2 and len({d.label for d in demos}) == 1:
+        word = words[0] if demos[0].label else words[1]
+        out.append(f"degenerate demonstrations: all {len(demos)} are labeled {word}")
+    if len(gaps) >= 2 and len({g > 0 for g in gaps}) == 1:
+        word = words[0] if gaps[0] > 0 else words[1]
+        gold = [y for y in test.gold_labels() if y is not None]
+        share = sum(y == (gaps[0] > 0) for y in gold) / len(gold) if gold else 0.0
+        out.append(
+            f"degenerate predictions: every one of the {len(gaps)} test claims was predicted "
+            f"{word}, so the accuracy is the share of gold {word} claims ({100 * share:.1f}%); "
+            "the AUROC says whether the model still ranks them"
+        )
+    return out
 
 
 def write_eval(out: Path, result: EvalResult, test_ids: list[str] | None = None) -> None:

@@ -148,7 +148,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"{result.n_demos} demonstrations",
         file=sys.stderr,
     )
+    print_warnings(result)
     return 0
+
+
+def print_warnings(result: EvalResult, name: str = "") -> None:
+    for warning in result.details.get("warnings", []):
+        print(f"WARNING: {name}{warning}", file=sys.stderr)
 
 
 def compare_finetuned(cfg: EvalConfig, adapters: list[Path], out: Path | None) -> int:
@@ -163,6 +169,7 @@ def compare_finetuned(cfg: EvalConfig, adapters: list[Path], out: Path | None) -
             f"{result.n_demos} demonstrations",
             file=sys.stderr,
         )
+        print_warnings(result, f"{name}: ")
 
     results = evaluate_finetuned(cfg, adapters, on_result=print_result)
     summaries = [r.summary() for r in results]

@@ -97,6 +97,13 @@ def cmd_replicate(args: argparse.Namespace) -> int:
         date=now_iso(),
     )
     figure = plot_report(cfg, cells, model=model)
+    warned = sum(bool(c.details.get("warnings")) for c in cells)
+    if warned:
+        print(
+            f"WARNING: {warned} of {len(cells)} results rest on a degenerate or inconsistent "
+            f"labelling or on one-sided predictions: see the Warnings in {report}",
+            file=sys.stderr,
+        )
     print(report)
     print(figure)
     return 0

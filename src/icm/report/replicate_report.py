@@ -31,6 +31,31 @@ METHOD_NAMES = {
 }
 
 
+MAX_WARNING_LINES = 30
+
+
+def warning_lines(cells: list[Cell]) -> list[str]:
+    """Every cell whose number rests on a degenerate or inconsistent labelling, or on
+    predictions that are all one label (icm.evaluate.eval_warnings), listed under the
+    table: a mean can look fine while some seeds behind it are degenerate."""
+    found = [
+        f"- {c.testbed} / {METHOD_NAMES.get(c.method, c.method)} / seed {c.seed}: {w}"
+        for c in cells
+        for w in c.details.get("warnings", [])
+    ]
+    if not found:
+        return []
+    shown = found[:MAX_WARNING_LINES]
+    more = len(found) - len(shown)
+    return [
+        "",
+        f"## Warnings ({len(found)})",
+        "",
+        *shown,
+        *([f"- ... and {more} more in cells.jsonl"] if more else []),
+    ]
+
+
 def write_report(
     cfg: ReplicateConfig,
     cells: list[Cell],
@@ -109,6 +134,7 @@ def write_report(
             f"ICM's train labels agreed with gold on {100 * statistics.mean(icm_agree):.1f}% "
             "of the labeled train claims (mean over testbeds and seeds).",
         ]
+    lines += warning_lines(cells)
     path = cfg.out / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
