@@ -273,3 +273,21 @@ def test_analyze_bad_run_directories(tmp_path: Path) -> None:
     with pytest.raises(DataError) as err:
         analyze_run(tmp_path, write=False)
     assert (err.value.line, err.value.field) == (1, "label")
+
+
+@needs_data
+def test_analyze_repeats_a_flagged_runs_verdict(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from icm.cli import main
+
+    run = tmp_path / "run"
+    fake_run(run, "honesty")
+    (run / "metrics.json").write_text(
+        json.dumps({"verdict": "inconsistent", "warnings": ["inconsistent: 9 of 10 violated"]})
+    )
+    assert main(["analyze", str(run), "--top", "5"]) == 0
+    expected = f"{run}: the run's labelling ended inconsistent (inconsistent: 9 of 10 violated)"
+    assert f"WARNING: {expected}" in capsys.readouterr().err.splitlines()
+    assert json.loads((run / "analysis.json").read_text())["warning"] == expected
+    assert f"**WARNING: {expected}**" in (run / "analysis.md").read_text()

@@ -297,7 +297,7 @@ def test_an_accuracy_resting_on_a_degenerate_labelling_says_so(tmp_path: Path) -
     result = run_eval(EvalConfig(labels=str(run), test_size=40), scorer=AlwaysTrueScorer())
     warnings = result.details["warnings"]
     assert len(warnings) == 3, warnings
-    assert warnings[0].startswith("the ICM run's labels are degenerate (its summary: degenerate")
+    assert warnings[0].startswith(f"{run}: the run's labelling ended degenerate (degenerate: every")
     assert warnings[1] == f"degenerate demonstrations: all {result.n_demos} are labeled True"
     assert f"({100 * result.accuracy:.1f}%)" in warnings[2]  # accuracy = share of gold True
     assert warnings[2].startswith(f"degenerate predictions: every one of the {result.n_test}")

@@ -72,3 +72,52 @@ def test_every_reader_refuses_a_damaged_labels_file(run, tmp_path, damage, messa
     for reader in (read_finished_run, load_run, labels_from_run):
         with pytest.raises(DataError, match=message):
             reader(copy)
+
+
+def flagged_copy(run: Path, tmp_path: Path, verdict: str, warnings: list[str]) -> Path:
+    """The run as it would be had its own end-of-run summary flagged it."""
+    copy = tmp_path / "flagged"
+    copy.mkdir()
+    for name in ("config.json", "labels.jsonl"):
+        (copy / name).write_text((run / name).read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(
+        json.dumps({**metrics, "verdict": verdict, "warnings": warnings})
+    )
+    return copy
+
+
+def test_commands_that_use_a_flagged_runs_labels_say_so(run: Path, tmp_path: Path) -> None:
+    """export, finetune (eval and analyze: their own tests) repeat the run's verdict when
+    its summary flagged the labelling, and say nothing of a run that ended well."""
+    assert read_finished_run(run).verdict == "ok"
+    assert read_finished_run(run).quality_warning() is None
+    r = subprocess.run(
+        [*ICM, "export", str(run), "--format", "sft", "--out", str(tmp_path / "ok.jsonl")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr
+
+    flagged = flagged_copy(
+        run,
+        tmp_path,
+        "degenerate+inconsistent",
+        ["degenerate: all 16 labels are True; the labelling carries no information", "x"],
+    )
+    expected = (
+        f"WARNING: {flagged}: the run's labelling ended degenerate+inconsistent "
+        "(degenerate: all 16 labels are True)"
+    )
+    r = subprocess.run(
+        [*ICM, "export", str(flagged), "--format", "sft", "--out", str(tmp_path / "x.jsonl")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0 and expected in r.stderr.splitlines(), r.stderr
+    assert json.loads(r.stdout)["warning"] == expected.removeprefix("WARNING: ")
+    # finetune warns before it trains (here it then stops: the base model does not exist).
+    r = subprocess.run(
+        [*ICM, "finetune", str(flagged), "--out", str(tmp_path / "ft"),
+         "--base", str(tmp_path / "none")],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert f"{expected}; the model will learn that labelling" in r.stderr.splitlines(), r.stderr

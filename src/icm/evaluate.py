@@ -213,10 +213,8 @@ def labels_from_run(run_dir: Path) -> tuple[ClaimTable, dict[str, bool | None], 
         {
             "icm_run": str(run_dir),
             "icm_agreement_with_gold": agreement,
-            # The run's own end-of-run verdict (icm.run_summary); None for runs made before
-            # it was written.
-            "icm_run_verdict": run.metrics.get("verdict"),
-            "icm_run_warnings": list(run.metrics.get("warnings") or []),
+            "icm_run_verdict": run.verdict,
+            "icm_run_warning": run.quality_warning(),
         },
     )
 
@@ -454,12 +452,10 @@ def eval_warnings(
     predictions that all fall on one side (the accuracy is then the share of that label
     among the test claims' gold labels, whatever the demonstrations)."""
     out = []
-    verdict = details.get("icm_run_verdict")
-    if verdict not in (None, "ok"):
-        first = (details.get("icm_run_warnings") or [""])[0].split(";", 1)[0]
+    if details.get("icm_run_warning"):
         out.append(
-            f"the ICM run's labels are {verdict} (its summary: {first}); these "
-            "demonstrations test that labelling, not what ICM can do"
+            f"{details['icm_run_warning']}; these demonstrations test that labelling, not "
+            "what ICM can do"
         )
     words = test.label_words
     if len(demos) >= 2 and len({d.label for d in demos}) == 1:

@@ -273,6 +273,24 @@ class FinishedRun:
     def labels(self) -> dict[str, bool | None]:
         return {r["id"]: r.get("label") for r in self.all_rows}
 
+    @property
+    def verdict(self) -> str | None:
+        """The run's own end-of-run verdict (icm.run_summary): ok, degenerate, inconsistent
+        or degenerate+inconsistent; None for a run made before runs wrote one."""
+        verdict = self.metrics.get("verdict")
+        return verdict if isinstance(verdict, str) else None
+
+    def quality_warning(self) -> str | None:
+        """One line for the commands that use this run's labels (eval, export, finetune,
+        analyze) when the run's own summary flagged them; None when it did not."""
+        if self.verdict in (None, "ok"):
+            return None
+        warnings = self.metrics.get("warnings") or []
+        first = str(warnings[0]).split(";", 1)[0] if warnings else ""
+        return f"{self.run_dir}: the run's labelling ended {self.verdict}" + (
+            f" ({first})" if first else ""
+        )
+
 
 def read_finished_run(
     run_dir: Path, *, need: str = "a finished `icm run` directory"

@@ -72,6 +72,7 @@ def analyze_run(
         "model": run.model,
         "claims": len(run.labels),
         "skipped": skipped,
+        **({"warning": w} if (w := run.quality_warning()) else {}),
         **result,
     }
     markdown = render_markdown(result)

@@ -368,6 +368,8 @@ def render_markdown(
     for key in ("run_dir", "testbed", "split", "model", "claims", "skipped"):
         if key in result:
             out.append(f"- {key}: {result[key]}")
+    if result.get("warning"):  # the run's own summary flagged its labelling
+        out += ["", f"**WARNING: {result['warning']}**; the values below describe that labelling."]
     out += ["", "## Summary", ""]
     out += [f"- {line}" for line in summary_lines(result)]
     if result["decisions"] == 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,4 +51,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     )
     print(render_markdown(result, top=args.top), end="")
     print(f"\nwrote {args.run_dir / 'analysis.md'} and {args.run_dir / 'analysis.json'}")
+    if result.get("warning"):
+        print(f"WARNING: {result['warning']}", file=sys.stderr)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -54,4 +55,6 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.run_dir, args.format, out, with_gold=args.with_gold, label_pairs=args.label_pairs
     )
     print(json.dumps(summary, indent=2))
+    if "warning" in summary:
+        print(f"WARNING: {summary['warning']}", file=sys.stderr)
     return 0

@@ -132,6 +132,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     if args.out.exists() and any(args.out.iterdir()):
         raise ConfigError(f"--out: '{args.out}' exists and is not empty")
     runs = [load_run(r) for r in args.run_dirs]
+    if args.labels == "icm":
+        for run in runs:
+            if warning := run.quality_warning():
+                print(f"WARNING: {warning}; the model will learn that labelling", file=sys.stderr)
     examples = collect_examples(runs, args.labels)
     base = args.base or shared_base(runs)
     cfg = FinetuneConfig(
