@@ -730,3 +730,29 @@ def test_icm_cache_with_cache_off_makes_no_file_named_off(
     r = icm_in_process(capsys, "cache", action, "--cache", "default")
     assert r.returncode == 0 and str(tmp_path / "cache" / "responses.sqlite") in r.stdout
     assert not (tmp_path / "off").exists() and not (tmp_path / "default").exists()
+
+
+@pytest.mark.parametrize("stage", ["completed", "unfinished"])
+def test_resume_refuses_a_claims_file_edited_since_the_run_started(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stage: str
+) -> None:
+    """A claim's text edited after the run: `--resume` of the completed run 'rebuilt
+    labels.jsonl from its checkpoint', giving the edited claim the label the search gave
+    the old one (and export then trained on it); an unfinished run went on with it."""
+    claims = tmp_path / "claims.jsonl"
+    rows = [{"id": f"c{i}", "claim": f"claim {i}", "label": i % 2 == 0} for i in range(6)]
+    claims.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, *QUICK, "--testbed", str(claims), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    if stage == "unfinished":
+        (out / "metrics.json").unlink()
+    labels = (out / "labels.jsonl").read_bytes()
+    claims.write_text(claims.read_text().replace("claim 3", "claim three"))
+    line = one_error_line(icm_in_process(capsys, "run", "--resume", str(out), "--quiet"))
+    assert "are not those the run started with" in line
+    assert (out / "labels.jsonl").read_bytes() == labels
+    claims.write_text(claims.read_text().replace("claim three", "claim 3"))  # restored
+    r = icm_in_process(capsys, "run", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert (out / "labels.jsonl").read_bytes() == labels

@@ -64,6 +64,35 @@ def load_run_table(cfg: RunConfig) -> ClaimTable:
     return load_table(cfg.testbed, cfg.split, options)
 
 
+def claims_fingerprint(table: ClaimTable) -> str:
+    """sha256 of what the search sees of a table (ids, prompts, groups, relations, group
+    constraints, label words): config.json keeps it, and a resume checks it."""
+    import hashlib
+
+    data = [
+        list(table.label_words),
+        [[c.id, c.prompt, c.group] for c in table.claims],
+        [[r.kind, r.a, r.b] for r in table.relations],
+        [[g.kind, list(g.members)] for g in table.group_constraints],
+    ]
+    return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+
+def load_checked_run_table(run_dir: Path, cfg: RunConfig) -> ClaimTable:
+    """The run's table, refused if its claims differ from those the run started with (an
+    edited claims file or data file): its labels would be written beside other prompts."""
+    table = load_run_table(cfg)
+    started = read_json_object(run_dir / "config.json").get("testbed")
+    expected = started.get("claims_sha256") if isinstance(started, dict) else None
+    if isinstance(expected, str) and expected != claims_fingerprint(table):
+        raise ConfigError(
+            f"--resume {run_dir}: the claims of --testbed {cfg.testbed} (split {cfg.split}) "
+            "are not those the run started with (the file was edited or replaced: ids, "
+            "prompts, groups or relations differ); restore it, or start a new run"
+        )
+    return table
+
+
 class ScorerHandle:
     """The scorer for the search (or a per-batch factory) plus what to report about it."""
 
@@ -221,6 +250,7 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
                     "label_words": list(table.label_words),
                     "notes": table.notes,
                     "structure_uses_gold": table.structure_uses_gold,
+                    "claims_sha256": claims_fingerprint(table),
                 },
             },
         )
@@ -262,7 +292,7 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = Tru
                 print(f"icm: {run_dir} is already complete; {done}", file=sys.stderr)
                 return run_dir
         saved = load_progress(run_dir)
-        table = load_run_table(cfg)
+        table = load_checked_run_table(run_dir, cfg)
         if saved is not None:
             batches = plan_batches(table, cfg.batch_size, cfg.seed)
             check_progress(saved, batches, table.ids, cfg.K, run_dir)
@@ -277,7 +307,7 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
     saved = load_progress(run_dir)
     if saved is None:  # nothing to check against
         return []
-    table = load_run_table(cfg)
+    table = load_checked_run_table(run_dir, cfg)
     result = IcmResult(saved.completed)
     labelled = set(result.labels)
     missing = [c.id for c in table.claims if c.id not in labelled]
