@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from icm.backends.base import LabelScorer
 from icm.backends.response_cache import CachedLabelScorer, ResponseCache
 
@@ -61,8 +63,9 @@ def test_only_misses_reach_the_model_and_keys_are_exact(tmp_path: Path) -> None:
 
 
 def test_a_damaged_cache_is_set_aside_not_fatal(tmp_path: Path, capsys) -> None:
+    # A database damaged after its header (here: garbage pages behind a real header).
     garbage = tmp_path / "garbage.sqlite"
-    garbage.write_bytes(b"this is not a database" * 100)
+    garbage.write_bytes(b"SQLite format 3\x00" + b"this is not a database" * 100)
     cache = ResponseCache(garbage)
     assert "damaged" in capsys.readouterr().err
     assert len(list(tmp_path.glob("garbage.sqlite.corrupt-*"))) == 1
@@ -147,3 +150,18 @@ def test_cache_cli(tmp_path: Path) -> None:
         [*run, "stats", "--cache", str(path)], capture_output=True, text=True, check=True
     )
     assert json.loads(r.stdout)["responses"] == 0
+
+
+def test_a_file_that_never_was_a_cache_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """`--cache labels.jsonl` (a typo) once moved the user's file to labels.jsonl.corrupt-<time>
+    and started an empty cache under its name."""
+    from icm.errors import ConfigError
+
+    theirs = tmp_path / "labels.jsonl"
+    theirs.write_text('{"id": "a", "label": true}\n')
+    with pytest.raises(
+        ConfigError, match=r"is not a response cache \(not an SQLite file\); it is left"
+    ):
+        ResponseCache(theirs)
+    assert theirs.read_text() == '{"id": "a", "label": true}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["labels.jsonl"]

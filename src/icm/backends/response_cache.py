@@ -25,6 +25,7 @@ from icm.errors import ConfigError
 from icm.file_lock import exclusive_lock
 from icm.locations import response_cache_path
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 file
 SCHEMA_VERSION = 1
 
 # SQLite result codes that mean the file itself is bad (not that someone else holds a lock).
@@ -111,6 +112,7 @@ class ResponseCache:
         # serialized by an advisory lock on a sidecar file so that no process sees another's
         # half-created file, and only real damage (corrupt / not a database / failed checks)
         # sets the file aside: "database is locked" is contention, never damage.
+        self._refuse_a_file_that_is_not_sqlite()  # before the lock: no sidecar beside it
         with exclusive_lock(Path(str(self.path) + ".lock")):
             try:
                 return self._connect()
@@ -130,6 +132,20 @@ class ResponseCache:
                     "and started an empty cache"
                 )
                 return self._connect()
+
+    def _refuse_a_file_that_is_not_sqlite(self) -> None:
+        """Damage is set aside, but a file that never was a database (`--cache labels.jsonl`,
+        a typo) is the user's, not the cache's: refused, left where it is."""
+        try:
+            with self.path.open("rb") as f:
+                head = f.read(len(SQLITE_HEADER))
+        except (FileNotFoundError, IsADirectoryError):
+            return  # created, or refused with its own message, by _connect
+        if head and head != SQLITE_HEADER[: len(head)]:
+            raise ConfigError(
+                f"--cache: '{self.path}' is not a response cache (not an SQLite file); it is "
+                "left as it is: give another path, or --cache off"
+            )
 
     # -- use ---------------------------------------------------------------------------
     @staticmethod
