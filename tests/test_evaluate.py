@@ -307,3 +307,12 @@ def test_an_accuracy_resting_on_a_degenerate_labelling_says_so(tmp_path: Path) -
         scorer=DemoFollowingScorer(),
     )
     assert golden.details["warnings"] == [] and golden.accuracy == 1.0
+
+
+def test_a_train_split_of_a_claims_file_is_refused_not_ignored(tmp_path: Path) -> None:
+    """`icm eval --train-split test` on a claims file took demonstrations from the whole
+    file (it has no splits) without a word."""
+    path = write_claims_file(tmp_path / "claims.jsonl")
+    cfg = EvalConfig(labels="golden", testbed=str(path), test_fraction=0.3, train_split="test")
+    with pytest.raises(ConfigError, match="--train-split test: a claims file"):
+        run_eval(cfg, scorer=DemoFollowingScorer())

@@ -290,6 +290,10 @@ def test_missing_file_says_where_to_put_it_and_how_to_fetch(tmp_path: Path) -> N
     assert "put gsm8k/train.jsonl under" in msg and "icm data fetch gsm8k" in msg
     with pytest.raises(DataError, match="data directory not found"):
         data_file(tmp_path / "nope", "gsm8k/train.jsonl")
+    # ICM_DATA_DIR (or --data-dir) naming a file: it exists, so "not found" misled.
+    a_file = write(tmp_path / "data.txt", "x")
+    with pytest.raises(DataError, match="data directory is a file, not a folder"):
+        data_file(a_file, "gsm8k/train.jsonl")
 
 
 def write(path: Path, text: str) -> Path:

@@ -35,7 +35,7 @@ from icm.run_dir import now_iso, versions, write_json, write_jsonl
 from icm.search import gold_agreement
 from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
-from icm.testbeds.loading import is_claims_file, load_table
+from icm.testbeds.loading import check_claims_file_split, is_claims_file, load_table
 
 DEMO_SEPARATOR = "\n\n"
 
@@ -339,6 +339,7 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         if cfg.testbed is None:
             raise ConfigError("--testbed: needed unless --labels is a run directory")
         testbed = cfg.testbed
+        check_claims_file_split(testbed, cfg.train_split, "--train-split")
         if cfg.test_fraction is None:
             train = load_split(cfg, testbed, cfg.train_split, cfg.train_size)
         else:

@@ -47,8 +47,9 @@ def data_file(data_dir: Path | str | None, relpath: str, *, hint: str = "") -> P
             f"{DATA_DIR_ENV}) to a folder that holds it, or {how}"
         )
     if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "not found"
         raise DataError(
-            f"data directory not found; pass --data-dir DIR (or set {DATA_DIR_ENV}) to an "
+            f"data directory {what}; pass --data-dir DIR (or set {DATA_DIR_ENV}) to an "
             f"existing folder, or {how}",
             path=root,
         )
