@@ -163,6 +163,12 @@ def test_testbeds_show_and_plot(tmp_path: Path) -> None:
     assert r.returncode == 0 and (out / "trace.png").stat().st_size > 1000
     r = icm("plot", str(tmp_path))
     assert r.returncode == 2 and "no trace.jsonl" in r.stderr
+    # A name matplotlib cannot write was its error ("Format 'jsonl' is not supported").
+    r = icm("plot", str(out), "--out", str(tmp_path / "trace.jsonl"))
+    assert r.returncode == 2 and "--out: " in r.stderr and "end it in .png" in r.stderr
+    assert not (tmp_path / "trace.jsonl").exists()
+    r = icm("plot", str(out), "--out", str(tmp_path / "trace.svg"))
+    assert r.returncode == 0 and (tmp_path / "trace.svg").read_text().startswith("<?xml")
 
 
 def test_show_prints_every_relation_of_each_shown_claim(

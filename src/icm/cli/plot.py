@@ -7,11 +7,19 @@ from pathlib import Path
 
 from icm.errors import ConfigError
 
+# Formats matplotlib's Agg backend writes, chosen by the file name's suffix.
+PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     plot = sub.add_parser("plot", help="plot the search trace of a run")
     plot.add_argument("run_dir", type=Path, help="an icm run directory")
-    plot.add_argument("--out", type=Path, default=None, help="PNG path (default RUN_DIR/trace.png)")
+    plot.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="image path, .png/.pdf/.svg/.jpg (default RUN_DIR/trace.png)",
+    )
     plot.set_defaults(handler=cmd_plot)
 
 
@@ -19,6 +27,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from icm.report.trace_plot import plot_trace
     from icm.run_dir import read_json_object, read_jsonl
 
+    if args.out is not None and args.out.suffix.lower() not in PLOT_SUFFIXES:
+        raise ConfigError(
+            f"--out: '{args.out}' is not an image file name; end it in {', '.join(PLOT_SUFFIXES)}"
+        )
     trace_path = args.run_dir / "trace.jsonl"
     if not trace_path.exists():
         raise ConfigError(f"{args.run_dir}: no trace.jsonl (is this an icm run directory?)")
