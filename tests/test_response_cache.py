@@ -165,3 +165,20 @@ def test_a_file_that_never_was_a_cache_is_refused_and_left_alone(tmp_path: Path)
         ResponseCache(theirs)
     assert theirs.read_text() == '{"id": "a", "label": true}\n'
     assert [p.name for p in tmp_path.iterdir()] == ["labels.jsonl"]
+
+
+def test_a_bad_cache_dir_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With no --cache given, the error named --cache; the place came from $ICM_CACHE_DIR."""
+    from icm.backends.response_cache import cache_wrapper
+    from icm.errors import ConfigError
+
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    monkeypatch.setenv("ICM_CACHE_DIR", str(a_file))
+    env = r"^\$ICM_CACHE_DIR: cannot open the response cache"
+    with pytest.raises(ConfigError, match=env), cache_wrapper("default"):
+        pass
+    with pytest.raises(ConfigError, match=r"^--cache: "), cache_wrapper(str(a_file)):
+        pass

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 import sys
 import threading
@@ -23,7 +24,7 @@ from typing import Any
 from icm.backends.base import LabelScorer
 from icm.errors import ConfigError
 from icm.file_lock import exclusive_lock
-from icm.locations import response_cache_path
+from icm.locations import CACHE_ENV, response_cache_path
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite 3 file
 SCHEMA_VERSION = 1
@@ -48,6 +49,11 @@ def default_cache_path() -> Path:
     return response_cache_path()
 
 
+def default_cache_source() -> str:
+    """What set the default cache's place, for messages: the user gave no --cache."""
+    return f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "--cache (default)"
+
+
 def _warn(message: str) -> None:
     print(f"icm: warning: {message}", file=sys.stderr, flush=True)
 
@@ -60,7 +66,10 @@ def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]
     if setting == "off":
         yield lambda scorer: scorer
         return
-    cache = ResponseCache(default_cache_path() if setting == "default" else setting)
+    if setting == "default":
+        cache = ResponseCache(default_cache_path(), source=default_cache_source())
+    else:
+        cache = ResponseCache(setting)
     try:
         yield lambda scorer: CachedLabelScorer(scorer, cache)
     finally:
@@ -68,19 +77,20 @@ def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]
 
 
 class ResponseCache:
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, source: str = "--cache") -> None:
         self.path = Path(path)
+        self.source = source  # what chose the path, named in error messages
         self._lock = threading.Lock()
         if self.path.is_dir():
             raise ConfigError(
-                f"--cache: '{self.path}' is a directory; give a file in it "
+                f"{self.source}: '{self.path}' is a directory; give a file in it "
                 f"(e.g. {self.path / 'responses.sqlite'}) or --cache off"
             )
         try:
             self._db = self._open_checked()
         except OSError as e:  # the folder or the lock file cannot be created (read-only)
             raise ConfigError(
-                f"--cache: cannot open the response cache '{self.path}' "
+                f"{self.source}: cannot open the response cache '{self.path}' "
                 f"({e.strerror or e}: {e.filename}); give another path or --cache off"
             ) from None
 
@@ -119,7 +129,7 @@ class ResponseCache:
             except sqlite3.DatabaseError as e:
                 if not _is_damage(e):
                     raise ConfigError(
-                        f"--cache: cannot open the response cache '{self.path}' ({e}); "
+                        f"{self.source}: cannot open the response cache '{self.path}' ({e}); "
                         "give another path or --cache off"
                     ) from None
                 aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
@@ -143,7 +153,7 @@ class ResponseCache:
             return  # created, or refused with its own message, by _connect
         if head and head != SQLITE_HEADER[: len(head)]:
             raise ConfigError(
-                f"--cache: '{self.path}' is not a response cache (not an SQLite file); it is "
+                f"{self.source}: '{self.path}' is not a response cache (not an SQLite file); it is "
                 "left as it is: give another path, or --cache off"
             )
 

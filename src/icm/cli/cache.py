@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from icm.backends.response_cache import ResponseCache, default_cache_path
+from icm.backends.response_cache import ResponseCache, default_cache_path, default_cache_source
 from icm.errors import ConfigError
 
 
@@ -30,7 +30,10 @@ def run(args: argparse.Namespace) -> int:
             "the default one, or give a path"
         )
     default = args.cache is None or str(args.cache) == "default"
-    cache = ResponseCache(default_cache_path() if default else args.cache)
+    if default:
+        cache = ResponseCache(default_cache_path(), source=default_cache_source())
+    else:
+        cache = ResponseCache(args.cache)
     try:
         if args.action == "stats":
             print(json.dumps(cache.stats(), indent=2))
