@@ -177,3 +177,17 @@ def test_data_list_shows_presence(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli.main(["data", "list", "--data-dir", str(tmp_path), "--check"]) == 1
     out = capsys.readouterr().out
     assert "CHANGED  gsm8k/train.jsonl" in out and "missing  gsm8k/test.jsonl" in out
+
+
+def test_data_list_of_a_folder_that_is_not_one_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It listed every dataset file as missing, exit 0."""
+    a_file = tmp_path / "data.txt"
+    a_file.write_text("x")
+    assert cli.main(["data", "list", "--data-dir", str(a_file)]) == 2
+    err = capsys.readouterr().err
+    assert f"--data-dir: '{a_file}': data directory is a file, not a folder" in err
+    monkeypatch.setenv("ICM_DATA_DIR", str(tmp_path / "nope"))
+    assert cli.main(["data", "list"]) == 2
+    assert "$ICM_DATA_DIR: " in capsys.readouterr().err

@@ -103,6 +103,10 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
+    if root is not None and not root.is_dir():  # listing it would call every file missing
+        what = "is a file, not a folder" if root.exists() else "not found"
+        where = "--data-dir" if args.data_dir else f"${DATA_DIR_ENV}"
+        raise ConfigError(f"{where}: '{root}': data directory {what}")
     print(f"data directory: {root or '(none: pass --data-dir, set ' + DATA_DIR_ENV + ')'}")
     bad = 0
     for ds in DATASETS.values():
