@@ -189,6 +189,10 @@ def test_iterative_run_labels_batch_two_with_the_finetuned_model(iterative_run: 
     assert {e["prompt"]: e["completion"] == " True" for e in examples} == batch1
     assert trained["source"] == {"run": str(iterative_run), "batches": [0], "labels": "icm"}
     assert {"torch", "transformers", "peft", "trl", "git"} <= set(trained["versions"])
+    import torch
+
+    assert trained["dtype"] == ("bfloat16" if torch.cuda.is_available() else "float32")
+    assert (trained["device"] == "cpu") != torch.cuda.is_available()
     # The loss went down.
     losses = trained["epoch_loss"]
     assert len(losses) == 3 and losses[-1] < losses[0], losses

@@ -162,7 +162,8 @@ def finetune(
     trainer.remove_callback(PrinterCallback)
     log(
         f"fine-tuning {folder.name} on {len(examples)} examples "
-        f"({cfg.epochs:g} epochs, LoRA r {cfg.lora_r})"
+        f"({cfg.epochs:g} epochs, LoRA r {cfg.lora_r}; "
+        f"{'GPU, bfloat16' if on_gpu else 'CPU, float32'})"
     )
     started = time.monotonic()
     trainer.train()
@@ -188,6 +189,9 @@ def finetune(
         "loss_history": history,
         "epoch_loss": losses,
         "train_seconds": round(seconds, 3),
+        # Where it trained: bfloat16 on a GPU, float32 on the CPU (the losses differ a little).
+        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
+        "dtype": "bfloat16" if on_gpu else "float32",
         "adapter_fingerprint": folder_fingerprint(out),
         "versions": {**versions(), **training_versions()},
         "created": now_iso(),
