@@ -77,3 +77,56 @@ def test_python_package_type_checks() -> None:
     # mypy reads the core's stub (_icm_core.pyi) and, with the finetune extra, torch's types.
     r = run([tool("mypy"), "src"])
     assert r.returncode == 0, r.stdout[-4000:]
+
+
+STATE_AFTER_NUMPY = """
+import importlib.util, sys
+import numpy  # a C++ extension that loads the shared libstdc++ first
+spec = importlib.util.spec_from_file_location("icm._icm_core", sys.argv[1])
+core = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(core)
+claims = [core.Claim(f"c{i}", f"Claim {i} is ", f"g{i // 2}") for i in range(4)]
+s = core.ClaimSet(claims, [core.Relation(core.RelationKind.OPPOSITE, 0, 1)])
+p = core.search_params_paper()
+p.max_iterations = 5
+scorer = core.SyntheticScorer([core.Label.TRUE, core.Label.FALSE] * 2, core.SyntheticScorerParams())
+search = core.Search(s, p, scorer)
+search.step()
+print(len(search.state().rng_state))
+"""
+
+
+@pytest.mark.slow  # builds the extension from scratch
+def test_an_extension_linked_with_a_static_libstdcxx_keeps_it_private(tmp_path: Path) -> None:
+    """A toolchain that links libstdc++ statically (a GPU machine's /opt/gcc did) put an
+    exported copy of it in the module: its locale facet ids (GNU-unique symbols) merged with
+    the shared libstdc++ that numpy loads, and Search.state() crashed (SIGSEGV in
+    RandomStream::save) in every `icm run`. The link now keeps that copy private."""
+    import nanobind
+
+    build = tmp_path / "build"
+    configure = run(
+        [
+            tool("cmake"), "-S", ".", "-B", str(build), "-G", "Ninja",
+            f"-DCMAKE_MAKE_PROGRAM={tool('ninja')}", "-DCMAKE_BUILD_TYPE=Release",
+            "-DSKBUILD=ON", "-DICM_BUILD_TESTS=OFF", f"-DPython_EXECUTABLE={sys.executable}",
+            f"-Dnanobind_ROOT={nanobind.cmake_dir()}",
+            "-DCMAKE_MODULE_LINKER_FLAGS=-static-libstdc++",
+        ]
+    )  # fmt: skip
+    assert configure.returncode == 0, configure.stdout[-3000:] + configure.stderr[-3000:]
+    made = run([tool("cmake"), "--build", str(build), "--target", "_icm_core", "--parallel", "2"])
+    assert made.returncode == 0, made.stdout[-5000:] + made.stderr[-5000:]
+    module = next(build.glob("_icm_core*.so"))
+    ldd = run(["ldd", str(module)])
+    assert "libstdc++" not in ldd.stdout, ldd.stdout  # the copy is inside, as on that machine
+    exported = run(["nm", "-D", "--defined-only", str(module)]).stdout
+    assert "PyInit__icm_core" in exported
+    leaked = [line for line in exported.splitlines() if "_ZNSt6locale" in line or " u " in line]
+    assert len(leaked) <= 2, leaked[:20]  # before: 108 unique symbols, the locale's among them
+    assert not any("_ZNSt6locale" in line for line in leaked), leaked
+    r = subprocess.run(
+        [sys.executable, "-c", STATE_AFTER_NUMPY, str(module)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0 and int(r.stdout) > 1000, (r.returncode, r.stderr[-3000:])

@@ -301,6 +301,7 @@ def test_plain_run_on_a_finetuned_model_folder(iterative_run: Path, tmp_path: Pa
     metrics = json.loads((out / "metrics.json").read_text())
     fingerprint = json.loads((adapter / "finetune.json").read_text())["adapter_fingerprint"]
     assert f"+lora-{fingerprint}" in metrics["scorer"]
+    assert metrics["model"] == str(adapter)  # it said "embedded"
     assert metrics["backend"]["requests"] > 0 and metrics["backend"]["prompt_tokens"] > 0
     assert metrics["status"] == "completed" and metrics["n_labeled"] == 4
 

@@ -550,7 +550,9 @@ def metrics(
         "testbed": table.testbed,
         "split": table.split,
         "n_claims": len(table),
-        "model": cfg.model,
+        # The weights given by --model-path, else --model ("embedded" alone said nothing of
+        # a fine-tuned folder that scored the run); "scorer" names the exact model id.
+        "model": cfg.model_path or cfg.model,
         "scorer": handle.description if handle else None,
         "wall_seconds": wall_seconds,
         "versions": versions(),
