@@ -14,7 +14,13 @@ p = next(loaded.model.parameters())
 prompts = [c.prompt for c in get_testbed("capitals").load("train", LoadOptions(size=32)).claims]
 scorer = TransformersScorer(loaded)
 scores = scorer.score_prompts(prompts)
-print(json.dumps({
-    "device": str(p.device), "dtype": str(p.dtype), "cuda": torch.cuda.is_available(),
-    "gaps": [t - f for t, f in scores],
-}))
+print(
+    json.dumps(
+        {
+            "device": str(p.device),
+            "dtype": str(p.dtype),
+            "cuda": torch.cuda.is_available(),
+            "gaps": [t - f for t, f in scores],
+        }
+    )
+)

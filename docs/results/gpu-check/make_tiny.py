@@ -4,7 +4,8 @@ the capitals prompts, for checking icm's GPU code paths without a real model's w
 import sys
 from pathlib import Path
 
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from icm.testbeds import LoadOptions, get_testbed
@@ -37,8 +38,6 @@ cfg = LlamaConfig(
     eos_token_id=fast.eos_token_id,
     pad_token_id=fast.pad_token_id,
 )
-import torch
-
 torch.manual_seed(0)
 LlamaForCausalLM(cfg).save_pretrained(out)
 print(out, len(fast), sum(p.stat().st_size for p in out.iterdir()))
