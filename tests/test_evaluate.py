@@ -316,3 +316,7 @@ def test_a_train_split_of_a_claims_file_is_refused_not_ignored(tmp_path: Path) -
     cfg = EvalConfig(labels="golden", testbed=str(path), test_fraction=0.3, train_split="test")
     with pytest.raises(ConfigError, match="--train-split test: a claims file"):
         run_eval(cfg, scorer=DemoFollowingScorer())
+    # --test-split beside --test-fraction was ignored too.
+    cfg = EvalConfig(labels="golden", testbed=str(path), test_fraction=0.3, test_split="train")
+    with pytest.raises(ConfigError, match="--test-split train: with --test-fraction"):
+        run_eval(cfg, scorer=DemoFollowingScorer())

@@ -357,6 +357,11 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
             )
         test = load_split(cfg, testbed, cfg.test_split, cfg.test_size)
     else:
+        if cfg.test_split != EvalConfig.test_split:  # it would be ignored
+            raise ConfigError(
+                f"--test-split {cfg.test_split}: with --test-fraction the test claims are "
+                "held-out groups of the train split; leave out one of the two"
+            )
         details["test_fraction"] = cfg.test_fraction
     train_ids = {c.id for c in train.claims}
     train_prompts = {c.prompt for c in train.claims}
