@@ -180,8 +180,8 @@ def export(
     run = load_run(run_dir)
     check_out(out, run, fmt)
     summary: dict[str, Any] = {"run": str(run_dir), "format": fmt, "claims": len(run.rows)}
-    if run.quality_warning():
-        summary["warning"] = run.quality_warning()
+    if warning := run.quality_warning():
+        summary["warning"] = warning
     if run.n_unlabeled:
         summary["unlabeled_claims_left_out"] = run.n_unlabeled
     if fmt == "sft":

@@ -54,6 +54,14 @@ def default_cache_source() -> str:
     return f"${CACHE_ENV}" if os.environ.get(CACHE_ENV) else "--cache (default)"
 
 
+def open_response_cache(setting: str | Path) -> ResponseCache:
+    """The cache a `--cache` setting names: 'default' (default_cache_path(), errors naming
+    what placed it) or a path."""
+    if str(setting) == "default":
+        return ResponseCache(default_cache_path(), source=default_cache_source())
+    return ResponseCache(setting)
+
+
 def _warn(message: str) -> None:
     print(f"icm: warning: {message}", file=sys.stderr, flush=True)
 
@@ -66,10 +74,7 @@ def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]
     if setting == "off":
         yield lambda scorer: scorer
         return
-    if setting == "default":
-        cache = ResponseCache(default_cache_path(), source=default_cache_source())
-    else:
-        cache = ResponseCache(setting)
+    cache = open_response_cache(setting)
     try:
         yield lambda scorer: CachedLabelScorer(scorer, cache)
     finally:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from icm.backends.response_cache import ResponseCache, default_cache_path, default_cache_source
+from icm.backends.response_cache import open_response_cache
 from icm.errors import ConfigError
 
 
@@ -29,11 +29,7 @@ def run(args: argparse.Namespace) -> int:
             f"--cache off: `icm cache {args.action}` needs a cache file; leave out --cache for "
             "the default one, or give a path"
         )
-    default = args.cache is None or str(args.cache) == "default"
-    if default:
-        cache = ResponseCache(default_cache_path(), source=default_cache_source())
-    else:
-        cache = ResponseCache(args.cache)
+    cache = open_response_cache(args.cache or "default")
     try:
         if args.action == "stats":
             print(json.dumps(cache.stats(), indent=2))

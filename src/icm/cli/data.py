@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from icm.data.data_dir import DATA_DIR_ENV, default_cache_dir, resolve_data_dir
+from icm.data.data_dir import DATA_DIR_ENV, default_cache_dir, not_a_folder, resolve_data_dir
 from icm.data.fetch import MIRROR_ENV, fetch_file, sha256_of, source_url
 from icm.data.manifest import DATASETS
 from icm.errors import ConfigError, did_you_mean
@@ -104,9 +104,8 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     root = resolve_data_dir(args.data_dir)
     if root is not None and not root.is_dir():  # listing it would call every file missing
-        what = "is a file, not a folder" if root.exists() else "not found"
         where = "--data-dir" if args.data_dir else f"${DATA_DIR_ENV}"
-        raise ConfigError(f"{where}: '{root}': data directory {what}")
+        raise ConfigError(f"{where}: '{root}': data directory {not_a_folder(root)}")
     print(f"data directory: {root or '(none: pass --data-dir, set ' + DATA_DIR_ENV + ')'}")
     bad = 0
     for ds in DATASETS.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 from typing import Any
@@ -222,28 +223,18 @@ def add_search_options(p: argparse.ArgumentParser, *, seed_help: str | None = No
     )
 
 
-SEARCH_FIELDS = (
-    "alpha",
-    "seed",
-    "batch_size",
-    "num_seed",
-    "K",
-    "consistency_fix_K",
-    "decay",
-    "initial_T",
-    "final_T",
-    "scheduler",
-    "algorithm",
-    "log_beta",
-    "mp",
-    "context_k",
-    "mp_objective",
-)
+@functools.cache
+def search_fields() -> tuple[str, ...]:
+    """The RunConfig fields add_search_options declares, read off the flags themselves so
+    that a flag added there is passed on everywhere."""
+    p = argparse.ArgumentParser(add_help=False)
+    add_search_options(p)
+    return tuple(a.dest for a in p._actions)
 
 
 def search_options(args: argparse.Namespace) -> dict[str, Any]:
     """The RunConfig fields set by add_search_options."""
-    return {name: getattr(args, name) for name in SEARCH_FIELDS}
+    return {name: getattr(args, name) for name in search_fields()}
 
 
 def data_dir_of(args: argparse.Namespace) -> Path | None:

@@ -30,6 +30,11 @@ def resolve_data_dir(data_dir: Path | str | None) -> Path | None:
     return cache if cache.is_dir() else None
 
 
+def not_a_folder(root: Path) -> str:
+    """Why `root`, which is not a directory, cannot be the data directory."""
+    return "is a file, not a folder" if root.exists() else "not found"
+
+
 def dataset_of(relpath: str) -> str:
     """The `icm data fetch` name that provides a relative path (its first folder)."""
     return relpath.split("/", 1)[0]
@@ -47,10 +52,9 @@ def data_file(data_dir: Path | str | None, relpath: str, *, hint: str = "") -> P
             f"{DATA_DIR_ENV}) to a folder that holds it, or {how}"
         )
     if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else "not found"
         raise DataError(
-            f"data directory {what}; pass --data-dir DIR (or set {DATA_DIR_ENV}) to an "
-            f"existing folder, or {how}",
+            f"data directory {not_a_folder(root)}; pass --data-dir DIR (or set "
+            f"{DATA_DIR_ENV}) to an existing folder, or {how}",
             path=root,
         )
     path = root / relpath
