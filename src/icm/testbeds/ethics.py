@@ -79,7 +79,12 @@ class _Ethics(Testbed):
     license = ETHICS_LICENSE
 
     def path(self, split: str, options: LoadOptions) -> Path:
-        return data_file(options.data_dir, f"ethics/{self.subset}/{self.files[split]}")
+        relpath = f"ethics/{self.subset}/{self.files[split]}"
+        return data_file(options.data_dir, relpath, hint=self.missing_hint(split))
+
+    def missing_hint(self, split: str) -> str:
+        """What to add, for a missing file of `split`, to the `icm data fetch` advice."""
+        return ""
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
         table = self.build(split, self.path(split, options))
@@ -133,14 +138,13 @@ class EthicsCommonsense(_Ethics):
         "test_hard": "cm_test_hard.csv",
     }
 
-    def path(self, split: str, options: LoadOptions) -> Path:
-        hint = ""
-        if split == "train":
-            hint = (
-                "cm_train.csv, 4 MiB or more, is not in the offline copy of ETHICS; without "
-                "it, search on --split test and evaluate on --split test_hard"
-            )
-        return data_file(options.data_dir, f"ethics/{self.subset}/{self.files[split]}", hint=hint)
+    def missing_hint(self, split: str) -> str:
+        if split != "train":
+            return ""
+        return (
+            "cm_train.csv, 4 MiB or more, is not in the offline copy of ETHICS; without "
+            "it, search on --split test and evaluate on --split test_hard"
+        )
 
     def build(self, split: str, path: Path) -> ClaimTable:
         rows = read_csv_records(path, required=("label", "input", "is_short"))
