@@ -337,6 +337,9 @@ NB_MODULE(_icm_core, m) {
     nb::class_<icm::Search>(m, "Search", "ICM's annealing search over one batch of claims (Algorithm 1).")
         .def(nb::init<icm::ClaimSet, icm::SearchParams, icm::Scorer &>(), "claims"_a, "params"_a, "scorer"_a,
              nb::keep_alive<1, 4>())
+        .def("set_initial_labels", &icm::Search::set_initial_labels, "labels"_a,
+             "Start from these labels (one per claim, UNSET allowed) instead of num_seed random ones; "
+             "before the first step only.")
         .def("step", &icm::Search::step, nb::call_guard<nb::gil_scoped_release>(), "One step; its TraceRow.")
         .def("run", &icm::Search::run, "n_steps"_a = nb::none(), nb::call_guard<nb::gil_scoped_release>(),
              "n_steps steps, or to the end; their TraceRows.")

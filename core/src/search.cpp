@@ -32,6 +32,8 @@ struct Search::Impl {
     int64_t         iteration   = 0;
     int64_t         n_accepted  = 0;
     bool            initialized = false;
+    // Given by set_initial_labels: the labels to start from instead of random seeds.
+    std::optional<std::vector<Label>> initial_labels;
 
     Impl(ClaimSet claims, const SearchParams &p, Scorer &s)
         : set(std::move(claims)),
@@ -43,6 +45,7 @@ struct Search::Impl {
           sampler(static_cast<size_t>(set.n_claims()), 1.0) {}
 
     TraceRow initialize();
+    void     seed_random_labels();
     TraceRow step();
     void     commit_labels();
     void     refresh_scores();
@@ -97,6 +100,28 @@ void Search::Impl::refresh_scores() {
 }
 
 TraceRow Search::Impl::initialize() {
+    if (initial_labels) {
+        for (int32_t c = 0; c < set.n_claims(); ++c) {
+            const Label l = (*initial_labels)[static_cast<size_t>(c)];
+            if (l != Label::UNSET) labeling.apply(c, l);
+        }
+    } else {
+        seed_random_labels();
+    }
+    labeling.commit();
+    refresh_scores();
+
+    // Resolve the initial inconsistencies.
+    const int32_t n_fixed = consistency_fix(labeling, params, rng, scorer, labeling.utility());
+    labeling.commit();
+    reset_sampling_weights();
+    initialized = true;
+    TraceRow r  = row(StepOutcome::INIT);
+    r.n_fixed   = n_fixed;
+    return r;
+}
+
+void Search::Impl::seed_random_labels() {
     // Select num_seed claims (at random, or the first ones of the batch as the original
     // code does) and give them balanced random labels.
     const auto           n = static_cast<size_t>(set.n_claims());
@@ -110,17 +135,6 @@ TraceRow Search::Impl::initialize() {
     std::fill(seed_labels.begin(), seed_labels.begin() + static_cast<std::ptrdiff_t>(k / 2), Label::TRUE);
     for (size_t i = k; i > 1; --i) std::swap(seed_labels[i - 1], seed_labels[rng.next_below(i)]);
     for (size_t i = 0; i < k; ++i) labeling.apply(order[i], seed_labels[i]);
-    labeling.commit();
-    refresh_scores();
-
-    // Resolve the initial inconsistencies.
-    const int32_t n_fixed = consistency_fix(labeling, params, rng, scorer, labeling.utility());
-    labeling.commit();
-    reset_sampling_weights();
-    initialized = true;
-    TraceRow r  = row(StepOutcome::INIT);
-    r.n_fixed   = n_fixed;
-    return r;
 }
 
 TraceRow Search::Impl::step() {
@@ -177,6 +191,15 @@ Search::Search(ClaimSet claims, SearchParams params, Scorer &scorer) {
 }
 
 Search::~Search() = default;
+
+void Search::set_initial_labels(std::vector<Label> labels) {
+    if (impl_->initialized) throw std::logic_error("set_initial_labels: the search has already started");
+    if (labels.size() != static_cast<size_t>(impl_->set.n_claims())) {
+        throw std::invalid_argument("initial_labels: size " + std::to_string(labels.size()) +
+                                    " != number of claims " + std::to_string(impl_->set.n_claims()));
+    }
+    impl_->initial_labels = std::move(labels);
+}
 
 TraceRow Search::step() {
     if (done()) throw std::logic_error("step: the search is done (K iterations)");

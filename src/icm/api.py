@@ -26,6 +26,7 @@ from icm.errors import ConfigError
 from icm.run_summary import RunSummary, summarize_run
 from icm.search import IcmResult, gold_agreement, run_icm
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
+from icm.zero_shot import zero_shot_gaps, zero_shot_labels
 
 ScorerLike: TypeAlias = LabelScorer | core.Scorer | str
 
@@ -113,6 +114,7 @@ class Labels:
     result: IcmResult
     options: dict[str, Any] = field(default_factory=dict)
     summary: RunSummary | None = None  # label balance, constraints violated, warnings
+    zero_shot_gaps: dict[str, float] | None = None  # each claim scored alone (the reference)
 
     def records(self) -> list[dict[str, Any]]:
         labels, scores = self.result.labels, self.result.scores
@@ -125,6 +127,7 @@ class Labels:
                 "group": c.group,
                 "batch": batch_of.get(c.id),
                 "gold": c.gold,
+                "zero_shot_gap": (self.zero_shot_gaps or {}).get(c.id),
             }
             for c in self.table.claims
         ]
@@ -185,7 +188,9 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
     Options that only make sense for `icm run` (testbed, out, ...) are refused.
 
     The result's `summary` says whether the labelling is degenerate (one label for every
-    claim) or inconsistent; such a result also raises a RuntimeWarning."""
+    claim) or inconsistent, and (unless zero_shot=False) puts it beside the zero-shot
+    reference, each claim scored alone (one more request per claim); a flagged result also
+    raises a RuntimeWarning."""
     if not isinstance(table, ClaimTable):
         raise ConfigError(
             f"table: expected a ClaimTable (from icm.api.claims_table), got {type(table).__name__}"
@@ -202,9 +207,24 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
     if "size" in options:  # RunConfig's default (16 claims) is `icm run`'s, not label()'s
         table = table.sample_groups(cfg.size, cfg.seed)
     n_batch = cfg.batch_claims(len(table))
+    zs_gaps = None
     with _scorer(scorer, table, cfg) as core_scorer:
-        result = run_icm(table, core_scorer, cfg.search_params(n_batch), cfg.batch_size)
-    summary = summarize_run(cfg, table, result, n_batch)
+        if cfg.zero_shot:  # the reference the summary compares ICM with (icm.zero_shot)
+            one = (
+                core_scorer
+                if isinstance(core_scorer, core.Scorer)
+                else core_scorer(list(range(len(table))))
+            )
+            zs_gaps = zero_shot_gaps(one, table)
+        initial = zero_shot_labels(table, zs_gaps).labels if cfg.init == "zero-shot" else None
+        result = run_icm(
+            table,
+            core_scorer,
+            cfg.search_params(n_batch),
+            cfg.batch_size,
+            initial_labels=initial,
+        )
+    summary = summarize_run(cfg, table, result, n_batch, zero_shot_gaps=zs_gaps)
     for warning in summary.warnings:
         warnings.warn(f"icm.api.label: {warning}", RuntimeWarning, stacklevel=2)
-    return Labels(table, result, given, summary)
+    return Labels(table, result, given, summary, zs_gaps)

@@ -94,6 +94,12 @@ class RunConfig:
     context_k: int = 4
     context_regrow: float = 1.25
     mp_objective: str = "mean-gap"  # mean-gap (the original code) | sum-logprob (paper text)
+    # Where the search starts: random (num_seed random labels, the paper) | zero-shot (every
+    # claim labelled by the model's zero-shot answer; beyond the paper, see docs/results).
+    init: str = "random"
+    # Score every claim alone first and compare ICM's labels with those zero-shot labels
+    # (icm.zero_shot); --no-zero-shot skips it.
+    zero_shot: bool = True
     # The model
     model: str = DEFAULT_MODEL  # "embedded", "synthetic", or the server's model name
     base_url: list[str] = field(default_factory=list)
@@ -164,6 +170,12 @@ class RunConfig:
             bad("mp", f"must be 'exact' or 'sparse', got '{self.mp}'")
         if self.mp_objective not in ("mean-gap", "sum-logprob"):
             bad("mp_objective", f"must be 'mean-gap' or 'sum-logprob', got '{self.mp_objective}'")
+        if self.init not in ("random", "zero-shot"):
+            bad("init", f"must be 'random' or 'zero-shot', got '{self.init}'")
+        if self.init == "zero-shot" and not self.zero_shot:
+            bad("init", "zero-shot starts from the zero-shot pass, which --no-zero-shot skips")
+        if self.init == "zero-shot" and self.iterative:
+            bad("init", "zero-shot is not available with --iterative")
         if self.consistency not in ("default", "none", "paper"):
             bad("consistency", f"must be default, none or paper, got '{self.consistency}'")
         if self.iterative:

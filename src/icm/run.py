@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from icm import _icm_core as core
+from icm.backends.base import FloorWatch
 from icm.backends.completions import redact_credentials
 from icm.checkpoint import (
     STATE_FILE,
@@ -47,6 +48,9 @@ from icm.search import Progress as SearchProgress
 from icm.testbeds import LoadOptions
 from icm.testbeds.base import ClaimTable
 from icm.testbeds.loading import check_claims_file_split, load_table
+from icm.zero_shot import zero_shot_gaps, zero_shot_labels
+
+ZERO_SHOT_FILE = "zero_shot.json"
 
 SYNTHETIC_WARNING = (
     "scorer: SYNTHETIC stand-in, not a language model. Its scores are a noisy function of "
@@ -96,11 +100,27 @@ def load_checked_run_table(run_dir: Path, cfg: RunConfig) -> ClaimTable:
 class ScorerHandle:
     """The scorer for the search (or a per-batch factory) plus what to report about it."""
 
-    def __init__(self, scorer: BatchScorer, description: str, backend: Any = None) -> None:
+    def __init__(
+        self,
+        scorer: BatchScorer,
+        description: str,
+        backend: Any = None,
+        floor_watch: FloorWatch | None = None,
+    ) -> None:
         self.core = scorer
         self.description = description
         self.backend = backend
+        self.floor_watch = floor_watch
         self.synthetic: list[core.SyntheticScorer] = []
+
+    def scorer_for_all(self, table: ClaimTable) -> core.Scorer | None:
+        """One scorer for every claim of the table (the zero-shot pass), or None where
+        the scorer changes from batch to batch (--iterative)."""
+        if isinstance(self.core, core.Scorer):
+            return self.core
+        if hasattr(self.core, "for_batch"):
+            return None
+        return self.core(list(range(len(table))))  # type: ignore[operator]
 
     def stats(self) -> dict[str, Any]:
         if self.backend is not None and hasattr(self.backend, "stats"):
@@ -173,7 +193,26 @@ def open_scorer(
 
     with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
         scorer = cached(backend)
-        yield ScorerHandle(CoreScorer(scorer), f"model: {backend.model_id}", scorer)
+        watch = FloorWatch(table.label_words, floor_hint(cfg))
+        yield ScorerHandle(
+            CoreScorer(scorer, watch), f"model: {backend.model_id}", scorer, floor_watch=watch
+        )
+
+
+def floor_hint(cfg: RunConfig) -> str:
+    """What to change when the label words are missing from the model's top logprobs."""
+    hints = []
+    if cfg.keep_trailing_space:
+        by = ", set by --preset original" if cfg.preset == "original" else ""
+        hints.append(
+            f"prompts are sent ending in a space (--keep-trailing-space{by}), after which "
+            "SentencePiece models (Gemma, Llama 2) predict a word-less token: add "
+            "--no-keep-trailing-space"
+        )
+    hints.append(f"raise --logprobs (now {cfg.logprobs})")
+    hints.append("check the label words of the testbed or claims file")
+    hints.append("or use another model")
+    return "; ".join(hints[:-1]) + ", " + hints[-1]
 
 
 class Progress:
@@ -331,7 +370,8 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
             n_claims=len(table),
         )
         repaired.append("trace.png")
-    expected = [json.loads(json.dumps(r, default=str)) for r in label_rows(table, result)]
+    zs_gaps = read_zero_shot(run_dir, table)
+    expected = [json.loads(json.dumps(r, default=str)) for r in label_rows(table, result, zs_gaps)]
     labels_path = run_dir / "labels.jsonl"
     try:
         found = [json.loads(line) for line in labels_path.read_text().splitlines() if line]
@@ -339,7 +379,7 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
         found = None
     if found == expected:
         return repaired
-    write_labels(run_dir, table, result)
+    write_labels(run_dir, table, result, zs_gaps)
     why = "missing or unreadable" if found is None else "different from batches.jsonl"
     RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
     return ["labels.jsonl", *repaired]
@@ -379,9 +419,10 @@ def execute_run(
     if resume is None:
         trace_path.unlink(missing_ok=True)
     started = time.monotonic()
-    status, error = "failed", None
+    status, error, resumable = "failed", None, True
     result: IcmResult | None = None
     handle: ScorerHandle | None = None
+    zs_gaps: dict[str, float] | None = None
     # Costs add up over the executions of a run: a resumed run reports all it took.
     earlier = earlier_segments(run_dir) if resume is not None else []
     segment_started = now_iso()
@@ -415,6 +456,11 @@ def execute_run(
                     " relations join claims of different batches (their groups together "
                     f"exceed --batch_size {cfg.batch_size}); the search cannot enforce them"
                 )
+            zs_gaps = zero_shot_reference(cfg, table, handle, run_dir, log)
+            initial = None
+            if cfg.init == "zero-shot":
+                assert zs_gaps is not None  # validate() refuses --init zero-shot without it
+                initial = zero_shot_labels(table, zs_gaps).labels
             bar = Progress(total=n_batches * cfg.K, enabled=progress)
             if resume is not None and bar.bar is not None:
                 bar.bar.update(
@@ -440,6 +486,7 @@ def execute_run(
                     on_step=on_step,
                     resume=resume,
                     on_progress=checkpoint,
+                    initial_labels=initial,
                 )
             finally:  # interrupted or failed: keep every step finished so far
                 checkpoint.flush()
@@ -449,16 +496,27 @@ def execute_run(
         raise
     except IcmError as e:
         error = str(e)
+        resumable = getattr(e, "resumable", True)
         raise
     finally:
         bar.close()
-        summary = summarize_run(cfg, table, result, n_batch) if result is not None else None
+        watch = handle.floor_watch if handle is not None else None
+        summary = None
+        if result is not None:
+            summary = summarize_run(
+                cfg,
+                table,
+                result,
+                n_batch,
+                zero_shot_gaps=zs_gaps,
+                floored=watch.line() if watch is not None else None,
+            )
         write_json(
             run_dir / "metrics.json",
             metrics(cfg, table, result, handle, status, segments(status), error, summary),
         )
         if result is not None:
-            write_labels(run_dir, table, result)
+            write_labels(run_dir, table, result, zs_gaps)
             from icm.report.trace_plot import plot_trace
             from icm.run_dir import read_jsonl
 
@@ -478,12 +536,63 @@ def execute_run(
                     print(f"icm: {line}", file=sys.stderr)
             verdict = "" if summary.verdict == "ok" else f" ({summary.verdict}, see WARNING)"
             log(f"{status}{verdict}: {run_dir}")
+        elif not resumable:  # the same run would fail the same way: a resume cannot help
+            hint = f"{status}: {run_dir}"
+            log(hint)
+            if not progress:
+                print(f"icm: {hint}", file=sys.stderr)
         else:
             hint = f"{status}: {run_dir}; continue with: icm run --resume {run_dir}"
             log(hint)
             if not progress:  # quiet runs still say how to continue
                 print(f"icm: {hint}", file=sys.stderr)
     return run_dir
+
+
+def read_zero_shot(run_dir: Path, table: ClaimTable) -> dict[str, float] | None:
+    """The zero-shot gaps an earlier execution of the run saved, if they cover the table."""
+    path = run_dir / ZERO_SHOT_FILE
+    if not path.exists():
+        return None
+    gaps = read_json_object(path).get("gaps")
+    if not isinstance(gaps, dict) or set(gaps) != set(table.ids):
+        return None
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in gaps.values()):
+        return None
+    return {k: float(v) for k, v in gaps.items()}
+
+
+def zero_shot_reference(
+    cfg: RunConfig, table: ClaimTable, handle: ScorerHandle, run_dir: Path, log: Any
+) -> dict[str, float] | None:
+    """Score every claim alone (icm.zero_shot), once per run: the gaps are kept in
+    zero_shot.json, and a resume reads them back. None when skipped."""
+    if not cfg.zero_shot:
+        return None
+    saved = read_zero_shot(run_dir, table)
+    if saved is not None:
+        return saved
+    scorer = handle.scorer_for_all(table)
+    if scorer is None:
+        log("zero-shot reference: skipped (--iterative changes the model between batches)")
+        return None
+    before = handle.stats()
+    started = time.monotonic()
+    gaps = zero_shot_gaps(scorer, table)
+    if handle.floor_watch is not None:
+        handle.floor_watch.check()  # a table of fewer claims than the watch waits for
+    after = handle.stats()
+    requests = after.get("requests", 0) - before.get("requests", 0)
+    hits = after.get("cache_hits", 0) - before.get("cache_hits", 0)
+    write_json(
+        run_dir / ZERO_SHOT_FILE,
+        {"gaps": gaps, "requests": requests, "cache_hits": hits, "created": now_iso()},
+    )
+    log(
+        f"zero-shot reference: {len(table)} claims scored alone ({requests} requests, "
+        f"{hits} from the response cache) in {time.monotonic() - started:.1f}s"
+    )
+    return gaps
 
 
 def alpha_note(cfg: RunConfig, n_batch: int) -> str:
@@ -505,14 +614,22 @@ def alpha_note(cfg: RunConfig, n_batch: int) -> str:
     return f"alpha {alpha:g} on batches of {n_batch} claims: {weight} (the paper: 0.117)"
 
 
-def write_labels(run_dir: Path, table: ClaimTable, result: IcmResult) -> None:
-    write_jsonl(run_dir / "labels.jsonl", label_rows(table, result))
+def write_labels(
+    run_dir: Path, table: ClaimTable, result: IcmResult, zs_gaps: dict[str, float] | None
+) -> None:
+    write_jsonl(run_dir / "labels.jsonl", label_rows(table, result, zs_gaps))
 
 
-def label_rows(table: ClaimTable, result: IcmResult) -> list[dict[str, Any]]:
-    """The rows of labels.jsonl, one per claim of the table."""
+def label_rows(
+    table: ClaimTable, result: IcmResult, zs_gaps: dict[str, float] | None = None
+) -> list[dict[str, Any]]:
+    """The rows of labels.jsonl, one per claim of the table; with the zero-shot gaps, each
+    row also has the claim's zero-shot gap and label (the reference, icm.zero_shot)."""
     labels, scores = result.labels, result.scores
     batch_of = {cid: b.batch for b in result.batches for cid in b.claim_ids}
+    zs_labels = (
+        zero_shot_labels(table, zs_gaps, match_labels=labels).labels if zs_gaps is not None else {}
+    )
     rows = []
     for c in table.claims:
         row: dict[str, Any] = {
@@ -522,6 +639,9 @@ def label_rows(table: ClaimTable, result: IcmResult) -> list[dict[str, Any]]:
             "group": c.group,
             "batch": batch_of.get(c.id),
         }
+        if zs_gaps is not None:
+            row["zero_shot_gap"] = zs_gaps[c.id]
+            row["zero_shot_label"] = zs_labels[c.id]
         if c.gold is not None:
             row["gold"] = c.gold
         row["prompt"] = c.prompt
@@ -585,6 +705,9 @@ def metrics(
         out["summary"] = summary.as_dict()
         out["verdict"] = summary.verdict
         out["warnings"] = summary.warnings
+        out["zero_shot"] = out["summary"]["zero_shot"]
+    if handle is not None and handle.floor_watch is not None:
+        out["floored_scores"] = handle.floor_watch.as_dict()
     out["segments"] = segments
     if handle is not None or backend:
         out["backend"] = backend

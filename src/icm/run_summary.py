@@ -1,10 +1,16 @@
-"""What a finished labelling looks like, and whether it is degenerate.
+"""What a finished labelling looks like, whether it is degenerate, and whether it beat
+asking the model directly.
 
 A search can end at an optimum of U that is useless: every claim labelled the same, or
 most consistency constraints broken (a small model whose mutual predictability outweighs
 consistency). Such a run still "completes", so every run ends with this summary, in its
 log, on stderr and in metrics.json, and says in words what is wrong and which flag may
-help. The summary reads only the labels and the claims' structure, never gold labels.
+help. Those checks read only the labels and the claims' structure.
+
+A consistent, balanced labelling can still be worse than the model's zero-shot answers.
+Given the zero-shot gaps (icm.zero_shot), the summary also puts ICM beside the zero-shot
+reference: their agreement, and where the claims have gold labels, ICM, zero-shot, the
+majority class and chance, with a warning (and a verdict) when ICM does not beat them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from icm import _icm_core as core
 from icm.testbeds.base import ClaimTable
+from icm.zero_shot import ZeroShotComparison, compare
 
 if TYPE_CHECKING:  # config imports this module
     from icm.config import RunConfig
@@ -42,16 +49,25 @@ class RunSummary:
     constraints_violated: int
     mp_per_batch: list[float] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # ICM beside the zero-shot reference; None when no zero-shot pass was made.
+    zero_shot: ZeroShotComparison | None = None
+    # Answers whose label words were missing from the top logprobs (FloorWatch.line).
+    floored: str | None = None
+
+    VERDICT_KINDS = ("degenerate", "inconsistent", "below-zero-shot", "below-baseline")
 
     @property
     def verdict(self) -> str:
-        """ok | degenerate (one label) | inconsistent (most constraints broken) | both."""
+        """ok, or the '+'-joined problems: degenerate (one label), inconsistent (most
+        constraints broken), below-zero-shot (gold says ICM does not beat the model's
+        zero-shot labels), below-baseline (nor the majority class, or chance)."""
         kinds = [w.split(":", 1)[0] for w in self.warnings]
-        bad = [k for k in ("degenerate", "inconsistent") if k in kinds]
+        bad = [k for k in self.VERDICT_KINDS if k in kinds]
         return "+".join(bad) if bad else "ok"
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        out["zero_shot"] = self.zero_shot.as_dict() if self.zero_shot is not None else None
         out["n_unlabeled"] = self.n_claims - self.n_labeled
         out["true_fraction"] = self.n_true / self.n_labeled if self.n_labeled else None
         out["verdict"] = self.verdict
@@ -66,7 +82,9 @@ class RunSummary:
             f"{self.n_false} False{share}; constraints violated: "
             f"{self.constraints_violated}/{self.constraints_total}; MP per batch: {mp or '-'}"
         )
-        return [head, *(f"WARNING: {w}" for w in self.warnings)]
+        reference = self.zero_shot.lines() if self.zero_shot is not None else []
+        floored = [self.floored] if self.floored else []
+        return [head, *reference, *floored, *(f"WARNING: {w}" for w in self.warnings)]
 
 
 def summarize(
@@ -77,9 +95,12 @@ def summarize(
     alpha: float | None = None,
     n_batch: int | None = None,
     mp_objective: str = "mean-gap",
+    zero_shot_gaps: dict[str, float] | None = None,
+    floored: str | None = None,
 ) -> RunSummary:
     """Summarise final labels over the whole table. `alpha` and `n_batch` (the claims per
-    batch) let the warnings name the alpha that keeps the paper's balance."""
+    batch) let the warnings name the alpha that keeps the paper's balance;
+    `zero_shot_gaps` (every claim's gap scored alone) adds the zero-shot comparison."""
     to_core = {True: core.Label.TRUE, False: core.Label.FALSE, None: core.Label.UNSET}
     values = [labels.get(c.id) for c in table.claims]
     claim_set = table.to_claim_set()
@@ -94,10 +115,22 @@ def summarize(
         mp_per_batch=list(mp_per_batch or []),
     )
     s.warnings = _warnings(s, alpha, n_batch, mp_objective)
+    if zero_shot_gaps is not None:
+        s.zero_shot = compare(table, labels, zero_shot_gaps)
+        s.warnings += s.zero_shot.warnings
+    s.floored = floored
     return s
 
 
-def summarize_run(cfg: RunConfig, table: ClaimTable, result: IcmResult, n_batch: int) -> RunSummary:
+def summarize_run(
+    cfg: RunConfig,
+    table: ClaimTable,
+    result: IcmResult,
+    n_batch: int,
+    *,
+    zero_shot_gaps: dict[str, float] | None = None,
+    floored: str | None = None,
+) -> RunSummary:
     """The summary of a search's result under the run configuration that produced it."""
     return summarize(
         table,
@@ -106,6 +139,8 @@ def summarize_run(cfg: RunConfig, table: ClaimTable, result: IcmResult, n_batch:
         alpha=cfg.resolved_alpha(n_batch),
         n_batch=n_batch,
         mp_objective=cfg.mp_objective,
+        zero_shot_gaps=zero_shot_gaps,
+        floored=floored,
     )
 
 

@@ -193,6 +193,7 @@ def run_icm(
     monitor_gold: bool = True,
     resume: Progress | None = None,
     on_progress: ProgressCallback | None = None,
+    initial_labels: dict[str, bool] | None = None,
 ) -> IcmResult:
     """Label every claim of `table` with ICM, batch by batch.
 
@@ -202,6 +203,7 @@ def run_icm(
     finished before. `on_progress` is called after every step (and after every
     finished batch) with what `resume` needs to continue from there. Batches restored
     from `resume` carry no trace rows (the run directory's trace.jsonl has them).
+    `initial_labels` (claim id -> label) replace the random seed labels (--init zero-shot).
     """
     claim_set = table.to_claim_set()
     gold_all = table.gold_labels() if monitor_gold else [None] * len(table)
@@ -222,8 +224,14 @@ def run_icm(
         else:
             batch_scorer = scorer(indices)
         search = core.Search(subset, batch_params, batch_scorer)
-        if resume is not None and resume.batch == b and resume.state is not None:
-            search.restore(resume.state)
+        restored = resume.state if resume is not None and resume.batch == b else None
+        if restored is not None:
+            search.restore(restored)
+        if initial_labels is not None and not (restored is not None and restored.initialized):
+            to_core = {True: core.Label.TRUE, False: core.Label.FALSE, None: core.Label.UNSET}
+            search.set_initial_labels(
+                [to_core[initial_labels.get(table.claims[i].id)] for i in indices]
+            )
         trace: list[dict[str, Any]] = []
         start = time.monotonic()
         progress.batch = b

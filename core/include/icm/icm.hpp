@@ -362,6 +362,10 @@ class Search {
     Search(const Search &)            = delete;
     Search &operator=(const Search &) = delete;
 
+    // Start from these labels (one per claim; UNSET leaves a claim unlabeled) instead of
+    // num_seed random ones, e.g. the model's zero-shot labels; the initialization still
+    // runs ConsistencyFix on them. Only before the first step (std::logic_error after).
+    void set_initial_labels(std::vector<Label> labels);
     // One iteration (the first call performs the initialization). Returns its trace row.
     TraceRow step();
     // Steps until max_iterations (or n more steps); returns the trace rows.

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from icm import _icm_core as core
+from icm.errors import IcmError
 
 # The original code's floor on the summed label probability.
 LABEL_PROB_FLOOR = 1e-5
@@ -94,15 +95,93 @@ class LabelScorer(ABC):
         self.close()
 
 
+FLOORED_LOGPROB = math.log(LABEL_PROB_FLOOR)
+
+
+class ScoresFloored(IcmError):
+    """The label words are missing from the model's top-k logprobs: every gap is 0 and
+    the search is blind. Resuming cannot help; a new run with other settings can."""
+
+    resumable = False
+
+
+class FloorWatch:
+    """Counts answers in which a label word had no probability mass in the top-k logprobs
+    (its log-probability is exactly the floor), and stops a run whose first answers are
+    mostly floored on both words: every gap is then 0, mutual predictability is 0 at
+    every step, and the search would anneal for its whole length on nothing."""
+
+    CHECK_AFTER = 16  # answers seen before the check (or fewer, when `check` is called)
+
+    def __init__(self, label_words: tuple[str, str], hint: str = "") -> None:
+        self.label_words = label_words
+        self.hint = hint
+        self.answers = 0
+        self.floored_both = 0  # neither word in the top-k: gap exactly 0
+        self.floored_true = 0  # only the true word missing
+        self.floored_false = 0  # only the false word missing
+        self.checked = False
+
+    def observe(self, pairs: Sequence[tuple[float, float]]) -> None:
+        for t, f in pairs:
+            self.answers += 1
+            if t == FLOORED_LOGPROB and f == FLOORED_LOGPROB:
+                self.floored_both += 1
+            elif t == FLOORED_LOGPROB:
+                self.floored_true += 1
+            elif f == FLOORED_LOGPROB:
+                self.floored_false += 1
+        if not self.checked and self.answers >= self.CHECK_AFTER:
+            self.check()
+
+    def check(self) -> None:
+        """Raise ScoresFloored when most answers so far have neither label word."""
+        if self.checked or not self.answers:
+            return
+        self.checked = True
+        if 2 * self.floored_both > self.answers:
+            true_word, false_word = self.label_words
+            raise ScoresFloored(
+                f"scores floored: neither '{true_word}' nor '{false_word}' is among the "
+                f"model's top logprobs in {self.floored_both} of its first {self.answers} "
+                "answers, so every gap is 0 and the search cannot tell the labels apart; "
+                + (self.hint or "raise --logprobs, check the label words, or use another model")
+            )
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "answers": self.answers,
+            "neither_label_word": self.floored_both,
+            "no_true_word": self.floored_true,
+            "no_false_word": self.floored_false,
+        }
+
+    def line(self) -> str | None:
+        """A summary line when any answer was floored, else None."""
+        partly = self.floored_true + self.floored_false
+        if not (self.floored_both or partly):
+            return None
+        true_word, false_word = self.label_words
+        return (
+            f"floored scores: {self.floored_both} of {self.answers} answers had neither "
+            f"'{true_word}' nor '{false_word}' in the top logprobs (gap 0), {partly} only one "
+            f"of them ({self.floored_true} without '{true_word}', {self.floored_false} without "
+            f"'{false_word}')"
+        )
+
+
 class CoreScorer(core.Scorer):
     """Adapts a LabelScorer to the C++ search's Scorer interface."""
 
-    def __init__(self, scorer: LabelScorer) -> None:
+    def __init__(self, scorer: LabelScorer, floor_watch: FloorWatch | None = None) -> None:
         super().__init__()
         self.scorer = scorer
+        self.floor_watch = floor_watch
 
     def score(self, requests: list[core.ScoreRequest]) -> list[core.LabelScore]:
         pairs = self.scorer.score_prompts([r.prompt for r in requests])
+        if self.floor_watch is not None:
+            self.floor_watch.observe(pairs)
         return [core.LabelScore(t, f) for t, f in pairs]
 
     def reads_prompt_text(self) -> bool:

@@ -68,6 +68,8 @@ def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
         if any("-" in o[2:] for o in long) and any("_" in o[2:] for o in long):
             continue  # both spellings given by hand (e.g. --consistency_fix_K, -k)
         for option in long:
+            if isinstance(action, argparse.BooleanOptionalAction) and option.startswith("--no-"):
+                continue  # it reads its value off the "--no-" prefix: an alias would mean yes
             body = option[2:]
             alias = "--" + (body.replace("-", "_") if "-" in body else body.replace("_", "-"))
             if alias == option:

@@ -107,9 +107,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-trailing-space",
         dest="keep_trailing_space",
-        action="store_true",
-        help="send prompts ending in 'is ' unchanged (the original code); by default the "
-        "trailing space is dropped, see docs/algorithm.md",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="send prompts ending in 'is ' unchanged (the original code, and --preset "
+        "original); by default the trailing space is dropped, see docs/algorithm.md",
     )
 
 
@@ -220,6 +221,22 @@ def add_search_options(p: argparse.ArgumentParser, *, seed_help: str | None = No
         dest="mp_objective",
         default=d.mp_objective,
         help="mean-gap (original code) | sum-logprob (paper text)",
+    )
+    h.add_argument(
+        "--init",
+        default=d.init,
+        choices=["random", "zero-shot"],
+        help="random: num_seed random labels (the paper); zero-shot: start from every "
+        "claim's zero-shot label (beyond the paper, docs/results/zero-shot-init.md) "
+        f"(default {d.init})",
+    )
+    h.add_argument(
+        "--zero-shot",
+        dest="zero_shot",
+        action=argparse.BooleanOptionalAction,
+        default=d.zero_shot,
+        help="score every claim alone first and compare ICM with those zero-shot labels in "
+        "the summary (one request per claim, through the response cache; default on)",
     )
 
 
