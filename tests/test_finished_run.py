@@ -121,3 +121,23 @@ def test_commands_that_use_a_flagged_runs_labels_say_so(run: Path, tmp_path: Pat
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     assert f"{expected}; the model will learn that labelling" in r.stderr.splitlines(), r.stderr
+
+
+def test_the_repeated_verdict_quotes_the_warning_behind_it(run: Path, tmp_path: Path) -> None:
+    """A below-zero-shot verdict comes after other warnings (a violated constraint): the
+    line repeated by eval, export and finetune quotes the one that made the verdict."""
+    flagged = flagged_copy(
+        run,
+        tmp_path,
+        "below-zero-shot",
+        [
+            "some constraints violated: 1 of 8",
+            "below-zero-shot: ICM does worse than asking the model directly (zero-shot): 6 "
+            "vs 7 of 8 groups right; they differ on 1 group(s)",
+        ],
+    )
+    warning = read_finished_run(flagged).quality_warning()
+    assert warning == (
+        f"{flagged}: the run's labelling ended below-zero-shot (below-zero-shot: ICM does "
+        "worse than asking the model directly (zero-shot): 6 vs 7 of 8 groups right)"
+    )

@@ -275,8 +275,9 @@ class FinishedRun:
 
     @property
     def verdict(self) -> str | None:
-        """The run's own end-of-run verdict (icm.run_summary): ok, degenerate, inconsistent
-        or degenerate+inconsistent; None for a run made before runs wrote one."""
+        """The run's own end-of-run verdict (icm.run_summary): ok, or its problems joined
+        by '+' (degenerate, inconsistent, below-zero-shot, below-baseline); None for a run
+        made before runs wrote one."""
         verdict = self.metrics.get("verdict")
         return verdict if isinstance(verdict, str) else None
 
@@ -285,8 +286,11 @@ class FinishedRun:
         analyze) when the run's own summary flagged them; None when it did not."""
         if self.verdict in (None, "ok"):
             return None
-        warnings = self.metrics.get("warnings") or []
-        first = str(warnings[0]).split(";", 1)[0] if warnings else ""
+        kinds = set(str(self.verdict).split("+"))
+        # The first warning behind the verdict (others, e.g. "unlabeled", may come first).
+        warnings = [str(w) for w in self.metrics.get("warnings") or []]
+        behind = [w for w in warnings if w.split(":", 1)[0] in kinds] or warnings
+        first = behind[0].split(";", 1)[0] if behind else ""
         return f"{self.run_dir}: the run's labelling ended {self.verdict}" + (
             f" ({first})" if first else ""
         )
