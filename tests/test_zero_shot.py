@@ -16,7 +16,6 @@ from icm.backends.base import FLOORED_LOGPROB, FloorWatch, ScoresFloored
 from icm.run_summary import summarize
 from icm.testbeds.base import ClaimRecord, ClaimTable, RelationRecord, exactly_one_true
 from icm.zero_shot import (
-    compare,
     consistent_labellings,
     exclusive_sets,
     sign_test_p,
