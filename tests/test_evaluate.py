@@ -296,11 +296,12 @@ def test_an_accuracy_resting_on_a_degenerate_labelling_says_so(tmp_path: Path) -
     )
     result = run_eval(EvalConfig(labels=str(run), test_size=40), scorer=AlwaysTrueScorer())
     warnings = result.details["warnings"]
-    assert len(warnings) == 3, warnings
+    assert len(warnings) == 4, warnings
     assert warnings[0].startswith(f"{run}: the run's labelling ended degenerate (degenerate: every")
     assert warnings[1] == f"degenerate demonstrations: all {result.n_demos} are labeled True"
-    assert f"({100 * result.accuracy:.1f}%)" in warnings[2]  # accuracy = share of gold True
-    assert warnings[2].startswith(f"degenerate predictions: every one of the {result.n_test}")
+    assert warnings[2].startswith("below the majority class: accuracy 50.0%")
+    assert f"({100 * result.accuracy:.1f}%)" in warnings[3]  # accuracy = share of gold True
+    assert warnings[3].startswith(f"degenerate predictions: every one of the {result.n_test}")
 
     golden = run_eval(
         EvalConfig(labels="golden", testbed="arithmetic", train_size=30, test_size=40),
@@ -320,3 +321,57 @@ def test_a_train_split_of_a_claims_file_is_refused_not_ignored(tmp_path: Path) -
     cfg = EvalConfig(labels="golden", testbed=str(path), test_fraction=0.3, test_split="train")
     with pytest.raises(ConfigError, match="--test-split train: with --test-fraction"):
         run_eval(cfg, scorer=DemoFollowingScorer())
+
+
+class AlwaysFalseScorer(LabelScorer):
+    """Answers False whatever it is shown (metric code only)."""
+
+    model_id = "always-false"
+
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+        self.stats.requests += len(prompts)
+        return [(-3.0, -0.1)] * len(prompts)
+
+
+def test_class_imbalance_cannot_rank_a_constant_prediction_first(tmp_path: Path) -> None:
+    """Two thirds of the claims are False (three sums a question, one right): a labelling
+    whose predictions are all False scores 66.7% accuracy and once ranked first. Beside
+    accuracy come balanced accuracy (50% for it), the majority-class rate, and group
+    accuracy (argmax), by which results are ranked here; it is flagged."""
+    path = write_claims_file(tmp_path / "claims.jsonl")
+    cfg = EvalConfig(labels="random", testbed=str(path), test_fraction=0.3, seed=2)
+    constant = run_eval(cfg, scorer=AlwaysFalseScorer())
+    d = constant.details
+    assert constant.accuracy == pytest.approx(2 / 3)
+    assert d["balanced_accuracy"] == 0.5
+    assert d["majority_class"] is False and d["majority_class_rate"] == pytest.approx(2 / 3)
+    assert d["group_argmax_coverage"] == 1.0 and d["robust_metric"] == "group_argmax_accuracy"
+    assert any(
+        w.startswith("below the majority class: accuracy 66.7% is no better than predicting "
+                     "False for every test claim (66.7%); balanced accuracy 50.0%")
+        for w in d["warnings"]
+    )  # fmt: skip
+    golden = run_eval(
+        EvalConfig(labels="golden", testbed=str(path), test_fraction=0.3, seed=2),
+        scorer=DemoFollowingScorer(),
+    )
+    assert golden.details["robust_value"] == 1.0 > d["robust_value"]
+    assert not any("majority" in w for w in golden.details["warnings"])
+
+    from icm.cli.eval import result_line
+
+    line = result_line(constant)
+    assert "accuracy 66.7% (95% CI" in line and "balanced accuracy 50.0%" in line
+    assert "majority class (False) 66.7%" in line and "group accuracy (argmax)" in line
+
+
+def test_balanced_accuracy_and_majority_class() -> None:
+    from icm.evaluate import balanced_accuracy, majority_class
+
+    gold = [True, False, False, False, None]
+    assert balanced_accuracy([1, -1, -1, -1, 5], gold) == 1.0
+    assert balanced_accuracy([-1, -1, -1, -1, -1], gold) == 0.5
+    assert balanced_accuracy([1, 1, -1, -1, 0], gold) == pytest.approx((1 + 2 / 3) / 2)
+    assert majority_class(gold) == (False, 0.75)
+    assert majority_class([True, False]) == (True, 0.5)
+    assert majority_class([None]) is None

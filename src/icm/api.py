@@ -216,7 +216,10 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
                 else core_scorer(list(range(len(table))))
             )
             zs_gaps = zero_shot_gaps(one, table)
-        initial = zero_shot_labels(table, zs_gaps).labels if cfg.init == "zero-shot" else None
+        initial = None
+        if cfg.init == "zero-shot":
+            assert zs_gaps is not None  # validate() refuses --init zero-shot without it
+            initial = zero_shot_labels(table, zs_gaps).labels
         result = run_icm(
             table,
             core_scorer,

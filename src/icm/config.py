@@ -63,6 +63,7 @@ _DASHED_FLAGS = {
     "finetune_epochs": "finetune-epochs",
     "lora_r": "lora-r",
     "checkpoint_every": "checkpoint-every",
+    "test_fraction": "test-fraction",
 }
 
 
@@ -74,6 +75,10 @@ class RunConfig:
     size: int | None = 16  # claims to label (whole groups); None = the whole split
     data_dir: str | None = None
     consistency: str = "default"  # default (by construction) | none | paper
+    # Label only the consistency groups outside a held-out fraction of the split, split as
+    # `icm eval --test-fraction F --seed S` splits it (icm replicate on a claims file).
+    test_fraction: float | None = None
+    test_fraction_seed: int = 0
     # The objective and the search (the original code's flags and defaults)
     # None: the alpha that keeps the paper's balance (30 at 256 claims per batch) for the
     # claims per batch actually used, 30 * N / 256 (mean-gap MP); `--alpha 30` is the
@@ -170,6 +175,10 @@ class RunConfig:
             bad("mp", f"must be 'exact' or 'sparse', got '{self.mp}'")
         if self.mp_objective not in ("mean-gap", "sum-logprob"):
             bad("mp_objective", f"must be 'mean-gap' or 'sum-logprob', got '{self.mp_objective}'")
+        if self.test_fraction is not None and not (
+            math.isfinite(self.test_fraction) and 0 < self.test_fraction < 1
+        ):
+            bad("test_fraction", f"must be between 0 and 1, got {self.test_fraction:g}")
         if self.init not in ("random", "zero-shot"):
             bad("init", f"must be 'random' or 'zero-shot', got '{self.init}'")
         if self.init == "zero-shot" and not self.zero_shot:

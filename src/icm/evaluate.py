@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,58 @@ def auroc(gaps: Sequence[float], gold: Sequence[bool | None]) -> float | None:
         i = j + 1
     rank_sum = sum(ranks[: len(pos)])
     return (rank_sum - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
+
+
+def balanced_accuracy(gaps: Sequence[float], gold: Sequence[bool | None]) -> float | None:
+    """The mean of the accuracies on gold-True and on gold-False claims (prediction: gap >
+    0): 50% for any constant prediction, whatever the class balance."""
+    recalls = []
+    for label in (True, False):
+        hits = [g > 0 for g, y in zip(gaps, gold, strict=True) if y is label]
+        if hits:
+            recalls.append(sum(h == label for h in hits) / len(hits))
+    return sum(recalls) / len(recalls) if recalls else None
+
+
+def majority_class(gold: Sequence[bool | None]) -> tuple[bool, float] | None:
+    """The more frequent gold label and its share: the accuracy of predicting it always."""
+    known = [y for y in gold if y is not None]
+    if not known:
+        return None
+    n_true = sum(known)
+    label = 2 * n_true >= len(known)
+    return label, (n_true if label else len(known) - n_true) / len(known)
+
+
+def robust_metric(details: Mapping[str, Any]) -> tuple[str, float | None]:
+    """The metric that class imbalance cannot fool, by which results are ranked: group
+    accuracy (argmax) where the test claims come in groups with exactly one true claim
+    covering at least half of them, else balanced accuracy."""
+    if (
+        details.get("group_argmax_accuracy") is not None
+        and details.get("group_argmax_coverage", 0) >= 0.5
+    ):
+        return "group_argmax_accuracy", details["group_argmax_accuracy"]
+    return "balanced_accuracy", details.get("balanced_accuracy")
+
+
+METRIC_NAMES = {
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced accuracy",
+    "group_argmax_accuracy": "group accuracy (argmax)",
+}
+
+
+def group_argmax_coverage(test: ClaimTable) -> float:
+    """The share of test claims in groups that group_argmax_accuracy counts."""
+    counted = sum(
+        len(g)
+        for g in test.groups().values()
+        if len(g) >= 2
+        and sum(c.gold is True for c in g) == 1
+        and all(c.gold is not None for c in g)
+    )
+    return counted / len(test) if len(test) else 0.0
 
 
 def group_argmax_accuracy(test: ClaimTable, gaps: Sequence[float]) -> float | None:
@@ -433,11 +485,18 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
     # claim on one side of gap 0 (argmax accuracy 50%) while still ranking them.
     details["auroc"] = auroc(gaps, test.gold_labels())
     details["group_argmax_accuracy"] = group_argmax_accuracy(test, gaps)
+    details["group_argmax_coverage"] = group_argmax_coverage(test)
     details["share_predicted_true"] = sum(g > 0 for g in gaps) / len(gaps) if gaps else None
+    # Accuracy alone ranks a labelling that predicts the majority class first.
+    details["balanced_accuracy"] = balanced_accuracy(gaps, test.gold_labels())
+    majority = majority_class(test.gold_labels())
+    details["majority_class"] = None if majority is None else majority[0]
+    details["majority_class_rate"] = None if majority is None else majority[1]
+    details["robust_metric"], details["robust_value"] = robust_metric(details)
     gold_of = {c.prompt: c.gold for c in train.claims}
     demo_acc = [d.label == gold_of[d.prompt] for d in demos if gold_of.get(d.prompt) is not None]
     details["demo_label_accuracy"] = sum(demo_acc) / len(demo_acc) if demo_acc else None
-    details["warnings"] = eval_warnings(details, demos, gaps, test)
+    details["warnings"] = eval_warnings(details, demos, gaps, test, accuracy)
     return EvalResult(
         testbed=testbed,
         source=("icm" if is_run else cfg.labels),
@@ -451,12 +510,17 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
 
 
 def eval_warnings(
-    details: dict[str, Any], demos: Sequence[Demonstration], gaps: Sequence[float], test: ClaimTable
+    details: dict[str, Any],
+    demos: Sequence[Demonstration],
+    gaps: Sequence[float],
+    test: ClaimTable,
+    accuracy: float | None = None,
 ) -> list[str]:
     """What makes an accuracy look better founded than it is: demonstrations from an ICM
-    run that ended degenerate or inconsistent, demonstrations that all carry one label, or
-    predictions that all fall on one side (the accuracy is then the share of that label
-    among the test claims' gold labels, whatever the demonstrations)."""
+    run that ended degenerate or inconsistent, demonstrations that all carry one label, an
+    accuracy no better than predicting the majority class, or predictions that all fall on
+    one side (the accuracy is then the share of that label among the test claims' gold
+    labels, whatever the demonstrations)."""
     out = []
     if details.get("icm_run_warning"):
         out.append(
@@ -467,6 +531,16 @@ def eval_warnings(
     if len(demos) >= 2 and len({d.label for d in demos}) == 1:
         word = words[0] if demos[0].label else words[1]
         out.append(f"degenerate demonstrations: all {len(demos)} are labeled {word}")
+    rate = details.get("majority_class_rate")
+    if rate is not None and accuracy is not None and accuracy <= rate:
+        word = words[0] if details.get("majority_class") else words[1]
+        balanced = details.get("balanced_accuracy")
+        shown = "-" if balanced is None else f"{100 * balanced:.1f}%"
+        out.append(
+            f"below the majority class: accuracy {100 * accuracy:.1f}% is no better than "
+            f"predicting {word} for every test claim ({100 * rate:.1f}%); balanced accuracy "
+            f"{shown} (50% for any constant prediction)"
+        )
     if len(gaps) >= 2 and len({g > 0 for g in gaps}) == 1:
         word = words[0] if gaps[0] > 0 else words[1]
         gold = [y for y in test.gold_labels() if y is not None]

@@ -1,12 +1,14 @@
 """`icm replicate`: the paper's comparison as one command.
 
 For each testbed and seed: run ICM on a train sample, then evaluate on the held-out test
-split with demonstrations labeled by ICM, by gold labels, by random labels (plain, and
-matched to ICM's accuracy), zero-shot, the bootstrap baseline, and a chat model when one
-is given. For truthfulqa it also runs ICM with --consistency paper (gold-derived keys), so
-that the report can state the gap to the leak-free default. Every result is one Cell,
-appended to OUT/cells.jsonl as it is done (a rerun keeps those); icm.report.replicate_report
-turns the cells into report.md and figure.png.
+split (or, with --test-fraction, on held-out groups of the train split or claims file,
+which ICM never sees) with demonstrations labeled by ICM, by gold labels, by random labels
+(plain, and matched to ICM's accuracy), zero-shot, the bootstrap baseline, and a chat
+model when one is given. For truthfulqa it also runs ICM with --consistency paper
+(gold-derived keys), so that the report can state the gap to the leak-free default. Every
+result is one Cell, appended to OUT/cells.jsonl as it is done (a rerun keeps those);
+icm.report.replicate_report turns the cells into report.md and figure.png, ranked by a
+metric class imbalance cannot fool.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class ReplicateConfig:
     chat_model: str | None = None
     chat_base_url: str | None = None
     out: Path = Path("replicate")
+    # Hold out this fraction of each testbed's train groups as the test claims (needed for
+    # a claims file, which has no test split): ICM labels only the rest.
+    test_fraction: float | None = None
 
 
 @dataclass
@@ -51,7 +56,16 @@ class Cell:
 
 
 def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
+    from icm.errors import ConfigError
     from icm.run import start_run
+    from icm.testbeds.loading import is_claims_file
+
+    files = [t for t in cfg.testbeds if is_claims_file(t)]
+    if files and cfg.test_fraction is None:
+        raise ConfigError(
+            f"--testbeds {files[0]}: a claims file has no test split; give --test-fraction F "
+            "(e.g. 0.3) to hold out that fraction of its consistency groups"
+        )
 
     cells: list[Cell] = []
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +103,8 @@ def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
                         consistency=consistency,
                         data_dir=cfg.data_dir,
                         out=str(run_dir),
+                        test_fraction=cfg.test_fraction,
+                        test_fraction_seed=seed,
                     )
                     started = time.monotonic()
                     if (run_dir / "config.json").exists():
@@ -137,6 +153,7 @@ def evaluate_cell(
         model=cfg.run,
         chat_model=cfg.chat_model,
         chat_base_url=cfg.chat_base_url,
+        test_fraction=cfg.test_fraction,
     )
     result: EvalResult = run_eval(ecfg)
     return Cell(
@@ -151,11 +168,38 @@ def evaluate_cell(
     )
 
 
-def summarize(cells: list[Cell]) -> dict[tuple[str, str], tuple[float, float, int]]:
-    """(testbed, method) -> (mean %, std %, seeds)."""
+def cell_value(cell: Cell, metric: str) -> float | None:
+    """A cell's `metric` (accuracy, or a field of its details such as balanced_accuracy)."""
+    if metric == "accuracy":
+        return cell.accuracy
+    value = cell.details.get(metric)
+    return float(value) if isinstance(value, int | float) else None
+
+
+def testbed_metric(cells: list[Cell], testbed: str) -> str:
+    """The metric a testbed's methods are ranked by: the imbalance-robust one its cells
+    name (icm.evaluate.robust_metric) when every cell has it, else balanced accuracy, else
+    (cells written before either existed) accuracy."""
+    mine = [c for c in cells if c.testbed == testbed]
+    for metric in ("group_argmax_accuracy", "balanced_accuracy"):
+        named = [c.details.get("robust_metric") == metric for c in mine]
+        has = [cell_value(c, metric) is not None for c in mine]
+        if mine and all(has) and (metric == "balanced_accuracy" or all(named)):
+            return metric
+    return "accuracy"
+
+
+def summarize(
+    cells: list[Cell], metric: str | dict[str, str] = "accuracy"
+) -> dict[tuple[str, str], tuple[float, float, int]]:
+    """(testbed, method) -> (mean %, std %, seeds) of `metric` (one for all testbeds, or
+    testbed -> metric)."""
     groups: dict[tuple[str, str], list[float]] = {}
     for c in cells:
-        groups.setdefault((c.testbed, c.method), []).append(100 * c.accuracy)
+        name = metric if isinstance(metric, str) else metric.get(c.testbed, "accuracy")
+        value = cell_value(c, name)
+        if value is not None:
+            groups.setdefault((c.testbed, c.method), []).append(100 * value)
     return {
         k: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0, len(v))
         for k, v in groups.items()

@@ -61,11 +61,16 @@ SYNTHETIC_WARNING = (
 def load_run_table(cfg: RunConfig) -> ClaimTable:
     options = LoadOptions(
         data_dir=Path(cfg.data_dir) if cfg.data_dir else None,
-        size=cfg.size,
+        size=None if cfg.test_fraction is not None else cfg.size,
         seed=cfg.seed,
         consistency=cfg.consistency,
     )
-    return load_table(cfg.testbed, cfg.split, options)
+    table = load_table(cfg.testbed, cfg.split, options)
+    if cfg.test_fraction is None:
+        return table
+    # The groups icm eval --test-fraction holds out are never labelled (nor seen).
+    train, _ = table.split_groups(cfg.test_fraction, cfg.test_fraction_seed)
+    return train.sample_groups(cfg.size, cfg.seed)
 
 
 def claims_fingerprint(table: ClaimTable) -> str:

@@ -141,15 +141,32 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.out:
         write_eval(args.out, result)
     print(json.dumps(result.summary(), indent=2))
-    lo, hi = result.ci95
-    print(
-        f"{result.testbed} [{result.source}]: accuracy {100 * result.accuracy:.1f}% "
-        f"(95% CI {100 * lo:.1f}-{100 * hi:.1f}) on {result.n_test} test claims, "
-        f"{result.n_demos} demonstrations",
-        file=sys.stderr,
-    )
+    print(f"{result.testbed} [{result.source}]: {result_line(result)}", file=sys.stderr)
     print_warnings(result)
     return 0
+
+
+def result_line(result: EvalResult) -> str:
+    """Accuracy with its CI beside the numbers class imbalance cannot fool: balanced
+    accuracy, the majority class's rate, and group accuracy (argmax) where there are groups."""
+    d = result.details
+    lo, hi = result.ci95
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    parts = [
+        f"accuracy {pct(result.accuracy)} (95% CI {100 * lo:.1f}-{100 * hi:.1f})",
+        f"balanced accuracy {pct(d.get('balanced_accuracy'))}",
+    ]
+    if d.get("majority_class") is not None:
+        word = "True" if d["majority_class"] else "False"
+        parts.append(f"majority class ({word}) {pct(d.get('majority_class_rate'))}")
+    if d.get("group_argmax_accuracy") is not None:
+        parts.append(f"group accuracy (argmax) {pct(d['group_argmax_accuracy'])}")
+    if d.get("auroc") is not None:
+        parts.append(f"AUROC {d['auroc']:.3f}")
+    return "; ".join(parts) + f" on {result.n_test} test claims, {result.n_demos} demonstrations"
 
 
 def print_warnings(result: EvalResult, name: str = "") -> None:
@@ -162,13 +179,7 @@ def compare_finetuned(cfg: EvalConfig, adapters: list[Path], out: Path | None) -
     each printed as it is done."""
 
     def print_result(name: str, result: EvalResult) -> None:
-        lo, hi = result.ci95
-        print(
-            f"{name}: accuracy {100 * result.accuracy:.1f}% (95% CI {100 * lo:.1f}-"
-            f"{100 * hi:.1f}), AUROC {result.details['auroc']}, {result.n_test} test claims, "
-            f"{result.n_demos} demonstrations",
-            file=sys.stderr,
-        )
+        print(f"{name}: {result_line(result)}", file=sys.stderr)
         print_warnings(result, f"{name}: ")
 
     results = evaluate_finetuned(cfg, adapters, on_result=print_result)

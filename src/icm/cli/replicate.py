@@ -39,6 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--train-size", type=int, default=32, help="train claims ICM labels (default 32)"
     )
     p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="hold out this fraction of each testbed's train groups as the test claims "
+        "instead of its test split; ICM never sees them (needed for a claims file, e.g. "
+        "--testbeds my_claims.jsonl --test-fraction 0.3)",
+    )
     p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
     p.add_argument(
         "--context-tokens",
@@ -68,6 +76,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     run = RunConfig(
         **search_options(args),
         **model_options(args),
+        test_fraction=args.test_fraction,
     )
     run.validate()
     data_dir = data_dir_of(args)
@@ -82,6 +91,7 @@ def cmd_replicate(args: argparse.Namespace) -> int:
         chat_model=args.chat_model,
         chat_base_url=args.chat_base_url,
         out=args.out,
+        test_fraction=args.test_fraction,
     )
     started = time.monotonic()
     cells = run_replicate(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -8,7 +8,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-from icm.replicate import METHODS, Cell, ReplicateConfig, summarize
+from icm.evaluate import METRIC_NAMES
+from icm.replicate import METHODS, Cell, ReplicateConfig, summarize, testbed_metric
 
 # Read off the paper's Figure 3 (Llama 3.1 8B for GSM8K-verification, 70B otherwise),
 # in percent. For Alpaca the paper's golden column is its human labels.
@@ -56,6 +57,11 @@ def warning_lines(cells: list[Cell]) -> list[str]:
     ]
 
 
+def ranked_metrics(cfg: ReplicateConfig, cells: list[Cell]) -> dict[str, str]:
+    """testbed -> the imbalance-robust metric its methods are ranked and plotted by."""
+    return {t: testbed_metric(cells, t) for t in cfg.testbeds if any(c.testbed == t for c in cells)}
+
+
 def write_report(
     cfg: ReplicateConfig,
     cells: list[Cell],
@@ -65,10 +71,18 @@ def write_report(
     model: str,
     date: str,
 ) -> Path:
+    metrics = ranked_metrics(cfg, cells)
+    ranked = summarize(cells, metrics)
     summary = summarize(cells)
-    testbeds = [t for t in cfg.testbeds if any(c.testbed == t for c in cells)]
+    majority = summarize(cells, "majority_class_rate")
+    testbeds = list(metrics)
     methods = [m for m in (*METHODS, "icm-paper-consistency") if any(c.method == m for c in cells)]
     alpha = cfg.run.resolved_alpha(cfg.run.batch_claims(cfg.train_size))
+    held_out = (
+        f"{cfg.test_fraction:g} of each file's groups held out"
+        if cfg.test_fraction is not None
+        else f"{cfg.test_size} test claims"
+    )
     lines = [
         "# icm replicate",
         "",
@@ -76,21 +90,47 @@ def write_report(
         f"- model: {model}",
         f"- date: {date}; wall time {wall_seconds / 60:.1f} min",
         f"- per testbed: ICM on {cfg.train_size} train claims (K={cfg.run.K}, mp={cfg.run.mp}, "
-        f"alpha={alpha:g}), evaluated on {cfg.test_size} test claims, {cfg.seeds} seeds; "
-        "accuracy in %, mean +/- std over seeds",
+        f"alpha={alpha:g}), evaluated on {held_out}, {cfg.seeds} seeds; in %, mean +/- std "
+        "over seeds",
+        "- ranked by a metric class imbalance cannot fool (plain accuracy ranks a labelling "
+        "that predicts the majority class first): group accuracy (argmax) where the test "
+        "claims come in groups with exactly one true claim, else balanced accuracy (50% for "
+        "any constant prediction); the metric is named per testbed",
         "",
-        "| testbed | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
-        "|---|" + "---|" * len(methods),
+        "| testbed | metric | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
+        "|---|---|" + "---|" * len(methods),
     ]
     for t in testbeds:
         row = []
         for m in methods:
-            if (t, m) in summary:
-                mean, std, _ = summary[(t, m)]
+            if (t, m) in ranked:
+                mean, std, _ = ranked[(t, m)]
                 row.append(f"{mean:.1f} +/- {std:.1f}")
             else:
                 row.append("-")
-        lines.append(f"| {t} | " + " | ".join(row) + " |")
+        lines.append(f"| {t} | {METRIC_NAMES[metrics[t]]} | " + " | ".join(row) + " |")
+    lines += ["", "Ranking (mean over seeds):", ""]
+    for t in testbeds:
+        order = sorted((m for m in methods if (t, m) in ranked), key=lambda m: -ranked[(t, m)][0])
+        lines.append(
+            f"- {t}, by {METRIC_NAMES[metrics[t]]}: "
+            + " > ".join(f"{METHOD_NAMES[m]} {ranked[(t, m)][0]:.1f}" for m in order)
+        )
+    lines += [
+        "",
+        "Plain accuracy, beside the rate of always predicting the test split's majority class:",
+        "",
+        "| testbed | majority class | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
+        "|---|---|" + "---|" * len(methods),
+    ]
+    for t in testbeds:
+        row = [
+            f"{summary[(t, m)][0]:.1f} +/- {summary[(t, m)][1]:.1f}" if (t, m) in summary else "-"
+            for m in methods
+        ]
+        rates = [v[0] for (tb, _), v in majority.items() if tb == t]
+        rate = f"{statistics.mean(rates):.1f}" if rates else "-"
+        lines.append(f"| {t} | {rate} | " + " | ".join(row) + " |")
     paper = [t for t in testbeds if t in PAPER_NUMBERS]
     if paper:
         lines += [
@@ -141,17 +181,24 @@ def write_report(
 
 
 def plot_report(cfg: ReplicateConfig, cells: list[Cell], *, model: str | None = None) -> Path:
-    """figure.png: mean test accuracy per testbed and method over the seeds, error bars one
-    standard deviation over the seeds; the title names the model (default: cfg.run.model)
-    and the sizes."""
+    """figure.png: per testbed and method, the mean over seeds of the imbalance-robust
+    metric the report ranks by (named under each testbed), error bars one standard
+    deviation over the seeds; '*' marks a bar with a seed whose predictions were all one
+    label. The title names the model (default: cfg.run.model) and the sizes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summary = summarize(cells)
-    testbeds = [t for t in cfg.testbeds if any(c.testbed == t for c in cells)]
+    metrics = ranked_metrics(cfg, cells)
+    summary = summarize(cells, metrics)
+    testbeds = list(metrics)
     methods = [m for m in METHODS if any(c.method == m for c in cells)]
+    one_sided = {
+        (c.testbed, c.method)
+        for c in cells
+        if any(str(w).startswith("degenerate predictions") for w in c.details.get("warnings", []))
+    }
     colors = {
         "zero-shot": "#bbbbbb",
         "zero-shot-chat": "#888888",
@@ -171,24 +218,26 @@ def plot_report(cfg: ReplicateConfig, cells: list[Cell], *, model: str | None = 
                 xs.append(j + (i - (len(methods) - 1) / 2) * width)
                 ys.append(mean)
                 es.append(std)
+                if (t, m) in one_sided:
+                    ax.text(xs[-1], min(mean + std, 97) + 1, "*", ha="center", fontsize=8)
         ax.bar(xs, ys, width, yerr=es, capsize=2, label=METHOD_NAMES[m], color=colors.get(m))
-    for j, t in enumerate(testbeds):
-        if t in PAPER_NUMBERS:
-            ax.plot([j - 0.4, j + 0.4], [PAPER_NUMBERS[t]["icm"]] * 2, "k:", lw=1)
-    ax.set_xticks(range(len(testbeds)), testbeds)
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(
+        range(len(testbeds)), [f"{t}\n{METRIC_NAMES[metrics[t]]}" for t in testbeds], fontsize=7
+    )
+    ax.set_ylabel("test score (%), metric under each testbed")
     ax.set_ylim(0, 100)
     ax.axhline(50, color="grey", lw=0.5)
     ax.legend(
-        fontsize=7, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.12)
+        fontsize=7, ncol=min(4, len(methods)), loc="upper center", bbox_to_anchor=(0.5, -0.16)
     )
     n_seeds = max((n for _, _, n in summary.values()), default=0)
+    flagged = "; *: a seed's predictions were all one label" if one_sided else ""
     ax.set_title(
         f"icm replicate: {model or cfg.run.model}\n"
-        f"{cfg.train_size} train claims labelled, accuracy on {cfg.test_size} test claims; "
+        f"{cfg.train_size} train claims labelled, scored on held-out claims; "
         f"bars: mean over {n_seeds} seed(s)\n"
-        "error bars: 1 standard deviation over the seeds; dotted: the paper's ICM "
-        "(larger models)",
+        f"error bars: 1 standard deviation over the seeds{flagged}; the paper's numbers "
+        "are in report.md",
         fontsize=7.5,
     )
     fig.tight_layout()
