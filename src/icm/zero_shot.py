@@ -132,6 +132,7 @@ class ZeroShotLabels:
     n_at_most_one: int
     n_thresholded: int  # claims (or at-most-one candidates) labelled by the threshold
     threshold: float | None  # None when no claim is thresholded
+    matched: bool = False  # the threshold gives ICM's label balance (else it is 0)
 
     def rule(self) -> str:
         parts = []
@@ -140,8 +141,12 @@ class ZeroShotLabels:
         if self.n_at_most_one:
             parts.append(f"argmax candidates of {self.n_at_most_one} at-most-one set(s)")
         if self.n_thresholded:
-            where = "0 (the sign of the gap)" if self.threshold == 0 else f"{self.threshold:g}"
-            parts.append(f"a gap threshold of {where} on {self.n_thresholded} claim(s)")
+            where = (
+                f"at ICM's label balance (gap >= {self.threshold:.3g})"
+                if self.matched
+                else "0 (the sign of the gap)"
+            )
+            parts.append(f"a threshold {where} on {self.n_thresholded} claim(s)")
         return "; ".join(parts) or "no claims"
 
 
@@ -188,6 +193,7 @@ def zero_shot_labels(
         n_at_most_one=sum(not s.exactly_one for s in sets),
         n_thresholded=len(candidates),
         threshold=threshold,
+        matched=match_labels is not None,
     )
 
 
