@@ -148,8 +148,10 @@ def test_replicate_on_a_claims_file_with_the_real_model(tmp_path: Path) -> None:
         "balanced accuracy" in (out / "report.md").read_text()
         or "group accuracy" in (out / "report.md").read_text()
     )
+    # The runs live under OUT/runs (an absolute testbed path once put them beside the file).
     config = json.loads((out / "runs" / "custom_claims-icm-seed0" / "config.json").read_text())
     assert config["config"]["test_fraction"] == 0.4
+    assert not list(path.parent.glob("custom_claims.jsonl-*"))
 
 
 @pytest.mark.model

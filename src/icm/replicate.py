@@ -89,7 +89,7 @@ def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
                 variants.append(("icm-paper-consistency", "paper"))
             run_dirs: dict[str, Path] = {}
             for method, consistency in variants:
-                run_dir = cfg.out / "runs" / f"{testbed}-{method}-seed{seed}"
+                run_dir = cfg.out / "runs" / f"{run_name(testbed)}-{method}-seed{seed}"
                 run_dirs[method] = run_dir
                 if (testbed, method, seed) in done:
                     continue
@@ -130,6 +130,14 @@ def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
                 )
                 log(f"{testbed} seed {seed}: {method} {100 * cells[-1].accuracy:.1f}%")
     return cells
+
+
+def run_name(testbed: str) -> str:
+    """A folder name for a testbed's runs: a claims file's stem (its path, absolute or with
+    folders, would put the runs outside OUT/runs)."""
+    from icm.testbeds.loading import is_claims_file
+
+    return Path(testbed).stem if is_claims_file(testbed) else testbed
 
 
 def evaluate_cell(
