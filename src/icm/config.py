@@ -44,6 +44,7 @@ _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("logprobs", 1, _INT32_MAX),
     ("concurrency", 1, 1024),
     ("lora_r", 1, 65536),
+    ("prefetch_depth", 0, core.MAX_PREFETCH_DEPTH),
 )
 # (field, lowest, highest, lowest excluded) of the real-valued options.
 _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
@@ -94,6 +95,9 @@ class RunConfig:
     context_k: int = 4
     context_regrow: float = 1.25
     mp_objective: str = "mean-gap"  # mean-gap (the original code) | sum-logprob (paper text)
+    # Speculative prefetch: rounds of scorer calls looked ahead (0: none). Same labels and
+    # trace; fewer rounds for more requests (docs/performance.md).
+    prefetch_depth: int = 0
     # The model
     model: str = DEFAULT_MODEL  # "embedded", "synthetic", or the server's model name
     base_url: list[str] = field(default_factory=list)
@@ -212,6 +216,7 @@ class RunConfig:
         p.mp_mode = core.MpMode.EXACT if self.mp == "exact" else core.MpMode.SPARSE
         p.context_k = self.context_k
         p.context_regrow = self.context_regrow
+        p.prefetch_depth = self.prefetch_depth
         p.mp_objective = (
             core.MpObjective.MEAN_LOGIT_GAP
             if self.mp_objective == "mean-gap"
@@ -263,7 +268,7 @@ class RunConfig:
     # Fields that change how a run is carried out but not its labels: a resumed run may
     # give them anew.
     OPERATIONAL_FIELDS = frozenset(
-        {"cache", "concurrency", "timeout", "out", "base_url", "checkpoint_every"}
+        {"cache", "concurrency", "timeout", "out", "base_url", "checkpoint_every", "prefetch_depth"}
     )
 
     def differences(self, other: RunConfig) -> list[str]:

@@ -578,6 +578,13 @@ def metrics(
                 "mp_per_batch": [b.mp for b in result.batches],
                 "search_requests": sum(b.n_requests for b in result.batches),
                 "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
+                # Scorer calls (rounds), and --prefetch-depth's speculative requests: sent,
+                # and never needed (the waste). Since each batch's last start or resume.
+                "search_rounds": sum(b.n_rounds for b in result.batches),
+                "prefetched_requests": sum(b.n_prefetched for b in result.batches),
+                "prefetched_unused": sum(
+                    b.n_prefetched - b.n_prefetched_used for b in result.batches
+                ),
                 "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
             }
         )

@@ -76,6 +76,13 @@ class BatchResult:
     n_cache_hits: int
     seconds: float
     trace: list[dict[str, Any]] = field(default_factory=list)
+    # How the requests travelled (not in the trace: they depend on --prefetch-depth, which
+    # changes nothing else): scorer calls, each waiting for the one before; speculative
+    # requests sent, and of those the ones the search needed. Counted since the batch's
+    # search object was made (a resumed batch: since the resume).
+    n_rounds: int = 0
+    n_prefetched: int = 0
+    n_prefetched_used: int = 0
 
 
 @dataclass
@@ -225,10 +232,11 @@ def run_icm(
         if resume is not None and resume.batch == b and resume.state is not None:
             search.restore(resume.state)
         trace: list[dict[str, Any]] = []
+        last_row: core.TraceRow | None = None
         start = time.monotonic()
         progress.batch = b
         while not search.done:
-            row = search.step()
+            row = last_row = search.step()
             labels = [label_to_bool(x) for x in search.labels]
             record = trace_record(b, row, gold_agreement(labels, gold))
             trace.append(record)
@@ -250,6 +258,9 @@ def run_icm(
             n_cache_hits=trace[-1]["n_cache_hits"] if trace else 0,
             seconds=time.monotonic() - start,
             trace=trace,
+            n_rounds=last_row.n_rounds if last_row else 0,
+            n_prefetched=last_row.n_prefetched if last_row else 0,
+            n_prefetched_used=last_row.n_prefetched_used if last_row else 0,
         )
         progress.completed.append(finished)
         progress.batch, progress.state = None, None

@@ -221,6 +221,15 @@ def add_search_options(p: argparse.ArgumentParser, *, seed_help: str | None = No
         default=d.mp_objective,
         help="mean-gap (original code) | sum-logprob (paper text)",
     )
+    h.add_argument(
+        "--prefetch-depth",
+        dest="prefetch_depth",
+        type=int,
+        default=d.prefetch_depth,
+        help="speculative prefetch: while the search waits for the server, also send the "
+        "requests of up to this many later rounds (same labels and trace; fewer rounds, "
+        "some wasted requests; 4 suits a remote vLLM server; default 0: none)",
+    )
 
 
 @functools.cache
