@@ -21,7 +21,7 @@ from icm.checkpoint import (
     load_progress,
     sum_segments,
 )
-from icm.config import SYNTHETIC_MODEL, RunConfig
+from icm.config import AUTO_PARALLEL_BATCHES, SYNTHETIC_MODEL, RunConfig
 from icm.errors import ConfigError, IcmError
 from icm.run_dir import (
     RunLog,
@@ -108,6 +108,18 @@ class ScorerHandle:
         if self.synthetic:
             return {"requests": sum(s.n_requests for s in self.synthetic)}
         return {}
+
+
+def parallel_batches(cfg: RunConfig) -> int:
+    """--parallel-batches, 0 resolved: batches at once against a model server (HTTP), one
+    at a time for the synthetic stand-in, an in-process model and --iterative (whose
+    scorer depends on the batches before)."""
+    if cfg.iterative:
+        return 1
+    if cfg.parallel_batches:
+        return cfg.parallel_batches
+    in_process = not cfg.base_url and cfg.model_path and Path(cfg.model_path).expanduser().is_dir()
+    return 1 if cfg.model == SYNTHETIC_MODEL or in_process else AUTO_PARALLEL_BATCHES
 
 
 def check_synthetic_gold(table: ClaimTable) -> None:
@@ -440,6 +452,7 @@ def execute_run(
                     on_step=on_step,
                     resume=resume,
                     on_progress=checkpoint,
+                    parallel_batches=parallel_batches(cfg),
                 )
             finally:  # interrupted or failed: keep every step finished so far
                 checkpoint.flush()
