@@ -7,9 +7,9 @@ Each request to POST /v1/completions takes latency + per-token x prompt tokens (
 tokens counted as ceil(characters / 4)) and holds one of `capacity` slots meanwhile; more
 requests than slots wait for one. The answer has the shape vLLM gives (top logprobs of the
 first position, usage.prompt_tokens) with label scores that are a deterministic function of
-the prompt: mostly of its last claim (the target, after the last blank line), a little of
-the demonstrations, so that a search behaves as with a model that knows its claims and the
-same prompt always gets the same answer. GET /v1/models names the model "sim".
+the prompt (label_gap): for the arithmetic testbed's claims, the synthetic stand-in model
+of icm's core computed from the text, so that a search behaves as with `--model synthetic`
+and the same prompt always gets the same answer. GET /v1/models names the model "sim".
 
 GET /stats gives what the server did since start or the last POST /reset: requests,
 prompt tokens, work (the sum of the requests' service times), the time-weighted mean and
@@ -28,6 +28,8 @@ import asyncio
 import hashlib
 import json
 import math
+import re
+import statistics
 import time
 from typing import Any
 
@@ -39,9 +41,42 @@ def unit_hash(text: str) -> float:
     return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") / 2**64
 
 
+CLAIM = re.compile(r"Claim: (\d+) \+ (\d+) = (\d+)")
+
+
+def claim_truth(text: str) -> bool | None:
+    """Whether an arithmetic claim ("Claim: a + b = c") is true; None for other text."""
+    m = CLAIM.search(text)
+    return None if m is None else int(m[1]) + int(m[2]) == int(m[3])
+
+
+def label_gap(prompt: str) -> float:
+    """The model: log P(True) - log P(False) for the prompt's last claim (the target).
+
+    For arithmetic claims it is icm's synthetic scorer (core/src/synthetic_scorer.cpp,
+    default parameters) computed from the text: 1.5 s + 1.0 s x agreement + noise, where s
+    is +1 for a true target and -1 for a false one, agreement the mean over the
+    demonstrations of +1 when a demonstration's label is its truth and -1 otherwise, and
+    the noise a fixed standard-normal draw per target claim. Other text gets a fixed gap
+    per target and a little of the whole prompt."""
+    *demos, target = prompt.split("\n\n")
+    truth = claim_truth(target)
+    noise = statistics.NormalDist().inv_cdf(min(max(unit_hash(target), 1e-12), 1 - 1e-12))
+    if truth is None:
+        return 2.0 * noise + (unit_hash(prompt) - 0.5)
+    sign = 1.0 if truth else -1.0
+    agree = []
+    for demo in demos:
+        demo_truth = claim_truth(demo)
+        if demo_truth is not None:
+            label = demo.rstrip().endswith("True")
+            agree.append(1.0 if label == demo_truth else -1.0)
+    agreement = sum(agree) / len(agree) if agree else 0.0
+    return 1.5 * sign + 1.0 * sign * agreement + 1.0 * noise
+
+
 def label_logprobs(prompt: str) -> dict[str, float]:
-    target = prompt.rsplit("\n\n", 1)[-1]
-    gap = 4.0 * (unit_hash(target) - 0.5) + 1.0 * (unit_hash(prompt) - 0.5)
+    gap = max(-30.0, min(30.0, label_gap(prompt)))
     lt = -math.log1p(math.exp(-gap)) + math.log(0.9)  # 10% of the mass on other tokens
     lf = -math.log1p(math.exp(gap)) + math.log(0.9)
     top = {LABELS[0]: lt, LABELS[1]: lf}
