@@ -17,8 +17,9 @@ the two lower bounds on wall time, and the client's CPU per request (icm's proce
 time / requests served). The bounds: "chain" = rounds x (latency + per-token x mean
 tokens per request), per batch, summed over batches one after another or, at once, the
 larger of the longest batch's chain and the sum spread over the batches at once; "work" =
-the server's total service time / capacity. Every configuration of one mode must end with
-the same labels (checked and printed).
+the server's total service time / capacity ("work / concurrency": the same over the
+client's --concurrency, what at most that many requests in flight allow). Every
+configuration of one mode must end with the same labels (checked and printed).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Row:
     wall: float
     chain_bound: float
     work_bound: float
+    work_at_concurrency: float
     cpu_ms: float
     labels: dict[str, bool | None]
 
@@ -128,6 +130,7 @@ def measure(
         wall=wall,
         chain_bound=chain,
         work_bound=stats["work_seconds"] / stats["capacity"],
+        work_at_concurrency=stats["work_seconds"] / min(stats["capacity"], args.concurrency),
         cpu_ms=1000 * cpu / served,
         labels=result.labels,
     )
@@ -137,19 +140,54 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(f"\n{title}")
     head = (
         "| | rounds | requests needed | wasted | prompt tokens | mean in flight | wall s "
-        "| chain bound s | work bound s | wall / max bound | client CPU ms/request |"
+        "| chain bound s | work bound s | wall / max bound | work / concurrency s "
+        "| client CPU ms/request |"
     )
     print(head)
-    print("|---" * 11 + "|")
+    print("|---" * 12 + "|")
     for r in rows:
         bound = max(r.chain_bound, r.work_bound)
         print(
             f"| {r.name} | {r.rounds:,} | {r.needed:,} | {r.wasted:,} | {r.tokens:,} "
             f"| {r.in_flight:.1f} | {r.wall:.1f} | {r.chain_bound:.1f} | {r.work_bound:.1f} "
-            f"| {r.wall / bound:.2f} | {r.cpu_ms:.2f} |"
+            f"| {r.wall / bound:.2f} | {r.work_at_concurrency:.1f} | {r.cpu_ms:.2f} |"
         )
     same = all(r.labels == rows[0].labels for r in rows)
     print(f"same labels in every row: {'yes' if same else 'NO'}")
+
+
+def sparse_tables(url: str, args: argparse.Namespace) -> tuple[list[Row], list[Row]]:
+    one = [
+        measure(url, f"sparse, 1 batch, prefetch {d}", mode="sparse", claims=args.claims,
+                batches=1, K=args.K, depth=d, parallel=1, args=args)
+        for d in (int(x) for x in args.depths.split(","))
+    ]  # fmt: skip
+    print_table(f"sparse, {args.claims} claims, K = {args.K}, one batch", one)
+    n = args.batches
+    many = [
+        measure(url, f"sparse, {n} batches one after another", mode="sparse",
+                claims=args.claims, batches=n, K=args.K, depth=0, parallel=1, args=args),
+        measure(url, f"sparse, {n} batches at once", mode="sparse", claims=args.claims,
+                batches=n, K=args.K, depth=0, parallel=n, args=args),
+        measure(url, f"sparse, {n} batches at once, prefetch 4", mode="sparse",
+                claims=args.claims, batches=n, K=args.K, depth=4, parallel=n, args=args),
+    ]  # fmt: skip
+    print_table(f"sparse, {n} batches of {args.claims} claims, K = {args.K}", many)
+    print(
+        f"\n{n} batches at once / one batch: {many[1].wall / one[0].wall:.2f}x "
+        f"(one batch {one[0].wall:.1f} s; {n} one after another {many[0].wall:.1f} s)"
+    )
+    return one, many
+
+
+def exact_table(url: str, args: argparse.Namespace) -> list[Row]:
+    rows = [
+        measure(url, f"exact, 1 batch, prefetch {d}", mode="exact", claims=args.exact_claims,
+                batches=1, K=args.exact_K, depth=d, parallel=1, args=args)
+        for d in (int(x) for x in args.exact_depths.split(","))
+    ]  # fmt: skip
+    print_table(f"exact, {args.exact_claims} claims, K = {args.exact_K}, one batch", rows)
+    return rows
 
 
 def main() -> int:
@@ -165,7 +203,7 @@ def main() -> int:
     p.add_argument("--latency-ms", type=float, default=20.0)
     p.add_argument("--per-token-ms", type=float, default=0.02)
     p.add_argument("--capacity", type=int, default=256)
-    p.add_argument("--skip-exact", action="store_true")
+    p.add_argument("--modes", default="sparse,exact", help="which tables: sparse, exact")
     args = p.parse_args()
     server, url = start_server(args)
     try:
@@ -174,36 +212,10 @@ def main() -> int:
             f"per prompt token, {args.capacity} slots; client --concurrency {args.concurrency}; "
             f"git {git_hash() or 'unknown'}"
         )
-        common = {"args": args}
-        sparse_one = [
-            measure(url, f"sparse, 1 batch, prefetch {d}", mode="sparse", claims=args.claims,
-                    batches=1, K=args.K, depth=d, parallel=1, **common)
-            for d in (int(x) for x in args.depths.split(","))
-        ]  # fmt: skip
-        print_table(f"sparse, {args.claims} claims, K = {args.K}, one batch", sparse_one)
-        n = args.batches
-        sparse_many = [
-            measure(url, f"sparse, {n} batches one after another", mode="sparse",
-                    claims=args.claims, batches=n, K=args.K, depth=0, parallel=1, **common),
-            measure(url, f"sparse, {n} batches at once", mode="sparse", claims=args.claims,
-                    batches=n, K=args.K, depth=0, parallel=n, **common),
-            measure(url, f"sparse, {n} batches at once, prefetch 4", mode="sparse",
-                    claims=args.claims, batches=n, K=args.K, depth=4, parallel=n, **common),
-        ]  # fmt: skip
-        print_table(f"sparse, {n} batches of {args.claims} claims, K = {args.K}", sparse_many)
-        if not args.skip_exact:
-            exact = [
-                measure(url, f"exact, 1 batch, prefetch {d}", mode="exact",
-                        claims=args.exact_claims, batches=1, K=args.exact_K, depth=d,
-                        parallel=1, **common)
-                for d in (int(x) for x in args.exact_depths.split(","))
-            ]  # fmt: skip
-            print_table(f"exact, {args.exact_claims} claims, K = {args.exact_K}, one batch", exact)
-        one = sparse_many[0].wall / n
-        print(
-            f"\n{n} batches at once / one batch: {sparse_many[1].wall / sparse_one[0].wall:.2f}x "
-            f"(one batch {sparse_one[0].wall:.1f} s; {n} one after another {n * one:.1f} s)"
-        )
+        if "sparse" in args.modes:
+            sparse_tables(url, args)
+        if "exact" in args.modes:
+            exact_table(url, args)
     finally:
         server.terminate()
         server.wait()
