@@ -261,6 +261,7 @@ NB_MODULE(_icm_core, m) {
         .def_rw("fix_pair_search", &icm::SearchParams::fix_pair_search)
         .def_rw("fix_baseline", &icm::SearchParams::fix_baseline)
         .def_rw("seed_placement", &icm::SearchParams::seed_placement)
+        .def_rw("prefetch_depth", &icm::SearchParams::prefetch_depth)
         .def("validate", &icm::SearchParams::validate, "Raise ValueError naming the first bad field.")
         .def("__repr__", [](const icm::SearchParams &p) {
             return fields_repr("SearchParams", {{"alpha", py_repr(p.alpha)},
@@ -277,8 +278,10 @@ NB_MODULE(_icm_core, m) {
                                                 {"mp_objective", py_repr(p.mp_objective)},
                                                 {"context_k", std::to_string(p.context_k)},
                                                 {"fix_options", py_repr(p.fix_options)},
-                                                {"seed_placement", py_repr(p.seed_placement)}});
+                                                {"seed_placement", py_repr(p.seed_placement)},
+                                                {"prefetch_depth", std::to_string(p.prefetch_depth)}});
         });
+    m.attr("MAX_PREFETCH_DEPTH") = icm::MAX_PREFETCH_DEPTH;
     m.def("search_params_paper", &icm::search_params_paper);
     m.def("search_params_code", &icm::search_params_code);
     m.def("annealing_temperature", &icm::annealing_temperature, "params"_a, "n"_a);
@@ -300,6 +303,10 @@ NB_MODULE(_icm_core, m) {
         .def_ro("n_cache_hits", &icm::TraceRow::n_cache_hits)
         .def_ro("n_prompt_claims", &icm::TraceRow::n_prompt_claims)
         .def_ro("n_accepted", &icm::TraceRow::n_accepted)
+        .def_ro("n_rounds", &icm::TraceRow::n_rounds, "scorer calls so far")
+        .def_ro("n_prefetched", &icm::TraceRow::n_prefetched, "speculative requests sent so far")
+        .def_ro("n_prefetched_used", &icm::TraceRow::n_prefetched_used,
+                "speculative requests the search has needed since")
         .def("__repr__", [](const icm::TraceRow &t) {
             return fields_repr("TraceRow", {{"iteration", std::to_string(t.iteration)},
                                             {"outcome", py_repr(t.outcome)},

@@ -306,7 +306,7 @@ def test_replicate_takes_every_search_flag_of_run_and_passes_it_on() -> None:
 
     parsers = dict(all_parsers())
     run, replicate = parsers["icm run"], parsers["icm replicate"]
-    assert len(search_fields()) == 17 and "scheduler" in search_fields()
+    assert len(search_fields()) == 19 and "scheduler" in search_fields()
     assert {"init", "zero_shot"} <= set(search_fields())
     for field in search_fields():
         r = next(a for a in options(run) if a.dest == field)

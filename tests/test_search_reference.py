@@ -126,7 +126,9 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 @pytest.mark.parametrize("seed", [1, 7])
-def test_cpp_search_takes_the_reference_steps(variant: str, seed: int) -> None:
+@pytest.mark.parametrize("prefetch_depth", [0, 3])
+def test_cpp_search_takes_the_reference_steps(variant: str, seed: int, prefetch_depth: int) -> None:
+    """With speculative prefetch too: it may only regroup the requests, never change a step."""
     groups, relations, truth, exactly_one = problem()
     params = Params(seed=seed, K=70, **VARIANTS[variant])
     score = make_score(truth)
@@ -144,7 +146,9 @@ def test_cpp_search_takes_the_reference_steps(variant: str, seed: int) -> None:
             core.GroupConstraint(core.GroupKind.AT_LEAST_ONE_TRUE, m) for m in exactly_one
         ],
     )
-    search = core.Search(claim_set, core_params(params), PyScorer(score))
+    search_params = core_params(params)
+    search_params.prefetch_depth = prefetch_depth
+    search = core.Search(claim_set, search_params, PyScorer(score))
     outcomes = set()
     for step in range(params.K + 1):
         want = reference.step()
@@ -161,3 +165,67 @@ def test_cpp_search_takes_the_reference_steps(variant: str, seed: int) -> None:
     assert search.done
     # The comparison exercised the interesting branches.
     assert {"accepted", "unchanged"} <= outcomes
+
+
+KINDS = {
+    SAME: core.RelationKind.SAME,
+    AT_MOST_ONE_TRUE: core.RelationKind.AT_MOST_ONE_TRUE,
+    OPPOSITE: core.RelationKind.OPPOSITE,
+}
+TRACE_FIELDS = [
+    "iteration",
+    "outcome",
+    "claim",
+    "proposed",
+    "temperature",
+    "delta",
+    "utility",
+    "mp",
+    "inconsistent",
+    "n_labeled",
+    "n_fixed",
+    "n_requests",
+    "n_cache_hits",
+    "n_prompt_claims",
+    "n_accepted",
+]
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_prefetch_changes_no_trace_field_and_counts_its_waste(variant: str) -> None:
+    """Every trace field (request counts included) equals the run without prefetch; the
+    speculative requests that were never needed are counted, and the scorer saw exactly
+    the search's requests plus those."""
+    groups, relations, truth, exactly_one = problem()
+    claim_set = core.ClaimSet(
+        [core.Claim(f"c{i}", f"claim {i}", g) for i, g in enumerate(groups)],
+        [core.Relation(KINDS[k], a, b) for k, a, b in relations],
+        group_constraints=[
+            core.GroupConstraint(core.GroupKind.AT_LEAST_ONE_TRUE, m) for m in exactly_one
+        ],
+    )
+    params = core_params(Params(seed=3, K=150, **VARIANTS[variant]))
+    score = make_score(truth)
+
+    class Counting(PyScorer):
+        sent = 0
+
+        def score(self, requests):
+            self.sent += len(requests)
+            return super().score(requests)
+
+    plain = core.Search(claim_set, params, Counting(score)).run()
+    rounds = [plain[-1].n_rounds]
+    for depth in (1, 4):
+        params.prefetch_depth = depth
+        scorer = Counting(score)
+        rows = core.Search(claim_set, params, scorer).run()
+        for want, got in zip(plain, rows, strict=True):
+            assert [getattr(got, f) for f in TRACE_FIELDS] == [
+                getattr(want, f) for f in TRACE_FIELDS
+            ], f"{variant} depth {depth} iteration {got.iteration}"
+        last = rows[-1]
+        assert 0 < last.n_prefetched_used <= last.n_prefetched
+        assert scorer.sent == last.n_requests + last.n_prefetched - last.n_prefetched_used
+        rounds.append(last.n_rounds)
+    assert rounds[0] > rounds[1] > rounds[2], rounds

@@ -45,6 +45,10 @@ void SearchParams::validate() const {
     if (!std::isfinite(context_regrow) || context_regrow <= 1) {
         bad("context_regrow", "must be > 1, got " + num(context_regrow));
     }
+    if (prefetch_depth < 0 || prefetch_depth > MAX_PREFETCH_DEPTH) {
+        bad("prefetch_depth", "must be in [0, " + std::to_string(MAX_PREFETCH_DEPTH) + "], got " +
+                                  std::to_string(prefetch_depth));
+    }
     if (static_cast<int>(schedule) < 0 || static_cast<int>(schedule) > 1) bad("scheduler", "unknown value");
 }
 

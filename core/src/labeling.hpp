@@ -17,6 +17,13 @@ class Labeling {
     Labeling(const ClaimSet &set, const SearchParams &params, CachedScorer &scorer, std::vector<Label> labels,
              ContextDraw draw);
 
+    // A copy that scores through another scorer (a speculative copy of the search).
+    Labeling forked(CachedScorer &scorer) const {
+        Labeling copy = *this;
+        copy.scorer_  = &scorer;
+        return copy;
+    }
+
     Label                        label(int32_t claim) const { return labels_[static_cast<size_t>(claim)]; }
     const std::vector<Label>    &labels() const { return labels_; }
     int32_t                      n_labeled() const { return n_labeled_; }

@@ -25,53 +25,92 @@ ScoreKey score_key(const ScoreRequest &request) {
     return {a, b};
 }
 
+const LabelScore *CachedScorer::find(const ScoreKey &key) const {
+    if (const LabelScore *hit = cache_.find(key)) return hit;
+    return parent_ != nullptr ? parent_->find(key) : nullptr;
+}
+
+const LabelScore *CachedScorer::lookup(const ScoreKey &key, const ScoreRequest &request) {
+    const LabelScore *hit = find(key);
+    if (hit == nullptr) return nullptr;
+    if (!prefetched_unused_.empty() && prefetched_unused_.erase(key) > 0) {
+        // Paid for by a prefetch: its first use is the request the search would have sent.
+        ++n_prefetched_used_;
+        ++n_requests_;
+        n_prompt_claims_ += static_cast<int64_t>(request.demos.size()) + 1;
+    } else {
+        ++n_cache_hits_;
+    }
+    return hit;
+}
+
 std::vector<LabelScore> CachedScorer::score(std::vector<ScoreRequest> requests) {
     std::vector<LabelScore>   out(requests.size());
     std::vector<ScoreKey>     keys(requests.size());
     std::vector<size_t>       miss_of(requests.size(), SIZE_MAX);  // index into misses
     std::vector<ScoreRequest> misses;
+    std::vector<ScoreKey>     miss_keys;
     std::unordered_map<ScoreKey, size_t, ScoreKeyHash> pending;
+    const bool                                         render = scorer_->reads_prompt_text();
     for (size_t i = 0; i < requests.size(); ++i) {
         keys[i] = score_key(requests[i]);
-        if (const LabelScore *hit = cache_.find(keys[i])) {
+        if (const LabelScore *hit = lookup(keys[i], requests[i])) {
             out[i] = *hit;
-            ++n_cache_hits_;
             continue;
         }
         auto [it, inserted] = pending.emplace(keys[i], misses.size());
         if (inserted) {
-            if (scorer_->reads_prompt_text()) requests[i].prompt = render_prompt(*set_, requests[i]);
+            if (render) requests[i].prompt = render_prompt(*set_, requests[i]);
             misses.push_back(std::move(requests[i]));
+            miss_keys.push_back(keys[i]);
         } else {
             ++n_cache_hits_;
         }
         miss_of[i] = it->second;
     }
-    if (!misses.empty()) {
-        std::vector<LabelScore> scored = scorer_->score(misses);
-        if (scored.size() != misses.size()) {
-            throw std::runtime_error("scorer returned " + std::to_string(scored.size()) + " scores for " +
-                                     std::to_string(misses.size()) + " requests");
+    if (misses.empty()) return out;
+
+    // The search waits for this call anyway: send what it will probably ask next with it.
+    const size_t n_needed = misses.size();
+    if (prefetcher_) {
+        for (ScoreRequest &r : prefetcher_()) {
+            const ScoreKey key = score_key(r);
+            if (find(key) != nullptr || !pending.emplace(key, misses.size()).second) continue;
+            if (render) r.prompt = render_prompt(*set_, r);
+            misses.push_back(std::move(r));
+            miss_keys.push_back(key);
         }
-        for (size_t m = 0; m < misses.size(); ++m) {
-            // Refused before it reaches the cache or the utility: one NaN or infinity
-            // would make every later comparison of U meaningless. domain_error reaches
-            // Python as a ValueError, which icm reports in one line.
-            if (!std::isfinite(scored[m].logp_true) || !std::isfinite(scored[m].logp_false)) {
-                throw std::domain_error("scorer: non-finite score for claim '" +
-                                        set_->claim(misses[m].target).id + "' (logp_true " +
-                                        std::to_string(scored[m].logp_true) + ", logp_false " +
-                                        std::to_string(scored[m].logp_false) + ")");
-            }
+    }
+    std::vector<LabelScore> scored = scorer_->score(misses);
+    if (scored.size() != misses.size()) {
+        throw std::runtime_error("scorer returned " + std::to_string(scored.size()) + " scores for " +
+                                 std::to_string(misses.size()) + " requests");
+    }
+    for (size_t m = 0; m < misses.size(); ++m) {
+        // Refused before it reaches the cache or the utility: one NaN or infinity
+        // would make every later comparison of U meaningless. domain_error reaches
+        // Python as a ValueError, which icm reports in one line.
+        if (!std::isfinite(scored[m].logp_true) || !std::isfinite(scored[m].logp_false)) {
+            throw std::domain_error("scorer: non-finite score for claim '" +
+                                    set_->claim(misses[m].target).id + "' (logp_true " +
+                                    std::to_string(scored[m].logp_true) + ", logp_false " +
+                                    std::to_string(scored[m].logp_false) + ")");
         }
-        n_requests_ += static_cast<int64_t>(misses.size());
-        for (const ScoreRequest &m : misses) n_prompt_claims_ += static_cast<int64_t>(m.demos.size()) + 1;
-        for (size_t i = 0; i < requests.size(); ++i) {
-            if (miss_of[i] != SIZE_MAX) {
-                out[i] = scored[miss_of[i]];
-                cache_.insert(keys[i], out[i]);
-            }
+    }
+    ++n_rounds_;
+    n_requests_ += static_cast<int64_t>(n_needed);
+    for (size_t m = 0; m < misses.size(); ++m) {
+        cache_.insert(miss_keys[m], scored[m]);
+        last_gap_[static_cast<size_t>(misses[m].target)] = scored[m].gap();
+        if (m < n_needed) {
+            n_prompt_claims_ += static_cast<int64_t>(misses[m].demos.size()) + 1;
+        } else {
+            prefetched_unused_.insert(miss_keys[m]);
+            ++n_prefetched_;
         }
+    }
+    for (size_t i = 0; i < requests.size(); ++i) {
+        if (miss_of[i] != SIZE_MAX) out[i] = scored[miss_of[i]];
     }
     return out;
 }

@@ -7,8 +7,13 @@
 //       y_i <- argmax_y P(y | x_i, D \ {x_i})
 //       D^ <- D + {(x_i, y_i)};  D^ <- ConsistencyFix(D^)
 //       delta <- U(D^) - U(D);   accept D^ with probability min(1, exp(delta / T))
+//
+// Prefetch (prefetch_depth > 0) changes none of this: when a step waits for the scorer,
+// speculative copies of the search run on from the start of the step with guessed scores,
+// and the requests they would send travel in the same scorer call (prefetch()).
 #include <algorithm>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -16,6 +21,7 @@
 #include "consistency_fix.hpp"
 #include "icm/icm.hpp"
 #include "labeling.hpp"
+#include "prefetch.hpp"
 #include "random_stream.hpp"
 #include "score_cache.hpp"
 #include "weighted_sampler.hpp"
@@ -23,48 +29,81 @@
 namespace icm {
 
 struct Search::Impl {
-    ClaimSet        set;
-    SearchParams    params;
-    CachedScorer    scorer;
-    RandomStream    rng;
-    Labeling        labeling;
-    WeightedSampler sampler;
-    int64_t         iteration   = 0;
-    int64_t         n_accepted  = 0;
-    bool            initialized = false;
+    std::unique_ptr<const ClaimSet> owned_set;  // null in a speculative copy
+    const ClaimSet                 &set;
+    SearchParams                    params;
+    CachedScorer                    scorer;
+    RandomStream                    rng;
+    Labeling                        labeling;
+    WeightedSampler                 sampler;
+    int64_t                         iteration   = 0;
+    int64_t                         n_accepted  = 0;
+    bool                            initialized = false;
+
+    // Prefetch: where the step in progress started (set once its scores are refreshed).
+    struct StepStart {
+        RandomStream rng;
+        int64_t      iteration;
+        int64_t      n_accepted;
+    };
+    std::optional<StepStart> step_start;
     // Given by set_initial_labels: the labels to start from instead of random seeds.
     std::optional<std::vector<Label>> initial_labels;
 
     Impl(ClaimSet claims, const SearchParams &p, Scorer &s)
-        : set(std::move(claims)),
+        : owned_set(std::make_unique<const ClaimSet>(std::move(claims))),
+          set(*owned_set),
           params(p),
           scorer(s, set),
           rng(p.seed),
           labeling(set, params, scorer, std::vector<Label>(static_cast<size_t>(set.n_claims()), Label::UNSET),
                    ContextDraw{}),
-          sampler(static_cast<size_t>(set.n_claims()), 1.0) {}
+          sampler(static_cast<size_t>(set.n_claims()), 1.0) {
+        if (params.prefetch_depth > 0) scorer.set_prefetcher([this] { return prefetch(); });
+    }
 
-    TraceRow initialize();
-    void     seed_random_labels();
-    TraceRow step();
-    void     commit_labels();
-    void     refresh_scores();
-    void     reset_sampling_weights();
-    TraceRow row(StepOutcome outcome) const;
+    // A speculative copy of `real` at the start of its step in progress, scoring through
+    // `guesser` (after the real cache).
+    Impl(const Impl &real, Scorer &guesser)
+        : set(real.set),
+          params(real.params),
+          scorer(guesser, set, &real.scorer),
+          rng(real.step_start->rng),
+          labeling(real.labeling.forked(scorer)),
+          sampler(real.sampler),
+          iteration(real.step_start->iteration),
+          n_accepted(real.step_start->n_accepted),
+          initialized(true) {
+        params.prefetch_depth = 0;
+        labeling.rollback(0);  // the step's trial changes, undone
+    }
+
+    TraceRow                  initialize();
+    void                      seed_random_labels();
+    TraceRow                  step();
+    void                      commit_labels();
+    void                      refresh_scores();
+    void                      reset_sampling_weights();
+    TraceRow                  row(StepOutcome outcome) const;
+    bool                      done() const { return initialized && iteration >= params.max_iterations; }
+    std::vector<ScoreRequest> prefetch();
 };
 
 TraceRow Search::Impl::row(StepOutcome outcome) const {
     TraceRow r;
-    r.iteration       = iteration;
-    r.outcome         = outcome;
-    r.utility         = labeling.utility();
-    r.mp              = labeling.mp();
-    r.inconsistent    = labeling.inconsistencies();
-    r.n_labeled       = labeling.n_labeled();
-    r.n_requests      = scorer.n_requests();
-    r.n_cache_hits    = scorer.n_cache_hits();
-    r.n_prompt_claims = scorer.n_prompt_claims();
-    r.n_accepted      = n_accepted;
+    r.iteration         = iteration;
+    r.outcome           = outcome;
+    r.utility           = labeling.utility();
+    r.mp                = labeling.mp();
+    r.inconsistent      = labeling.inconsistencies();
+    r.n_labeled         = labeling.n_labeled();
+    r.n_requests        = scorer.n_requests();
+    r.n_cache_hits      = scorer.n_cache_hits();
+    r.n_prompt_claims   = scorer.n_prompt_claims();
+    r.n_accepted        = n_accepted;
+    r.n_rounds          = scorer.n_rounds();
+    r.n_prefetched      = scorer.n_prefetched();
+    r.n_prefetched_used = scorer.n_prefetched_used();
     return r;
 }
 
@@ -138,7 +177,9 @@ void Search::Impl::seed_random_labels() {
 }
 
 TraceRow Search::Impl::step() {
+    step_start.reset();
     refresh_scores();
+    if (params.prefetch_depth > 0) step_start = StepStart{rng, iteration, n_accepted};
     const int64_t counter = params.schedule_counter == ScheduleCounter::ITERATION ? iteration : n_accepted;
     const double  temperature = annealing_temperature(params, counter);
     ++iteration;
@@ -185,6 +226,29 @@ TraceRow Search::Impl::step() {
     return r;
 }
 
+// The requests the next prefetch_depth rounds of scorer calls would probably send, besides
+// those of the call waiting now. Two copies of the search run on from the start of the
+// step, one guessing True and one False for claims the model has never scored (others
+// keep their last gap), until each has made prefetch_depth + 1 scorer calls of its own
+// (or MAX_PREFETCH_STEPS steps). The real search's random stream and labels are not
+// touched: the copies have their own.
+std::vector<ScoreRequest> Search::Impl::prefetch() {
+    constexpr int64_t         MAX_PREFETCH_STEPS = 256;
+    std::vector<ScoreRequest> out;
+    if (!step_start) return out;  // initialization and score refreshes are not speculated
+    for (Label unknown : {Label::TRUE, Label::FALSE}) {
+        GuessScorer guesser(scorer.last_gaps(), unknown, params.prefetch_depth + 1);
+        Impl        copy(*this, guesser);
+        try {
+            for (int64_t n = 0; n < MAX_PREFETCH_STEPS && !copy.done(); ++n) copy.step();
+        } catch (const PrefetchHorizon &) {
+            // looked far enough ahead
+        }
+        for (ScoreRequest &r : guesser.take_requests()) out.push_back(std::move(r));
+    }
+    return out;
+}
+
 Search::Search(ClaimSet claims, SearchParams params, Scorer &scorer) {
     params.validate();
     impl_ = std::make_unique<Impl>(std::move(claims), params, scorer);
@@ -211,6 +275,7 @@ TraceRow Search::step() {
     try {
         return impl_->initialized ? impl_->step() : impl_->initialize();
     } catch (...) {
+        impl_->step_start.reset();
         impl_->labeling.rollback(0);
         impl_->rng        = rng_before;
         impl_->iteration  = iteration_before;
@@ -226,7 +291,7 @@ std::vector<TraceRow> Search::run(std::optional<int64_t> n_steps) {
 }
 
 bool Search::done() const {
-    return impl_->initialized && impl_->iteration >= impl_->params.max_iterations;
+    return impl_->done();
 }
 int64_t Search::iteration() const {
     return impl_->iteration;
@@ -289,6 +354,7 @@ void Search::restore(const SearchState &s) {
     impl.iteration   = s.iteration;
     impl.n_accepted  = s.n_accepted;
     impl.initialized = s.initialized;
+    impl.step_start.reset();
     impl.reset_sampling_weights();
 }
 

@@ -255,3 +255,41 @@ TEST(edge_cases) {
 }
 
 TEST_MAIN()
+
+TEST(prefetch_keeps_the_trajectory_and_saves_rounds) {
+    QuestionBed bed;
+    for (auto mode : {icm::MpMode::EXACT, icm::MpMode::SPARSE}) {
+        auto p           = icm::search_params_paper();
+        p.mp_mode        = mode;
+        p.max_iterations = 200;
+        icm::SyntheticScorer s0(bed.truth, {});
+        icm::Search          plain(bed.set, p, s0);
+        const auto           want = plain.run();
+        for (int32_t depth : {1, 3}) {
+            p.prefetch_depth = depth;
+            icm::SyntheticScorer s1(bed.truth, {});
+            icm::Search          ahead(bed.set, p, s1);
+            const auto           got = ahead.run();
+            CHECK_EQ(got.size(), want.size());
+            for (size_t i = 0; i < got.size() && i < want.size(); ++i) {
+                CHECK(got[i].outcome == want[i].outcome);
+                CHECK_EQ(got[i].claim, want[i].claim);
+                CHECK_NEAR(got[i].utility, want[i].utility, 0);
+                CHECK_EQ(got[i].n_requests, want[i].n_requests);
+                CHECK_EQ(got[i].n_cache_hits, want[i].n_cache_hits);
+                CHECK_EQ(got[i].n_prompt_claims, want[i].n_prompt_claims);
+            }
+            CHECK((ahead.labels() == plain.labels()));
+            const icm::TraceRow &last = got.back();
+            CHECK(last.n_rounds < want.back().n_rounds);
+            CHECK(last.n_prefetched_used > 0);
+            CHECK(last.n_prefetched_used <= last.n_prefetched);
+            // Every request the scorer saw: the search's own, plus the prefetched unused.
+            CHECK_EQ(s1.n_requests(), last.n_requests + last.n_prefetched - last.n_prefetched_used);
+        }
+    }
+    auto p           = icm::search_params_paper();
+    p.prefetch_depth = -1;
+    icm::SyntheticScorer s(bed.truth, {});
+    CHECK_THROWS(icm::Search(bed.set, p, s), std::invalid_argument);
+}

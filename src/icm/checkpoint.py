@@ -73,6 +73,9 @@ def batch_to_json(b: BatchResult) -> dict[str, Any]:
         "n_requests": b.n_requests,
         "n_cache_hits": b.n_cache_hits,
         "seconds": b.seconds,
+        "n_rounds": b.n_rounds,
+        "n_prefetched": b.n_prefetched,
+        "n_prefetched_used": b.n_prefetched_used,
     }
 
 

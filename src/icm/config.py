@@ -33,6 +33,7 @@ SYNTHETIC_MODEL = "synthetic"
 
 
 _INT32_MAX = 2**31 - 1
+AUTO_PARALLEL_BATCHES = 4
 # (field, lowest, highest) of the integer options.
 _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("seed", 0, 2**63 - 1),
@@ -44,6 +45,8 @@ _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("logprobs", 1, _INT32_MAX),
     ("concurrency", 1, 1024),
     ("lora_r", 1, 65536),
+    ("prefetch_depth", 0, core.MAX_PREFETCH_DEPTH),
+    ("parallel_batches", 0, 1024),
 )
 # (field, lowest, highest, lowest excluded) of the real-valued options.
 _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
@@ -105,6 +108,12 @@ class RunConfig:
     # Score every claim alone first and compare ICM's labels with those zero-shot labels
     # (icm.zero_shot); --no-zero-shot skips it.
     zero_shot: bool = True
+    # Speculative prefetch: rounds of scorer calls looked ahead (0: none). Same labels and
+    # trace; fewer rounds for more requests (docs/performance.md).
+    prefetch_depth: int = 0
+    # Batches searched at once over one scorer (same labels and trace as one after
+    # another). 0: auto, AUTO_PARALLEL_BATCHES against a model server, 1 otherwise.
+    parallel_batches: int = 0
     # The model
     model: str = DEFAULT_MODEL  # "embedded", "synthetic", or the server's model name
     base_url: list[str] = field(default_factory=list)
@@ -233,6 +242,7 @@ class RunConfig:
         p.mp_mode = core.MpMode.EXACT if self.mp == "exact" else core.MpMode.SPARSE
         p.context_k = self.context_k
         p.context_regrow = self.context_regrow
+        p.prefetch_depth = self.prefetch_depth
         p.mp_objective = (
             core.MpObjective.MEAN_LOGIT_GAP
             if self.mp_objective == "mean-gap"
@@ -284,7 +294,16 @@ class RunConfig:
     # Fields that change how a run is carried out but not its labels: a resumed run may
     # give them anew.
     OPERATIONAL_FIELDS = frozenset(
-        {"cache", "concurrency", "timeout", "out", "base_url", "checkpoint_every"}
+        {
+            "cache",
+            "concurrency",
+            "timeout",
+            "out",
+            "base_url",
+            "checkpoint_every",
+            "prefetch_depth",
+            "parallel_batches",
+        }
     )
 
     def differences(self, other: RunConfig) -> list[str]:

@@ -22,7 +22,7 @@ from icm.checkpoint import (
     load_progress,
     sum_segments,
 )
-from icm.config import SYNTHETIC_MODEL, RunConfig
+from icm.config import AUTO_PARALLEL_BATCHES, SYNTHETIC_MODEL, RunConfig
 from icm.errors import ConfigError, IcmError
 from icm.run_dir import (
     RunLog,
@@ -133,6 +133,18 @@ class ScorerHandle:
         if self.synthetic:
             return {"requests": sum(s.n_requests for s in self.synthetic)}
         return {}
+
+
+def parallel_batches(cfg: RunConfig) -> int:
+    """--parallel-batches, 0 resolved: batches at once against a model server (HTTP), one
+    at a time for the synthetic stand-in, an in-process model and --iterative (whose
+    scorer depends on the batches before)."""
+    if cfg.iterative:
+        return 1
+    if cfg.parallel_batches:
+        return cfg.parallel_batches
+    in_process = not cfg.base_url and cfg.model_path and Path(cfg.model_path).expanduser().is_dir()
+    return 1 if cfg.model == SYNTHETIC_MODEL or in_process else AUTO_PARALLEL_BATCHES
 
 
 def check_synthetic_gold(table: ClaimTable) -> None:
@@ -492,6 +504,7 @@ def execute_run(
                     resume=resume,
                     on_progress=checkpoint,
                     initial_labels=initial,
+                    parallel_batches=parallel_batches(cfg),
                 )
             finally:  # interrupted or failed: keep every step finished so far
                 checkpoint.flush()
@@ -703,6 +716,13 @@ def metrics(
                 "mp_per_batch": [b.mp for b in result.batches],
                 "search_requests": sum(b.n_requests for b in result.batches),
                 "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
+                # Scorer calls (rounds), and --prefetch-depth's speculative requests: sent,
+                # and never needed (the waste). Since each batch's last start or resume.
+                "search_rounds": sum(b.n_rounds for b in result.batches),
+                "prefetched_requests": sum(b.n_prefetched for b in result.batches),
+                "prefetched_unused": sum(
+                    b.n_prefetched - b.n_prefetched_used for b in result.batches
+                ),
                 "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
             }
         )

@@ -7,6 +7,9 @@ monitor agreement in the trace; they never reach the search.
 
 from __future__ import annotations
 
+import functools
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +79,13 @@ class BatchResult:
     n_cache_hits: int
     seconds: float
     trace: list[dict[str, Any]] = field(default_factory=list)
+    # How the requests travelled (not in the trace: they depend on --prefetch-depth, which
+    # changes nothing else): scorer calls, each waiting for the one before; speculative
+    # requests sent, and of those the ones the search needed. Counted since the batch's
+    # search object was made (a resumed batch: since the resume).
+    n_rounds: int = 0
+    n_prefetched: int = 0
+    n_prefetched_used: int = 0
 
 
 @dataclass
@@ -183,6 +193,9 @@ class ScorerAfterBatches(Protocol):
 BatchScorer: TypeAlias = core.Scorer | Callable[[list[int]], core.Scorer] | ScorerAfterBatches
 
 
+_Emit = Callable[[dict[str, Any], core.SearchState | None], None]
+
+
 def run_icm(
     table: ClaimTable,
     scorer: BatchScorer,
@@ -194,6 +207,7 @@ def run_icm(
     resume: Progress | None = None,
     on_progress: ProgressCallback | None = None,
     initial_labels: dict[str, bool] | None = None,
+    parallel_batches: int = 1,
 ) -> IcmResult:
     """Label every claim of `table` with ICM, batch by batch.
 
@@ -203,27 +217,41 @@ def run_icm(
     finished before. `on_progress` is called after every step (and after every
     finished batch) with what `resume` needs to continue from there. Batches restored
     from `resume` carry no trace rows (the run directory's trace.jsonl has them).
+
+    parallel_batches > 1 searches that many batches at once (threads; the search runs
+    without the GIL and the scorer must take calls from several threads, as the backends
+    do), so that their requests are in flight together. Everything the callbacks see is
+    as in a sequential run, in the same order: the lowest unfinished batch reports its
+    steps as they happen, the batches after it run ahead and report theirs when it is
+    done. A checkpoint therefore holds the finished batches and the one reported; work of
+    the batches ahead is redone by a resume, to the same result (and, through a response
+    cache, without asking the model again). A ScorerAfterBatches is always sequential.
+
     `initial_labels` (claim id -> label) replace the random seed labels (--init zero-shot).
     """
     claim_set = table.to_claim_set()
     gold_all = table.gold_labels() if monitor_gold else [None] * len(table)
     batches = plan_batches(table, batch_size, params.seed)
     progress = Progress(n_trace_rows=resume.n_trace_rows if resume else 0)
-    for b, indices in enumerate(batches):
-        if resume is not None and b < len(resume.completed):
-            progress.completed.append(resume.completed[b])
-            continue
+    n_done = len(resume.completed) if resume is not None else 0
+    progress.completed.extend(resume.completed[:n_done] if resume is not None else [])
+    factory_lock = threading.Lock()
+
+    def batch_scorer(b: int, indices: list[int]) -> core.Scorer:
+        if isinstance(scorer, core.Scorer):
+            return scorer
+        with factory_lock:
+            if hasattr(scorer, "for_batch"):
+                return scorer.for_batch(b, indices, list(progress.completed))
+            return scorer(indices)
+
+    def search_batch(b: int, emit: _Emit) -> BatchResult:
+        """Search batch b; emit(trace record, search state) after every step."""
+        indices = batches[b]
         batch_params = _copy_params(params)
         batch_params.seed = batch_seed(params.seed, b)
-        subset = claim_set.subset(indices)
         gold = [gold_all[i] for i in indices]
-        if isinstance(scorer, core.Scorer):
-            batch_scorer = scorer
-        elif hasattr(scorer, "for_batch"):
-            batch_scorer = scorer.for_batch(b, indices, list(progress.completed))
-        else:
-            batch_scorer = scorer(indices)
-        search = core.Search(subset, batch_params, batch_scorer)
+        search = core.Search(claim_set.subset(indices), batch_params, batch_scorer(b, indices))
         restored = resume.state if resume is not None and resume.batch == b else None
         if restored is not None:
             search.restore(restored)
@@ -233,20 +261,15 @@ def run_icm(
                 [to_core[initial_labels.get(table.claims[i].id)] for i in indices]
             )
         trace: list[dict[str, Any]] = []
+        last_row: core.TraceRow | None = None
         start = time.monotonic()
-        progress.batch = b
         while not search.done:
-            row = search.step()
+            row = last_row = search.step()
             labels = [label_to_bool(x) for x in search.labels]
             record = trace_record(b, row, gold_agreement(labels, gold))
             trace.append(record)
-            if on_step is not None:
-                on_step(b, len(batches), record)
-            progress.n_trace_rows += 1
-            if on_progress is not None:
-                progress.state = search.state()
-                on_progress(progress, None)
-        finished = BatchResult(
+            emit(record, search.state() if on_progress is not None else None)
+        return BatchResult(
             batch=b,
             claim_ids=[table.claims[i].id for i in indices],
             labels=[label_to_bool(x) for x in search.labels],
@@ -258,12 +281,96 @@ def run_icm(
             n_cache_hits=trace[-1]["n_cache_hits"] if trace else 0,
             seconds=time.monotonic() - start,
             trace=trace,
+            n_rounds=last_row.n_rounds if last_row else 0,
+            n_prefetched=last_row.n_prefetched if last_row else 0,
+            n_prefetched_used=last_row.n_prefetched_used if last_row else 0,
         )
+
+    def report_step(b: int, record: dict[str, Any], state: core.SearchState | None) -> None:
+        progress.batch = b
+        if on_step is not None:
+            on_step(b, len(batches), record)
+        progress.n_trace_rows += 1
+        if on_progress is not None:
+            progress.state = state
+            on_progress(progress, None)
+
+    def report_batch(finished: BatchResult) -> None:
         progress.completed.append(finished)
         progress.batch, progress.state = None, None
         if on_progress is not None:
             on_progress(progress, finished)
+
+    todo = list(range(n_done, len(batches)))
+    if parallel_batches <= 1 or len(todo) <= 1 or hasattr(scorer, "for_batch"):
+        for b in todo:
+            progress.batch = b
+            report_batch(search_batch(b, functools.partial(report_step, b)))
+    else:
+        _run_batches_at_once(todo, parallel_batches, search_batch, report_step, report_batch)
     return IcmResult(progress.completed)
+
+
+class _Stopped(Exception):
+    """A batch searched ahead is abandoned: the run stopped."""
+
+
+def _run_batches_at_once(
+    todo: list[int],
+    n_threads: int,
+    search_batch: Callable[[int, _Emit], BatchResult],
+    report_step: Callable[[int, dict[str, Any], core.SearchState | None], None],
+    report_batch: Callable[[BatchResult], None],
+) -> None:
+    """Search the batches `todo` on n_threads threads, taking them in order, and report
+    their steps and results in batch order from this thread (see run_icm)."""
+    events: list[queue.SimpleQueue[tuple[str, Any, Any]]] = [queue.SimpleQueue() for _ in todo]
+    stop = threading.Event()
+    lock = threading.Lock()
+    next_job = iter(range(len(todo)))
+
+    def work() -> None:
+        while not stop.is_set():
+            with lock:
+                i = next(next_job, None)
+            if i is None:
+                return
+            put = events[i].put
+
+            def emit(
+                record: dict[str, Any], state: core.SearchState | None, put: Any = put
+            ) -> None:
+                if stop.is_set():
+                    raise _Stopped
+                put(("step", record, state))
+
+            try:
+                put(("done", search_batch(todo[i], emit), None))
+            except _Stopped:
+                return
+            except BaseException as e:  # reported when this batch's turn comes
+                put(("error", e, None))
+
+    # Daemon threads: a batch stuck in a dead server never keeps icm from exiting.
+    threads = [
+        threading.Thread(target=work, name=f"icm-batch-{k}", daemon=True)
+        for k in range(min(n_threads, len(todo)))
+    ]
+    for t in threads:
+        t.start()
+    try:
+        for i, b in enumerate(todo):
+            while True:
+                kind, value, state = events[i].get()
+                if kind == "step":
+                    report_step(b, value, state)
+                elif kind == "done":
+                    report_batch(value)
+                    break
+                else:
+                    raise value
+    finally:
+        stop.set()
 
 
 def _copy_params(p: core.SearchParams) -> core.SearchParams:

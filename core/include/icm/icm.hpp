@@ -276,6 +276,8 @@ enum class FixBaseline : int8_t {
 std::vector<std::vector<std::pair<int32_t, Label>>> constraint_fix_options(const ClaimSet &set, int32_t c,
                                                                            FixOptions options);
 
+inline constexpr int32_t MAX_PREFETCH_DEPTH = 64;
+
 struct SearchParams {
     double          alpha             = 30.0;  // weight of MP against I(D)
     uint64_t        seed              = 27565976;
@@ -298,6 +300,12 @@ struct SearchParams {
     FixPairSearch   fix_pair_search   = FixPairSearch::SAMPLE;
     FixBaseline     fix_baseline      = FixBaseline::CURRENT;
     SeedPlacement   seed_placement    = SeedPlacement::RANDOM;
+    // Speculative prefetch: when a step must wait for the scorer, also send the requests
+    // that the next prefetch_depth rounds of scorer calls would make, worked out on copies
+    // of the search (its labels and random stream) that guess the missing scores. The
+    // trajectory is exactly the one without prefetch; only the grouping of requests into
+    // scorer calls changes. 0: no prefetch (one call per round, as before).
+    int32_t prefetch_depth = 0;  // at most MAX_PREFETCH_DEPTH
 
     // Throws std::invalid_argument naming the first bad field.
     void validate() const;
@@ -340,6 +348,10 @@ struct TraceRow {
     int64_t     n_cache_hits    = 0;  // requests served by the score cache so far
     int64_t     n_prompt_claims = 0;  // claims in the prompts sent so far (demos + target)
     int64_t     n_accepted      = 0;
+    // How the requests travelled (they differ with prefetch_depth; everything above does not):
+    int64_t n_rounds          = 0;  // scorer calls so far (each waits for the one before)
+    int64_t n_prefetched      = 0;  // speculative requests sent so far
+    int64_t n_prefetched_used = 0;  // of which the search has since needed
 };
 
 // Everything needed to continue a search exactly where it stopped.

@@ -7,6 +7,7 @@ The C++ search talks to it through CoreScorer, an icm._icm_core.Scorer.
 from __future__ import annotations
 
 import math
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -121,8 +122,15 @@ class FloorWatch:
         self.floored_true = 0  # only the true word missing
         self.floored_false = 0  # only the false word missing
         self.checked = False
+        self._lock = threading.Lock()
 
     def observe(self, pairs: Sequence[tuple[float, float]]) -> None:
+        with self._lock:  # batches searched at once score from several threads
+            self._count(pairs)
+        if not self.checked and self.answers >= self.CHECK_AFTER:
+            self.check()
+
+    def _count(self, pairs: Sequence[tuple[float, float]]) -> None:
         for t, f in pairs:
             self.answers += 1
             if t == FLOORED_LOGPROB and f == FLOORED_LOGPROB:
@@ -131,8 +139,6 @@ class FloorWatch:
                 self.floored_true += 1
             elif f == FLOORED_LOGPROB:
                 self.floored_false += 1
-        if not self.checked and self.answers >= self.CHECK_AFTER:
-            self.check()
 
     def check(self) -> None:
         """Raise ScoresFloored when most answers so far have neither label word."""

@@ -7,8 +7,10 @@ logprobs of the first answer token with the same rule as the base-model backends
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -37,8 +39,11 @@ class ChatScorer(LabelScorer):
         timeout: float = 120.0,
         retries: int = 4,
         api_key: str | None = None,
+        concurrency: int = 4,
     ) -> None:
         super().__init__()
+        if concurrency < 1:
+            raise BackendError(f"--concurrency: must be >= 1, got {concurrency}")
         # One normal form for completions and chat: ".../v1" whether or not it was given.
         self.base_url = normalize_base_url(base_url, flag="--chat-base-url")
         self.shown_url = redact_credentials(self.base_url)
@@ -49,7 +54,15 @@ class ChatScorer(LabelScorer):
         api_key = api_key if api_key is not None else api_key_from_environment()
         self._api_key = api_key
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers)
+        self.client = httpx.Client(
+            timeout=timeout,
+            headers=headers,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+        # Prompts of one call are sent `concurrency` at a time (the answers keep their order).
+        self.concurrency = concurrency
+        self._pool: ThreadPoolExecutor | None = None
+        self._stats_lock = threading.Lock()
         self.model = model or self._first_model()
         self.model_id = f"chat:{self.model}"
 
@@ -84,8 +97,10 @@ class ChatScorer(LabelScorer):
             if attempt == self.retries:
                 break
             time.sleep(min(8.0, 0.25 * 2**attempt))
-            self.stats.retries += 1  # counted when the request is sent again
-        self.stats.failures += 1
+            with self._stats_lock:
+                self.stats.retries += 1  # counted when the request is sent again
+        with self._stats_lock:
+            self.stats.failures += 1
         raise BackendError(f"{shown}: no usable answer after {self.retries + 1} tries ({last})")
 
     def _redact(self, text: str) -> str:
@@ -93,33 +108,48 @@ class ChatScorer(LabelScorer):
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
-        out = []
         start = time.monotonic()
-        for prompt in prompts:
-            body = {
-                "model": self.model,
-                "messages": [{"role": "user", "content": INSTRUCTION + prompt.rstrip()}],
-                "max_tokens": 1,
-                "temperature": 0,
-                "logprobs": True,
-                "top_logprobs": self.logprobs,
-            }
-            data = self._request("POST", "/chat/completions", body)
-            try:  # the choice with index 0, its values checked, as for completions
-                top = top_logprobs_of(data)
-            except MalformedAnswer as e:
-                raise BackendError(f"{self.shown_url}/chat/completions: {e}") from None
-            if not top:
-                raise BackendError(
-                    f"{self.shown_url}/chat/completions: the answer has no top_logprobs; "
-                    "the server must support logprobs for chat completions"
-                )
-            out.append(label_logprobs(top, self.label_words))
+        try:
+            if self.concurrency == 1 or len(prompts) <= 1:
+                return [self._score_one(p) for p in prompts]
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="icm-chat")
+            futures = [self._pool.submit(self._score_one, p) for p in prompts]
+            try:
+                return [f.result() for f in futures]
+            finally:  # a failure: the prompts not yet sent are not sent
+                for f in futures:
+                    f.cancel()
+        finally:
+            with self._stats_lock:
+                self.stats.seconds += time.monotonic() - start
+
+    def _score_one(self, prompt: str) -> tuple[float, float]:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": INSTRUCTION + prompt.rstrip()}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": self.logprobs,
+        }
+        data = self._request("POST", "/chat/completions", body)
+        try:  # the choice with index 0, its values checked, as for completions
+            top = top_logprobs_of(data)
+        except MalformedAnswer as e:
+            raise BackendError(f"{self.shown_url}/chat/completions: {e}") from None
+        if not top:
+            raise BackendError(
+                f"{self.shown_url}/chat/completions: the answer has no top_logprobs; "
+                "the server must support logprobs for chat completions"
+            )
+        usage = data.get("usage") or {}
+        with self._stats_lock:
             self.stats.requests += 1
-            usage = data.get("usage") or {}
             self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        self.stats.seconds += time.monotonic() - start
-        return out
+        return label_logprobs(top, self.label_words)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
         self.client.close()

@@ -9,14 +9,18 @@ results come back in the caller's order.
 
 from __future__ import annotations
 
+import http.client
+import json
 import math
 import os
 import queue
 import random
 import re
+import socket
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,7 +247,7 @@ class _Job:
 
     __slots__ = ("cancelled", "done", "error", "prompt", "result")
 
-    def __init__(self, prompt: str, done: queue.Queue[_Job]) -> None:
+    def __init__(self, prompt: str, done: queue.SimpleQueue[_Job]) -> None:
         self.prompt = prompt
         self.done = done  # the job goes here once finished
         self.result: tuple[float, float] | None = None
@@ -335,6 +339,218 @@ def _bound_whole_requests(client: httpx.Client) -> None:
             pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
 
 
+# ---------------------------------------------------------------------------------------
+# A lean HTTP client for plain http:// servers
+# ---------------------------------------------------------------------------------------
+
+# httpx costs 1.5-3.7 ms of CPU per request (measured against a loopback server at
+# --concurrency 16-64), enough to make icm, not the server, the limit of exact mode. For
+# http:// URLs that no proxy applies to, requests go through the few lines of HTTP/1.1
+# below instead (one keep-alive connection per worker thread and server, one send and
+# usually one receive a request: docs/performance.md); https and proxies stay with httpx.
+# Both honour the whole-request deadline above and raise httpx's exceptions, so
+# everything after them is shared.
+
+
+class _LeanConnection:
+    """One keep-alive HTTP/1.1 connection: answers with Content-Length, chunked, or up to
+    the close."""
+
+    def __init__(self, host: str, port: int, connect_timeout: float, timeout: float) -> None:
+        self.host, self.port = host, port
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._sock_timeout: float | None = None
+        self._buffer = bytearray()
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+        self._buffer.clear()
+
+    def _connect(self) -> None:
+        left = _time_left(self.connect_timeout, TimeoutError)
+        sock = socket.create_connection((self.host, self.port), left)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock, self._sock_timeout = sock, left
+
+    def _wait_at_most(self) -> socket.socket:
+        """The socket, its timeout tightened towards the request's deadline (re-set only
+        when the time left has shrunk by a tenth: a system call per request saved)."""
+        assert self.sock is not None
+        left = _time_left(self.timeout, TimeoutError)
+        if left is not None and (self._sock_timeout is None or left < 0.9 * self._sock_timeout):
+            self.sock.settimeout(left)
+            self._sock_timeout = left
+        return self.sock
+
+    def _fill(self) -> None:
+        data = self._wait_at_most().recv(262144)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        self._buffer += data
+
+    def _take(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            self._fill()
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return out
+
+    def _line(self) -> bytes:
+        while (end := self._buffer.find(b"\r\n")) < 0:
+            self._fill()
+        return self._take(end + 2)[:-2]
+
+    def exchange(self, request: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send one request; its status, headers (names lower case) and body."""
+        if self.sock is None:
+            self._connect()
+        self._wait_at_most().sendall(request)
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        head = self._take(end + 4).decode("latin-1").split("\r\n")
+        version, _, rest = head[0].partition(" ")
+        if not version.startswith("HTTP/"):
+            raise http.client.BadStatusLine(head[0])
+        status = int(rest.split(" ", 1)[0])
+        headers: dict[str, str] = {}
+        for line in head[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        keep = version != "HTTP/1.0" and headers.get("connection", "").lower() != "close"
+        if status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in headers.get("transfer-encoding", "").lower():
+            parts = []
+            while size := int(self._line().split(b";", 1)[0], 16):
+                parts.append(self._take(size))
+                self._take(2)
+            while self._line():  # trailers, up to the blank line
+                pass
+            body = b"".join(parts)
+        elif "content-length" in headers:
+            body = self._take(int(headers["content-length"]))
+        else:  # up to the close
+            try:
+                while True:
+                    self._fill()
+            except ConnectionResetError:
+                pass
+            body, keep = bytes(self._buffer), False
+            self._buffer.clear()
+        if not keep:
+            self.close()
+        return status, headers, body
+
+
+class _LeanResponse:
+    """What icm reads of an answer: status, headers, body."""
+
+    __slots__ = ("content", "headers", "status_code")
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers
+        self.content = content
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+
+class _LeanHttp:
+    """Requests over http.client, one keep-alive connection per thread and server."""
+
+    def __init__(self, headers: Mapping[str, str], connect_timeout: float, timeout: float) -> None:
+        fields = {"Content-Type": "application/json", "Accept": "application/json", **headers}
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+        self._connect_timeout = connect_timeout
+        self._timeout = timeout
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._all: list[_LeanConnection] = []
+
+    @staticmethod
+    def serves(url: str, trust_env: bool) -> bool:
+        """Whether `url` goes through this client: http://, with no proxy for it."""
+        parts = urlsplit(url)
+        if parts.scheme != "http" or parts.username or parts.password:
+            return False
+        if not trust_env:
+            return True
+        proxies = urllib.request.getproxies()
+        host = parts.hostname or ""
+        return not (proxies.get("http") or proxies.get("all")) or bool(
+            urllib.request.proxy_bypass(host)
+        )
+
+    def _connection(self, host: str, port: int) -> _LeanConnection:
+        connections: dict[tuple[str, int], _LeanConnection] | None = getattr(
+            self._local, "connections", None
+        )
+        if connections is None:
+            connections = self._local.connections = {}
+        conn = connections.get((host, port))
+        if conn is None:
+            conn = _LeanConnection(host, port, self._connect_timeout, self._timeout)
+            connections[(host, port)] = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def request(self, method: str, url: str, json: Any = None) -> _LeanResponse:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or 80
+        conn = self._connection(host, port)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        body = b"" if json is None else _dumps(json)
+        request = (
+            f"{method} {path} HTTP/1.1\r\nHost: {parts.netloc}\r\n{self._head}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1") + body
+        for attempt in range(2):
+            reused = conn.sock is not None
+            try:
+                status, headers, content = conn.exchange(request)
+            except TimeoutError as e:
+                conn.close()
+                raise httpx.ReadTimeout(str(e) or "timed out") from None
+            except ConnectionRefusedError as e:
+                conn.close()
+                raise httpx.ConnectError(str(e)) from None
+            except (OSError, ValueError, http.client.HTTPException) as e:
+                conn.close()
+                # A kept-alive connection the server had closed meanwhile: once more anew.
+                if (
+                    attempt == 0
+                    and reused
+                    and isinstance(e, (BrokenPipeError, ConnectionResetError))
+                ):
+                    continue
+                if isinstance(e, OSError) and not reused:
+                    raise httpx.ConnectError(str(e) or type(e).__name__) from None
+                raise httpx.ReadError(str(e) or type(e).__name__) from None
+            return _LeanResponse(status, headers, content)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+def _dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
 class _Endpoint:
     def __init__(self, base: str) -> None:
         self.set_base(base)
@@ -413,10 +629,16 @@ class CompletionsScorer(LabelScorer):
             trust_env=not loopback,  # a proxy from the environment must not catch localhost
         )
         _bound_whole_requests(self._client)
+        trust_env = not loopback
+        self._lean = (
+            _LeanHttp(headers, min(timeout, 10.0), timeout)
+            if all(_LeanHttp.serves(e.base, trust_env) for e in self.endpoints)
+            else None
+        )
         self._lock = threading.Lock()  # endpoints' in_flight, the round robin, stats
         self._next_endpoint = 0
         self._stop = threading.Event()
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._workers: list[threading.Thread] = []
         self._warned_short_topk = False
         self._seen_logprobs = False  # any answer with logprobs yet (see _score_one)
@@ -503,7 +725,7 @@ class CompletionsScorer(LabelScorer):
         texts = [self.prepare(p) for p in prompts]
         # One job per distinct text, queued in sorted order (shared prefixes adjacent).
         unique = sorted(set(texts)) if self.sort_prompts else list(dict.fromkeys(texts))
-        finished: queue.Queue[_Job] = queue.Queue()
+        finished: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         jobs = {text: _Job(text, finished) for text in unique}
         self._start_workers()
         for text in unique:
@@ -621,6 +843,8 @@ class CompletionsScorer(LabelScorer):
         """The endpoint with the fewest requests in flight (round robin among equals),
         among those not down (all of them when all are down), other than `avoid` when
         there is another."""
+        if len(self.endpoints) == 1:
+            return self.endpoints[0]
         with self._lock:
             up = [e for e in self.endpoints if not self._is_down(e)] or self.endpoints
             candidates = [e for e in up if e is not avoid] or up
@@ -684,7 +908,8 @@ class CompletionsScorer(LabelScorer):
             refused = False
             _request_deadline.at = time.monotonic() + self.timeout
             try:
-                response = self._client.request(method, url, json=payload)
+                client = self._lean or self._client
+                response = client.request(method, url, json=payload)
             except httpx.TimeoutException as e:
                 last_error = f"timed out after {self.timeout:g} s ({type(e).__name__})"
             except httpx.RequestError as e:  # connection refused, reset, bad answer...
@@ -750,7 +975,7 @@ class CompletionsScorer(LabelScorer):
             f"{redact_credentials(url)}: {last_error} (gave up after {attempts} attempts)"
         )
 
-    def _error_message(self, response: httpx.Response) -> str:
+    def _error_message(self, response: httpx.Response | _LeanResponse) -> str:
         """The message of an error answer: OpenAI's {"error": {"message"}}, vLLM's
         {"object": "error", "message"}, or the text."""
         try:
@@ -775,6 +1000,8 @@ class CompletionsScorer(LabelScorer):
         for _ in self._workers:
             self._jobs.put(None)
         self._client.close()
+        if self._lean is not None:
+            self._lean.close()
 
 
 class _Unreachable(BackendError):
@@ -822,7 +1049,7 @@ def _checked_model_card(body: Any, model: str, where: str) -> dict[str, Any] | N
     return card
 
 
-def _retry_after_seconds(response: httpx.Response) -> float | None:
+def _retry_after_seconds(response: httpx.Response | _LeanResponse) -> float | None:
     value = response.headers.get("Retry-After")
     if value is None:
         return None

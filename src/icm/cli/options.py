@@ -238,6 +238,26 @@ def add_search_options(p: argparse.ArgumentParser, *, seed_help: str | None = No
         help="score every claim alone first and compare ICM with those zero-shot labels in "
         "the summary (one request per claim, through the response cache; default on)",
     )
+    h.add_argument(
+        "--prefetch-depth",
+        "--prefetch_depth",
+        dest="prefetch_depth",
+        type=int,
+        default=d.prefetch_depth,
+        help="speculative prefetch: while the search waits for the server, also send the "
+        "requests of up to this many later rounds (same labels and trace; fewer rounds, "
+        "some wasted requests; 4 suits a remote vLLM server; default 0: none)",
+    )
+    h.add_argument(
+        "--parallel-batches",
+        "--parallel_batches",
+        dest="parallel_batches",
+        type=int,
+        default=d.parallel_batches,
+        help="batches searched at once, their requests in flight together (same labels "
+        "and trace as one after another; 0, the default: 4 against a model server, 1 for "
+        "--model synthetic, an in-process model or --iterative)",
+    )
 
 
 @functools.cache

@@ -1,0 +1,39 @@
+// Speculative prefetch: what a speculative copy of the search scores with. The copy runs
+// Algorithm 1 on from where the real search waits, reading the real score cache; where it
+// lacks a score it records the request (one the real search will probably send) and goes
+// on with a guess. Nothing it guesses ever reaches the real search.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "icm/icm.hpp"
+
+namespace icm {
+
+// Thrown by a GuessScorer asked for one more round than it may look ahead: the copy
+// has seen far enough and is abandoned.
+struct PrefetchHorizon {};
+
+class GuessScorer final : public Scorer {
+  public:
+    // last_gaps: per claim, the gap of the scorer's last real answer for it (NaN: none);
+    // a claim never scored is guessed `unknown` with the mean magnitude of the known gaps.
+    // max_rounds: calls answered before PrefetchHorizon.
+    GuessScorer(const std::vector<double> &last_gaps, Label unknown, int32_t max_rounds);
+
+    std::vector<LabelScore> score(const std::vector<ScoreRequest> &requests) override;
+    bool                    reads_prompt_text() const override { return false; }
+
+    // The requests recorded so far, in the order asked.
+    std::vector<ScoreRequest> take_requests() { return std::move(requests_); }
+
+  private:
+    const std::vector<double> *last_gaps_;
+    Label                      unknown_;
+    double                     magnitude_ = 1.0;
+    int32_t                    rounds_left_;
+    std::vector<ScoreRequest>  requests_;
+};
+
+}  // namespace icm
