@@ -232,7 +232,7 @@ def floor_hint(cfg: RunConfig) -> str:
     return "; ".join(hints[:-1]) + ", " + hints[-1]
 
 
-class Progress:
+class ProgressBar:
     """A tqdm bar over all batches' iterations, with the numbers a researcher watches."""
 
     def __init__(self, total: int, enabled: bool) -> None:
@@ -455,7 +455,7 @@ def execute_run(
             },
         ]
 
-    bar = Progress(total=0, enabled=False)
+    bar = ProgressBar(total=0, enabled=False)
     try:
         with (
             open_scorer(cfg, table, run_dir, log) as handle,
@@ -478,7 +478,7 @@ def execute_run(
             if cfg.init == "zero-shot":
                 assert zs_gaps is not None  # validate() refuses --init zero-shot without it
                 initial = zero_shot_labels(table, zs_gaps).labels
-            bar = Progress(total=n_batches * cfg.K, enabled=progress)
+            bar = ProgressBar(total=n_batches * cfg.K, enabled=progress)
             if resume is not None and bar.bar is not None:
                 bar.bar.update(
                     resume.n_trace_rows - len(resume.completed) - (resume.batch is not None)

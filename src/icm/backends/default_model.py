@@ -184,7 +184,3 @@ def read_gguf_metadata(path: Path) -> dict[str, str]:
         return model_metadata(model)
     finally:
         llama_cpp.llama_model_free(model)
-
-
-def inspect_model_file(path: Path) -> ModelInfo:
-    return describe_model(read_gguf_metadata(path), file_name=path.name)

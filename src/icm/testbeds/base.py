@@ -310,20 +310,3 @@ class Testbed(ABC):
             "consistency_modes": list(cls.consistency_modes),
             "balanced": cls.balanced,
         }
-
-
-def render_claim(template: str, **values: str) -> str:
-    return template.format(**values)
-
-
-def check_columns(
-    row: Mapping[str, Any], required: Sequence[str], *, path: str | Path, line: int
-) -> None:
-    """Raise DataError naming the first missing or empty required field."""
-    from icm.errors import DataError
-
-    for name in required:
-        if name not in row:
-            raise DataError("missing", path=path, line=line, field=name)
-        if row[name] is None:
-            raise DataError("empty", path=path, line=line, field=name)
