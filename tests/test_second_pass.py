@@ -7,12 +7,40 @@ Runs use the synthetic stand-in scorer or a fake HTTP server: no model is needed
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.test_backend_failures import FAST_RETRY, GOOD, PROMPT, SECRET, fake_server, icm_run
 from tests.test_bad_inputs import QUICK, icm_in_process, one_error_line
+
+__all__ = ["fake_server"]  # a fixture, used by name
+
+CHAT_GOOD = {
+    "object": "chat.completion",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "True"},
+            "logprobs": {
+                "content": [
+                    {
+                        "token": "True",
+                        "logprob": -0.3,
+                        "top_logprobs": [
+                            {"token": "True", "logprob": -0.3},
+                            {"token": "False", "logprob": -1.4},
+                        ],
+                    }
+                ]
+            },
+        }
+    ],
+    "usage": {"prompt_tokens": 12, "completion_tokens": 1},
+}
 
 # ------------------------------------------------------------ text that is not Unicode
 
@@ -104,3 +132,88 @@ def test_api_claims_table_template_with_only_claim_needs_no_question() -> None:
 
     table = claims_table([{"id": "a", "claim": "c"}], template="Claim: {claim}\nI think ")
     assert table.claims[0].prompt == "Claim: c\nI think "
+
+
+# ------------------------------------------------------------ secrets
+
+
+def echoing_401(fake_server: Any) -> Any:
+    """A server that refuses every completion, echoing the Authorization it received
+    (as some proxies and API servers do: "invalid key Basic dXNl...")."""
+    holder: list[Any] = []
+
+    def reply(n: int, path: str) -> tuple[int, Any]:
+        return 401, {"error": {"message": f"invalid key {holder[0].auth_headers[-1]}"}}
+
+    holder.append(fake_server(reply))
+    return holder[0]
+
+
+def test_basic_credentials_echoed_by_a_server_are_redacted_everywhere(
+    fake_server: Any, tmp_path: Path
+) -> None:
+    """With `--base-url http://user:pass@host/v1`, a server's "invalid key Basic dXNl..."
+    was printed and stored in metrics.json (bearer keys were already redacted)."""
+    server = echoing_401(fake_server)
+    out = tmp_path / "run"
+    r = icm_run(server.url.replace("http://", "http://alice:hunter2pw@"), out)
+    token = base64.b64encode(b"alice:hunter2pw").decode()
+    assert r.returncode == 2 and "HTTP 401: invalid key Basic REDACTED" in r.stderr, r.stderr
+    assert f"Basic {token}" in server.auth_headers  # sent, never shown
+    assert token not in r.stdout + r.stderr and "hunter2pw" not in r.stdout + r.stderr
+    for path in out.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert token.encode() not in data and b"hunter2pw" not in data, path
+
+
+def test_the_chat_baseline_redacts_echoed_basic_credentials(fake_server: Any) -> None:
+    from icm.backends.chat import ChatScorer
+    from icm.errors import BackendError
+
+    server = echoing_401(fake_server)
+    token = base64.b64encode(b"alice:hunter2pw").decode()
+    scorer = ChatScorer(server.url.replace("http://", "http://alice:hunter2pw@"), "m")
+    with pytest.raises(BackendError) as e:
+        scorer.score_prompts(["Claim: x\nI think this claim is "])
+    scorer.close()
+    assert "invalid key Basic REDACTED" in str(e.value) and token not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("invalid key Basic dXNlcjpwYXNz", "invalid key Basic REDACTED"),
+        ("bad Bearer sk-abc.def_1", "bad Bearer REDACTED"),
+        ('{"Authorization": "tok123"}', '{"Authorization": "REDACTED"}'),
+        ("authorization=tok123; x", "authorization=REDACTED; x"),
+    ],
+)
+def test_any_authorization_value_is_redacted(text: str, redacted: str) -> None:
+    from icm.backends.completions import redact_credentials
+
+    assert redact_credentials(text) == redacted
+
+
+@pytest.mark.parametrize("scorer_kind", ["completions", "chat"])
+def test_an_api_key_and_url_credentials_together_send_the_key_and_say_so(
+    fake_server: Any, capsys: pytest.CaptureFixture[str], scorer_kind: str
+) -> None:
+    """`user:pass@` in the URL replaced the API key's bearer header (httpx's Basic auth from
+    the URL wins), so a vLLM `--api-key` server answered 401, without a word."""
+    from icm.backends.chat import ChatScorer
+    from icm.backends.completions import CompletionsScorer
+
+    server = fake_server(lambda n, path: (200, CHAT_GOOD if "chat" in path else GOOD))
+    url = server.url.replace("http://", "http://alice:hunter2pw@")
+    if scorer_kind == "chat":
+        chat = ChatScorer(url, "fake-model", api_key=SECRET)
+        chat.score_prompts([PROMPT])
+        chat.close()
+    else:
+        with CompletionsScorer([url], "fake-model", api_key=SECRET, retry=FAST_RETRY) as scorer:
+            scorer.score_prompts([PROMPT])
+    assert set(server.auth_headers) == {f"Bearer {SECRET}"}
+    err = capsys.readouterr().err
+    assert "the API key is sent as the Authorization header" in err
+    assert "hunter2pw" not in err and SECRET not in err

@@ -7,6 +7,7 @@ logprobs of the first answer token with the same rule as the base-model backends
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -15,11 +16,14 @@ import httpx
 
 from icm.backends.base import LabelScorer, label_logprobs
 from icm.backends.completions import (
+    REDACTED,
     MalformedAnswer,
     api_key_from_environment,
+    choose_authorization,
     normalize_base_url,
     redact_credentials,
     top_logprobs_of,
+    url_secrets,
 )
 from icm.errors import BackendError
 
@@ -40,14 +44,17 @@ class ChatScorer(LabelScorer):
     ) -> None:
         super().__init__()
         # One normal form for completions and chat: ".../v1" whether or not it was given.
-        self.base_url = normalize_base_url(base_url, flag="--chat-base-url")
-        self.shown_url = redact_credentials(self.base_url)
+        base_url = normalize_base_url(base_url, flag="--chat-base-url")
         self.label_words = label_words
         self.logprobs = logprobs
         self.retries = retries
+        self.warnings: list[str] = []
         # The same key as the completions backend: ICM_API_KEY / OPENAI_API_KEY / ./.env.
         api_key = api_key if api_key is not None else api_key_from_environment()
         self._api_key = api_key
+        self._secrets = url_secrets(base_url)
+        [self.base_url] = choose_authorization([base_url], api_key, "--chat-base-url", self.warn)
+        self.shown_url = redact_credentials(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(timeout=timeout, headers=headers)
         self.model = model or self._first_model()
@@ -88,7 +95,15 @@ class ChatScorer(LabelScorer):
         self.stats.failures += 1
         raise BackendError(f"{shown}: no usable answer after {self.retries + 1} tries ({last})")
 
+    def warn(self, message: str) -> None:
+        """Say it once on stderr now, and keep it in `warnings` for the run's log."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+
     def _redact(self, text: str) -> str:
+        for secret in self._secrets:  # echoed without a scheme or URL around them
+            text = text.replace(secret, REDACTED)
         text = redact_credentials(text)
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 

@@ -9,6 +9,7 @@ results come back in the caller's order.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import queue
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpcore
 import httpx
@@ -45,6 +46,12 @@ REDACTED = "REDACTED"
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _URL_SECRET_PARAM = re.compile(
     r"(?i)([?&](?:api[_-]?key|key|token|access[_-]?token|secret|password|auth)=)[^&#\s]+"
+)
+# An Authorization value a server echoes back ("invalid key Basic dXNl...", "Bearer sk-...",
+# "Authorization: xyz"): the scheme is kept, the credential is not.
+_AUTH_SCHEME_VALUE = re.compile(r"\b(Basic|Bearer)(\s+)[A-Za-z0-9+/._~-]+=*")
+_AUTH_HEADER_VALUE = re.compile(
+    r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)(?!(?:basic|bearer)\s)[^\s\"',;}]+"
 )
 # How long an endpoint that refused a connection is left alone while others are up.
 ENDPOINT_DOWN_SECONDS = 30.0
@@ -113,7 +120,47 @@ def redact_credentials(text: str) -> str:
     """`text` with the user:password of every URL in it, and secret-looking query values
     (api_key=, token=...), replaced by REDACTED: for everything icm writes or prints."""
     text = _URL_USERINFO.sub(rf"\g<1>{REDACTED}@", text)
+    text = _AUTH_SCHEME_VALUE.sub(rf"\g<1>\g<2>{REDACTED}", text)
+    text = _AUTH_HEADER_VALUE.sub(rf"\g<1>{REDACTED}", text)
     return _URL_SECRET_PARAM.sub(rf"\g<1>{REDACTED}", text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The forms in which a URL's user:password can come back in a server's answer: the
+    password, user:password (as given and percent-decoded) and its Basic token."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return []
+    user, password = parts.username or "", parts.password or ""
+    plain = f"{unquote(user)}:{unquote(password)}"
+    token = base64.b64encode(plain.encode()).decode()
+    found = {token, f"{user}:{password}", plain, password, unquote(password)}
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its user:password@."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def choose_authorization(
+    base_urls: Sequence[str], api_key: str | None, flag: str, warn: Callable[[str], None]
+) -> list[str]:
+    """One Authorization header carries one credential: with an API key (ICM_API_KEY,
+    OPENAI_API_KEY, .env) and a user:password in a URL, the key is sent (as a bearer
+    token, what vLLM's and OpenAI's --api-key check) and the URL's user:password is not;
+    say so. Without a key, the URL's user:password is sent (HTTP Basic). Returns the URLs
+    to send requests to."""
+    if not api_key or not any(url_secrets(u) for u in base_urls):
+        return list(base_urls)
+    warn(
+        f"{flag}: both an API key (ICM_API_KEY / OPENAI_API_KEY / .env) and a user:password "
+        "in the URL; the API key is sent as the Authorization header and the URL's "
+        "user:password is not (unset the key to send the user:password)"
+    )
+    return [without_userinfo(u) for u in base_urls]
 
 
 def normalize_base_url(url: str, flag: str = "--base-url") -> str:
@@ -387,7 +434,12 @@ class CompletionsScorer(LabelScorer):
             raise ConfigError("--base-url: at least one server is needed")
         if logprobs < 1 or concurrency < 1 or not timeout > 0:
             raise ConfigError("--logprobs and --concurrency must be >= 1, --timeout > 0")
-        self.endpoints = [_Endpoint(normalize_base_url(u)) for u in base_urls]
+        self._api_key = api_key if api_key is not None else api_key_from_environment()
+        urls = [normalize_base_url(u) for u in base_urls]
+        self._secrets = [s for u in urls for s in url_secrets(u)]
+        self.warnings: list[str] = []
+        urls = choose_authorization(urls, self._api_key, "--base-url", self.warn)
+        self.endpoints = [_Endpoint(u) for u in urls]
         self.label_words = label_words
         self.logprobs = logprobs
         self.concurrency = concurrency
@@ -396,10 +448,8 @@ class CompletionsScorer(LabelScorer):
         self.sort_prompts = sort_prompts
         self.extra_body = dict(extra_body or {})
         self.timeout = timeout
-        self.warnings: list[str] = []
         self._revive = revive
         self._revive_lock = threading.Lock()
-        self._api_key = api_key if api_key is not None else api_key_from_environment()
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         loopback = all(
             urlsplit(e.base).hostname in ("127.0.0.1", "localhost", "::1") for e in self.endpoints
@@ -765,6 +815,8 @@ class CompletionsScorer(LabelScorer):
         return self._redact(text[:300] + ("..." if len(text) > 300 else ""))
 
     def _redact(self, text: str) -> str:
+        for secret in self._secrets:  # echoed without a scheme or URL around them
+            text = text.replace(secret, REDACTED)
         text = redact_credentials(text)
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 
