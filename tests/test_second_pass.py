@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -217,3 +218,21 @@ def test_an_api_key_and_url_credentials_together_send_the_key_and_say_so(
     err = capsys.readouterr().err
     assert "the API key is sent as the Authorization header" in err
     assert "hunter2pw" not in err and SECRET not in err
+
+
+# ------------------------------------------------------------ icm eval flags
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [("--max-demos", "-1"), ("--max-demos", "0"), ("--context-tokens", "-5"),
+     ("--context-tokens", "0")],  # fmt: skip
+)
+def test_eval_refuses_counts_that_leave_no_demonstration(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str
+) -> None:
+    """They ran with no demonstrations and exited 0, without a warning."""
+    r = icm_in_process(capsys, "eval", "--labels", "golden", "--model", "m",
+                       "--base-url", "http://127.0.0.1:9", flag, value)  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert re.search(rf"argument {flag}\S*: must be >= 1, got {value}\n", r.stderr), r.stderr
