@@ -236,3 +236,58 @@ def test_eval_refuses_counts_that_leave_no_demonstration(
                        "--base-url", "http://127.0.0.1:9", flag, value)  # fmt: skip
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert re.search(rf"argument {flag}\S*: must be >= 1, got {value}\n", r.stderr), r.stderr
+
+
+# ------------------------------------------------------------ the response cache
+
+
+def damaged_default_cache(folder: Path) -> Path:
+    """The default cache with its 16-byte SQLite header overwritten (a bad sector, a
+    stray write): a real cache file, not a user's."""
+    from icm.backends.response_cache import ResponseCache
+
+    path = folder / "responses.sqlite"
+    cache = ResponseCache(path)
+    cache.put_many("m", [("k", (-0.1, -2.0))])
+    cache.close()
+    with path.open("r+b") as f:
+        f.write(b"\x00garbage-header!")
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("cache", "stats"),
+        ("cache", "clear"),
+        ("run", "--model", "fake-model", "--base-url", "{url}", "--size", "4", "--K", "3",
+         "--quiet", "--out", "{out}"),
+    ],  # fmt: skip
+    ids=["stats", "clear", "run"],
+)
+def test_a_damaged_header_of_the_default_cache_is_set_aside_not_a_stop(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fake_server: Any,
+    args: tuple[str, ...],
+) -> None:
+    """The default cache with a damaged header was refused as "not a response cache": every
+    run stopped, and `icm cache clear` too (docs/reliability.md: the cache costs time, never
+    a run)."""
+    monkeypatch.setenv("ICM_CACHE_DIR", str(tmp_path / "cache"))
+    path = damaged_default_cache(tmp_path / "cache")
+    url = fake_server(lambda n, p: (200, GOOD)).url
+    r = icm_in_process(capsys, *(a.format(out=tmp_path / "run", url=url) for a in args))
+    assert r.returncode == 0, r.stderr
+    assert f"response cache {path} is damaged" in r.stderr and "set it aside" in r.stderr
+    assert len(list(path.parent.glob("responses.sqlite.corrupt-*"))) == 1
+
+
+def test_a_named_cache_file_that_is_not_sqlite_is_still_refused(tmp_path: Path) -> None:
+    from icm.backends.response_cache import ResponseCache
+    from icm.errors import ConfigError
+
+    path = damaged_default_cache(tmp_path)
+    with pytest.raises(ConfigError, match="is not a response cache"):
+        ResponseCache(path)  # --cache PATH: it may be the user's file

@@ -58,7 +58,7 @@ def open_response_cache(setting: str | Path) -> ResponseCache:
     """The cache a `--cache` setting names: 'default' (default_cache_path(), errors naming
     what placed it) or a path."""
     if str(setting) == "default":
-        return ResponseCache(default_cache_path(), source=default_cache_source())
+        return ResponseCache(default_cache_path(), source=default_cache_source(), owned=True)
     return ResponseCache(setting)
 
 
@@ -82,9 +82,12 @@ def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]
 
 
 class ResponseCache:
-    def __init__(self, path: str | Path, *, source: str = "--cache") -> None:
+    def __init__(self, path: str | Path, *, source: str = "--cache", owned: bool = False) -> None:
         self.path = Path(path)
         self.source = source  # what chose the path, named in error messages
+        # The default cache's file is icm's own, so any damage to it, its header included,
+        # is set aside; a file the user named may be theirs (see below).
+        self.owned = owned
         self._lock = threading.Lock()
         if self.path.is_dir():
             raise ConfigError(
@@ -150,7 +153,11 @@ class ResponseCache:
 
     def _refuse_a_file_that_is_not_sqlite(self) -> None:
         """Damage is set aside, but a file that never was a database (`--cache labels.jsonl`,
-        a typo) is the user's, not the cache's: refused, left where it is."""
+        a typo) is the user's, not the cache's: refused, left where it is. Not so for the
+        default cache: a damaged header there is damage (it blocked every run, and `icm
+        cache clear`), set aside like any other."""
+        if self.owned:
+            return
         try:
             with self.path.open("rb") as f:
                 head = f.read(len(SQLITE_HEADER))
