@@ -8,8 +8,9 @@ Runs use the synthetic stand-in scorer or a fake HTTP server: no model is needed
 from __future__ import annotations
 
 import base64
-import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -225,8 +226,12 @@ def test_an_api_key_and_url_credentials_together_send_the_key_and_say_so(
 
 @pytest.mark.parametrize(
     ("flag", "value"),
-    [("--max-demos", "-1"), ("--max-demos", "0"), ("--context-tokens", "-5"),
-     ("--context-tokens", "0")],  # fmt: skip
+    [
+        ("--max-demos", "-1"),
+        ("--max-demos", "0"),
+        ("--context-tokens", "-5"),
+        ("--context-tokens", "0"),
+    ],
 )
 def test_eval_refuses_counts_that_leave_no_demonstration(
     capsys: pytest.CaptureFixture[str], flag: str, value: str
@@ -260,9 +265,21 @@ def damaged_default_cache(folder: Path) -> Path:
     [
         ("cache", "stats"),
         ("cache", "clear"),
-        ("run", "--model", "fake-model", "--base-url", "{url}", "--size", "4", "--K", "3",
-         "--quiet", "--out", "{out}"),
-    ],  # fmt: skip
+        (
+            "run",
+            "--model",
+            "fake-model",
+            "--base-url",
+            "{url}",
+            "--size",
+            "4",
+            "--K",
+            "3",
+            "--quiet",
+            "--out",
+            "{out}",
+        ),
+    ],
     ids=["stats", "clear", "run"],
 )
 def test_a_damaged_header_of_the_default_cache_is_set_aside_not_a_stop(
@@ -291,3 +308,24 @@ def test_a_named_cache_file_that_is_not_sqlite_is_still_refused(tmp_path: Path) 
     path = damaged_default_cache(tmp_path)
     with pytest.raises(ConfigError, match="is not a response cache"):
         ResponseCache(path)  # --cache PATH: it may be the user's file
+
+
+# ------------------------------------------------------------ file modes
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_run_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
+    """config.json, labels.jsonl, metrics.json (written through mkstemp) were 0600 while
+    trace.jsonl, log.txt and trace.png were 0644: every run file now gets 0666 & ~umask."""
+    out = tmp_path / "run"
+    r = subprocess.run(
+        [sys.executable, "-c",
+         f"import os, sys; os.umask({umask}); from icm.cli import main; "
+         "sys.exit(main(sys.argv[1:]))",
+         *QUICK, "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert {"config.json", "labels.jsonl", "metrics.json", "trace.jsonl", "log.txt"} <= set(modes)
+    assert set(modes.values()) == {0o666 & ~umask}, modes
