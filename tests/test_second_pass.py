@@ -8,9 +8,13 @@ Runs use the synthetic stand-in scorer or a fake HTTP server: no model is needed
 from __future__ import annotations
 
 import base64
+import errno
+import os
 import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -329,3 +333,143 @@ def test_run_files_honour_the_umask(tmp_path: Path, umask: int) -> None:
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
     assert {"config.json", "labels.jsonl", "metrics.json", "trace.jsonl", "log.txt"} <= set(modes)
     assert set(modes.values()) == {0o666 & ~umask}, modes
+
+
+# ------------------------------------------------------------ a full disk
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a real full disk. Needs root and mount; skipped elsewhere (the
+    simulated tests below cover the same paths everywhere)."""
+    where = tmp_path / "tmpfs"
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("needs root to mount a tmpfs")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(where)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill_leaving(folder: Path, free_kib: int) -> None:
+    """Fill the file system of `folder` until about `free_kib` KiB are left."""
+    stat = os.statvfs(folder)
+    spare = stat.f_bavail * stat.f_frsize - free_kib * 1024
+    with (folder / "filler").open("wb") as f:
+        f.write(b"\0" * max(spare, 0))
+
+
+def test_a_full_disk_under_out_names_the_file_for_real(
+    capsys: pytest.CaptureFixture[str], small_tmpfs: Path
+) -> None:
+    """A full disk under --out gave `icm: error: No space left on device (OSError)`:
+    write, flush and fsync report no file name."""
+    fill_leaving(small_tmpfs, 8)
+    out = small_tmpfs / "run"
+    r = icm_in_process(capsys, "run", "--model", "synthetic", "--size", "all", "--K", "200",
+                       "--quiet", "--out", str(out))  # fmt: skip
+    line = one_error_line(r)
+    assert re.search(rf"icm: error: {re.escape(str(out))}/\S+: No space left on device", line)
+
+
+@pytest.mark.parametrize("where", ["trace", "state", "log"])
+def test_a_full_disk_under_out_names_the_file(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """The same, simulated (runs anywhere): ENOSPC raised where a full disk raises it, by
+    fsync (trace.jsonl before a checkpoint, state.json) or by a write to log.txt, each
+    without a file name as the OS gives it."""
+    import icm.run_dir
+
+    out = tmp_path / "run"
+    enospc = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    real_fsync, real_open = os.fsync, Path.open
+
+    def fsync(fd: int) -> None:
+        name = os.readlink(f"/proc/self/fd/{fd}")
+        if f"{where}.json" in name:  # trace.jsonl, or .state.json.XXXX.tmp
+            raise enospc
+        real_fsync(fd)
+
+    class FullLog:
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def __enter__(self) -> FullLog:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def write(self, text: str) -> int:
+            raise enospc
+
+    def open_(self: Path, *args: Any, **kwargs: Any) -> Any:
+        if where == "log" and self.name == "log.txt":
+            return FullLog()
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(icm.run_dir.Path, "open", open_)
+    r = icm_in_process(capsys, *QUICK, "--out", str(out))
+    line = one_error_line(r)
+    name = {"trace": "trace.jsonl", "state": "state.json", "log": "log.txt"}[where]
+    assert f"icm: error: {out / name}: No space left on device (OSError)" in line
+
+
+def test_a_full_disk_under_the_cache_costs_storing_not_the_run(tmp_path: Path) -> None:
+    """A full disk under --cache ended the run in an sqlite3.OperationalError traceback
+    ("cannot rollback - no transaction is active", hiding "database or disk is full").
+    Simulated with SQLite's own limit on the file's size (PRAGMA max_page_count), which
+    fails exactly as a full disk does (SQLITE_FULL)."""
+    from icm.backends.base import LabelScorer
+    from icm.backends.response_cache import CachedLabelScorer, ResponseCache
+
+    class Fixed(LabelScorer):
+        label_words = ("True", "False")
+        model_id = "fixed"
+
+        def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+            return [(-0.5, -1.5)] * len(prompts)
+
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    pages = cache._db.execute("PRAGMA page_count").fetchone()[0]
+    cache._db.execute(f"PRAGMA max_page_count = {pages}")
+    scorer = CachedLabelScorer(Fixed(), cache)
+    prompts = [f"claim {i} " + "x" * 200 for i in range(500)]
+    assert scorer.score_prompts(prompts) == [(-0.5, -1.5)] * 500
+    assert scorer.score_prompts(prompts[:3]) == [(-0.5, -1.5)] * 3  # asked again, no error
+    [warning] = scorer.warnings
+    assert f"response cache {tmp_path / 'c.sqlite'}: cannot store answers" in warning
+    assert "database or disk is full" in warning
+    cache.close()
+
+
+def test_a_full_disk_under_the_cache_for_real(
+    fake_server: Any, small_tmpfs: Path, tmp_path: Path
+) -> None:
+    from icm.backends.response_cache import ResponseCache
+
+    path = small_tmpfs / "responses.sqlite"
+    ResponseCache(path).close()
+    fill_leaving(small_tmpfs, 40)  # room to open it (its WAL), not to store 194 answers
+    server = fake_server(lambda n, p: (200, GOOD))
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "run", "--model", "fake-model", "--base-url",
+         server.url, "--size", "all", "--K", "20", "--quiet", "--out", str(tmp_path / "run"),
+         "--cache", str(path)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"response cache {path}: cannot store answers" in r.stderr

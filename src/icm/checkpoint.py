@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
-from icm.run_dir import read_json_object, write_json
+from icm.run_dir import naming_path, read_json_object, write_json
 from icm.search import BatchResult, Progress
 
 STATE_FILE = "state.json"
@@ -81,7 +81,7 @@ def batch_from_json(d: dict[str, Any]) -> BatchResult:
 
 
 def _append_line(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
+    with naming_path(path), path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
@@ -104,7 +104,7 @@ def _keep_lines(path: Path, n: int) -> list[str]:
     keep = complete[:n]
     if len(complete) == n and lines[-1] == b"":  # already as counted: leave it untouched
         return [line.decode("utf-8") for line in keep]
-    with path.open("wb") as f:
+    with naming_path(path), path.open("wb") as f:
         f.write(b"".join(line + b"\n" for line in keep))
         f.flush()
         os.fsync(f.fileno())
@@ -166,8 +166,9 @@ class CheckpointWriter:
             return
         n_completed, batch, state, n_trace_rows = self._pending
         if self.trace_file is not None and not self.trace_file.closed:
-            self.trace_file.flush()
-            os.fsync(self.trace_file.fileno())
+            with naming_path(self.trace_file.name):
+                self.trace_file.flush()
+                os.fsync(self.trace_file.fileno())
         write_json(
             self.run_dir / STATE_FILE,
             {

@@ -26,6 +26,7 @@ from icm.errors import ConfigError, IcmError
 from icm.run_dir import (
     RunLog,
     default_run_dir,
+    naming_path,
     now_iso,
     prepare_run_dir,
     read_json_object,
@@ -424,8 +425,9 @@ def execute_run(
             def on_step(batch: int, n: int, rec: dict[str, Any]) -> None:
                 # Flushed for readers (tail -f) but fsynced only by a checkpoint: an fsync
                 # every step made a fast search 20x slower.
-                trace_file.write(json.dumps(rec) + "\n")
-                trace_file.flush()
+                with naming_path(trace_path):  # a full disk names the file
+                    trace_file.write(json.dumps(rec) + "\n")
+                    trace_file.flush()
                 bar(batch, n, rec)
 
             checkpoint = CheckpointWriter(
