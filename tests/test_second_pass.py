@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import os
 import re
 import shutil
@@ -473,3 +474,108 @@ def test_a_full_disk_under_the_cache_for_real(
     )  # fmt: skip
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert f"response cache {path}: cannot store answers" in r.stderr
+
+
+# ------------------------------------------------------------ resuming
+
+
+@pytest.fixture(scope="module")
+def finished_run_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("finished") / "done"
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", *QUICK[:-1], "--size", "30", "--batch_size", "10",
+         "--quiet", "--out", str(out)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+@pytest.fixture
+def finished_run(finished_run_template: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "done"
+    shutil.copytree(finished_run_template, out)
+    return out
+
+
+def test_a_completed_run_without_state_json_rebuilds_cut_labels_from_batches(
+    capsys: pytest.CaptureFixture[str], finished_run: Path, tmp_path: Path
+) -> None:
+    """state.json deleted and labels.jsonl cut short: `--resume` said "outputs match its
+    checkpoint; nothing to do" while `icm export` refused and sent the user to that resume."""
+    labels = finished_run / "labels.jsonl"
+    good = labels.read_text()
+    (finished_run / "state.json").unlink()
+    labels.write_text("".join(good.splitlines(keepends=True)[:7]))
+    r = icm_in_process(capsys, "run", "--resume", str(finished_run), "--quiet")
+    assert r.returncode == 0 and "rebuilt labels.jsonl" in r.stderr, r.stderr
+    assert labels.read_text() == good
+    out = tmp_path / "sft.jsonl"
+    r = icm_in_process(capsys, "export", str(finished_run), "--format", "sft", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_completed_run_without_any_checkpoint_says_its_cut_labels_are_lost(
+    capsys: pytest.CaptureFixture[str], finished_run: Path
+) -> None:
+    labels = finished_run / "labels.jsonl"
+    labels.write_text("".join(labels.read_text().splitlines(keepends=True)[:7]))
+    (finished_run / "state.json").unlink()
+    (finished_run / "batches.jsonl").unlink()
+    line = one_error_line(icm_in_process(capsys, "run", "--resume", str(finished_run)))
+    assert f"{labels}: holds 7 claims, but the run has 30" in line
+    assert "cannot be rebuilt: the labels are lost" in line
+
+
+def test_edited_gold_labels_update_the_agreement_with_the_labels(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Only the gold labels edited, then the completed run resumed: labels.jsonl was
+    rewritten with the new gold while metrics.json kept the agreement with the old."""
+    claims = tmp_path / "claims.jsonl"
+    rows = [{"id": f"c{i}", "claim": f"claim {i}", "label": i % 2 == 0} for i in range(8)]
+    claims.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, *QUICK, "--testbed", str(claims), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    before = json.loads((out / "metrics.json").read_text())["agreement_with_gold"]
+    for row in rows:
+        row["label"] = not row["label"]  # every gold label flipped
+    claims.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    r = icm_in_process(capsys, "run", "--resume", str(out), "--quiet")
+    assert r.returncode == 0 and "rebuilt labels.jsonl, metrics.json" in r.stderr, r.stderr
+    after = json.loads((out / "metrics.json").read_text())["agreement_with_gold"]
+    assert after == pytest.approx(1 - before)
+    labelled = [json.loads(x) for x in (out / "labels.jsonl").read_text().splitlines()]
+    assert sum(r["label"] == r["gold"] for r in labelled) / len(labelled) == pytest.approx(after)
+    assert "nothing to do" in icm_in_process(capsys, "run", "--resume", str(out)).stderr
+
+
+def test_a_resume_after_a_failure_before_the_first_checkpoint_keeps_its_costs(
+    capsys: pytest.CaptureFixture[str],
+    fake_server: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run that failed before its first checkpoint, then resumed: metrics.json lost the
+    failed execution (its requests, its retries)."""
+    failing = [True]
+    server = fake_server(
+        lambda n, p: (500, {"error": {"message": "down"}}) if failing[0] else (200, GOOD)
+    )
+    monkeypatch.setenv("ICM_RETRIES", "1")
+    monkeypatch.setenv("ICM_BACKOFF", "0.01")
+    out = tmp_path / "run"
+    args = ("run", "--model", "fake-model", "--base-url", server.url, "--size", "4", "--K", "3",
+            "--cache", "off", "--quiet", "--out", str(out))  # fmt: skip
+    assert icm_in_process(capsys, *args).returncode == 2
+    assert not (out / "state.json").exists()  # failed before its first checkpoint
+    first = json.loads((out / "metrics.json").read_text())["segments"]
+    assert [s["status"] for s in first] == ["failed"] and first[0]["backend"]["retries"] >= 1
+    failing[0] = False
+    r = icm_in_process(capsys, "run", "--resume", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert [s["status"] for s in m["segments"]] == ["failed", "completed"]
+    assert m["segments"][0] == first[0]
+    assert m["backend"]["retries"] == sum(s["backend"]["retries"] for s in m["segments"])

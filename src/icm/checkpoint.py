@@ -266,6 +266,23 @@ def load_progress(run_dir: Path) -> Progress | None:
         raise ConfigError(f"{path}: not a valid icm checkpoint ({e})") from None
 
 
+def read_batches_without_state(run_dir: Path) -> list[BatchResult] | None:
+    """The finished batches of a run whose state.json is gone: every complete line of
+    batches.jsonl (a torn last line is left out, and the file left as it is), checked. None
+    if there is no batches.jsonl."""
+    path = run_dir / BATCHES_FILE
+    if not path.exists():
+        return None
+    lines = path.read_bytes().split(b"\n")[:-1]  # after the last newline: torn or empty
+    try:
+        completed = [batch_from_json(json.loads(line)) for line in lines]
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise ConfigError(f"{path}: not a valid list of finished batches ({e})") from None
+    for i, b in enumerate(completed):
+        _check_batch(b, i, path)
+    return completed
+
+
 def _is_int(value: Any, low: int = 0, high: int = 2**62) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 

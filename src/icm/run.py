@@ -19,16 +19,18 @@ from icm.checkpoint import (
     check_progress,
     earlier_segments,
     load_progress,
+    read_batches_without_state,
     sum_segments,
 )
 from icm.config import SYNTHETIC_MODEL, RunConfig
-from icm.errors import ConfigError, IcmError
+from icm.errors import ConfigError, DataError, IcmError
 from icm.run_dir import (
     RunLog,
     default_run_dir,
     naming_path,
     now_iso,
     prepare_run_dir,
+    read_finished_run,
     read_json_object,
     run_dir_lock,
     versions,
@@ -304,12 +306,24 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
     """Check the outputs of a completed run against its checkpoint (batches.jsonl, the
     finished batches) and rewrite those that are missing or differ: a run killed between
     writing metrics.json and labels.jsonl, or a labels.jsonl cut short or edited, would
-    otherwise stay wrong for good. Returns the names of the files rewritten."""
+    otherwise stay wrong for good. Returns the names of the files rewritten.
+
+    Without state.json the finished batches are read from batches.jsonl alone (a completed
+    run has finished them all); without either, damaged labels cannot be rebuilt, and the
+    error says they are lost (`icm export` would otherwise send the user back here)."""
     saved = load_progress(run_dir)
-    if saved is None:  # nothing to check against
+    completed = saved.completed if saved is not None else read_batches_without_state(run_dir)
+    if completed is None:
+        try:
+            read_finished_run(run_dir)
+        except DataError as e:
+            raise ConfigError(
+                f"{e}; its checkpoint (state.json, batches.jsonl) is gone, so labels.jsonl "
+                "cannot be rebuilt: the labels are lost; start the run again"
+            ) from None
         return []
     table = load_checked_run_table(run_dir, cfg)
-    result = IcmResult(saved.completed)
+    result = IcmResult(completed)
     labelled = set(result.labels)
     missing = [c.id for c in table.claims if c.id not in labelled]
     if missing:
@@ -338,12 +352,25 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
         found = [json.loads(line) for line in labels_path.read_text().splitlines() if line]
     except (OSError, ValueError):
         found = None
-    if found == expected:
-        return repaired
-    write_labels(run_dir, table, result)
-    why = "missing or unreadable" if found is None else "different from batches.jsonl"
-    RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
-    return ["labels.jsonl", *repaired]
+    if found != expected:
+        write_labels(run_dir, table, result)
+        why = "missing or unreadable" if found is None else "different from batches.jsonl"
+        RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
+        repaired.insert(0, "labels.jsonl")
+    # Gold labels are no part of the claims' fingerprint (the search never sees them): an
+    # edited gold rewrites labels.jsonl's gold column, and metrics.json's agreement with it.
+    metrics_path = run_dir / "metrics.json"
+    figures = read_json_object(metrics_path)
+    labels, gold = result.labels, {c.id: c.gold for c in table.claims}
+    agreement = gold_agreement([labels[i] for i in labels], [gold[i] for i in labels])
+    if "agreement_with_gold" in figures and figures["agreement_with_gold"] != agreement:
+        RunLog(run_dir, echo=False)(
+            f"the gold labels differ from those the run was measured with: "
+            f"agreement_with_gold {figures['agreement_with_gold']} -> {agreement}"
+        )
+        write_json(metrics_path, {**figures, "agreement_with_gold": agreement})
+        repaired.append("metrics.json (agreement_with_gold: the gold labels changed)")
+    return repaired
 
 
 def execute_run(
@@ -384,7 +411,9 @@ def execute_run(
     result: IcmResult | None = None
     handle: ScorerHandle | None = None
     # Costs add up over the executions of a run: a resumed run reports all it took.
-    earlier = earlier_segments(run_dir) if resume is not None else []
+    # A resume without a checkpoint (the run failed before its first) still adds to the
+    # costs its failed executions left in metrics.json; a fresh directory has none.
+    earlier = earlier_segments(run_dir)
     segment_started = now_iso()
 
     def segments(segment_status: str = "running") -> list[dict[str, Any]]:
