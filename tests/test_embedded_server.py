@@ -255,7 +255,7 @@ def test_a_missing_model_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_a_file_that_is_not_gguf_makes_the_server_exit_with_its_reason(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
-    bogus.write_bytes(b"not a model" * 100)
+    bogus.write_bytes(b"GGUF" + b"not a model" * 100)  # the magic, then no model
     r = subprocess.run(
         icm_run_args(tmp_path / "run", "--model-path", str(bogus)),
         capture_output=True,

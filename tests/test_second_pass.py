@@ -579,3 +579,37 @@ def test_a_resume_after_a_failure_before_the_first_checkpoint_keeps_its_costs(
     assert [s["status"] for s in m["segments"]] == ["failed", "completed"]
     assert m["segments"][0] == first[0]
     assert m["backend"]["retries"] == sum(s["backend"]["retries"] for s in m["segments"])
+
+
+# ------------------------------------------------------------ the model, before the run
+
+
+@pytest.mark.parametrize("case", ["name-without-server", "text-file", "empty-folder", "no-extra"])
+def test_a_model_flag_that_cannot_work_is_refused_before_the_run_directory(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """These made their run directory first, then failed with "continue with: icm run
+    --resume DIR", a resume that failed the same way (and the directory blocked --out)."""
+    not_a_model = tmp_path / "notes.txt"
+    not_a_model.write_text("not a model\n")
+    (tmp_path / "folder").mkdir()
+    flags, expected = {
+        "name-without-server": (
+            ["--model", "gpt-4"],
+            "--model gpt-4: a model name needs --base-url",
+        ),
+        "text-file": (["--model-path", str(not_a_model)], "is not a GGUF model file"),
+        "empty-folder": (["--model-path", str(tmp_path / "folder")], "is a folder, but neither"),
+        "no-extra": (["--iterative"], "trl not installed"),
+    }[case]
+    if case == "no-extra":  # as without the finetune extra: `import trl` fails
+        monkeypatch.setitem(sys.modules, "trl", None)
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, "run", *flags, "--size", "8", "--K", "5", "--quiet",
+                       "--out", str(out))  # fmt: skip
+    line = one_error_line(r)
+    assert expected in line and "--resume" not in r.stderr
+    assert not out.exists()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from icm import _icm_core as core
+from icm.backends import check_model_options
 from icm.backends.completions import redact_credentials
 from icm.checkpoint import (
     STATE_FILE,
@@ -220,6 +221,7 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
         raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")
     if cfg.model == SYNTHETIC_MODEL:  # before the run directory: a resume could not help
         check_synthetic_gold(table)
+    check_model_options(cfg)  # the same: a model name without a server, a path that is no model
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
     # Held until the run ends: two runs writing one directory would corrupt both.
     with run_dir_lock(run_dir):
