@@ -57,6 +57,8 @@ class FakeServer:
     ) -> None:
         self.posts = 0
         self.auth_headers: list[str | None] = []
+        self.paths: list[str] = []  # of the POSTs
+        self.last_body: Any = None  # of the last POST (for a reply that reads it)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,8 +80,10 @@ class FakeServer:
                 self._send(*models)
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fake.auth_headers.append(self.headers.get("Authorization"))
+                fake.last_body = json.loads(raw) if raw else None
+                fake.paths.append(self.path)
                 fake.posts += 1
                 self._send(*reply(fake.posts, self.path))
 

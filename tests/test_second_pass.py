@@ -613,3 +613,83 @@ def test_a_model_flag_that_cannot_work_is_refused_before_the_run_directory(
     line = one_error_line(r)
     assert expected in line and "--resume" not in r.stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------------ vLLM's context, warnings
+
+
+def vllm_like(fake_server: Any, max_model_len: int, tokenize: bool = True) -> Any:
+    """A server that reports max_model_len in GET /v1/models, as vLLM does, and counts
+    tokens on POST /tokenize (here one per 4 characters)."""
+    holder: list[Any] = []
+
+    def reply(n: int, path: str) -> tuple[int, Any]:
+        if path == "/tokenize":
+            if not tokenize:
+                return 404, {"detail": "Not Found"}
+            return 200, {"count": len(holder[0].last_body["prompt"]) // 4}
+        return 200, GOOD
+
+    models = {"object": "list", "data": [{"id": "fake-model", "max_model_len": max_model_len}]}
+    holder.append(fake_server(reply, models=(200, models)))
+    return holder[0]
+
+
+RUN_ON = (
+    *("run", "--model", "fake-model", "--testbed", "capitals", "--size", "all"),
+    *("--batch_size", "16", "--mp", "exact", "--K", "3", "--cache", "off", "--quiet"),
+)
+
+
+def test_prompts_longer_than_vllms_max_model_len_are_refused_before_the_search(
+    capsys: pytest.CaptureFixture[str], fake_server: Any, tmp_path: Path
+) -> None:
+    """docs/backends.md started vLLM with --max-model-len 8192; `--preset original`
+    truthfulqa prompts are ~8.6k tokens: the run died mid-way on vLLM's 400."""
+    server = vllm_like(fake_server, max_model_len=200)
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, *RUN_ON, "--base-url", server.url, "--out", str(out))
+    line = one_error_line(r)
+    found = re.search(r"the longest prompt this run will build is (\d+) tokens", line)
+    assert found and int(found.group(1)) > 200, line
+    assert "more than the server's max_model_len 200" in line
+    assert f"--max-model-len {int(found.group(1)) + 1} or more" in line
+    assert server.posts == sum(1 for p in server.paths if p == "/tokenize")  # none scored
+    server.paths.clear()
+    ok = vllm_like(fake_server, max_model_len=100_000)
+    r = icm_in_process(capsys, *RUN_ON, "--base-url", ok.url, "--out", str(tmp_path / "ok"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_scoring_warnings_reach_the_log_and_metrics(
+    capsys: pytest.CaptureFixture[str], fake_server: Any, tmp_path: Path
+) -> None:
+    """Warnings said while scoring (no prompt-token details, fewer logprobs than asked,
+    prompts that could not be counted) reached only stderr."""
+    server = vllm_like(fake_server, max_model_len=100_000, tokenize=False)
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, *RUN_ON, "--base-url", server.url, "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    log = (out / "log.txt").read_text()
+    warnings = json.loads((out / "metrics.json").read_text())["warnings"]
+    for said in ("prompt_tokens_details", "of the 20 logprobs", "cannot count prompt tokens"):
+        assert said in r.stderr and f"warning: {server.url}" in log
+        assert any(said in line for line in log.splitlines() if "warning:" in line), said
+        assert any(said in w for w in warnings), said
+
+
+def test_a_dead_endpoint_among_several_is_said_logged_and_kept_in_metrics(
+    capsys: pytest.CaptureFixture[str], fake_server: Any, tmp_path: Path
+) -> None:
+    """A dead --base-url among live ones was routed around without a word."""
+    from tests.test_backend_failures import free_port
+
+    live = fake_server(lambda n, p: (200, GOOD))
+    dead = f"http://127.0.0.1:{free_port()}/v1"
+    out = tmp_path / "run"
+    r = icm_in_process(capsys, *RUN_ON, "--base-url", live.url, "--base-url", dead,
+                       "--out", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    said = f"{dead} refuses connections"
+    assert said in r.stderr and said in (out / "log.txt").read_text()
+    assert any(said in w for w in json.loads((out / "metrics.json").read_text())["warnings"])

@@ -177,7 +177,31 @@ def open_scorer(
 
     with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
         scorer = cached(backend)
+        if run_dir is not None:  # warnings said while scoring go to log.txt too
+            note = RunLog(run_dir, echo=False)
+            for source in (backend, getattr(scorer, "cache", None)):
+                if hasattr(source, "on_warning"):
+                    source.on_warning = lambda message: note(f"warning: {message}")  # type: ignore[union-attr]
+        check_lengths = getattr(backend, "check_prompt_lengths", None)
+        if check_lengths is not None:  # before the search: not a 400 hours into it
+            check_lengths(longest_prompts(cfg, table))
         yield ScorerHandle(CoreScorer(scorer), f"model: {backend.model_id}", scorer)
+
+
+def longest_prompts(cfg: RunConfig, table: ClaimTable, n: int = 3) -> list[str]:
+    """The `n` longest prompts (in characters) the search of this run can build, one per
+    batch at most: a batch's longest is its longest claims as demonstrations (every other
+    labelled claim with --mp exact, --context-k with sparse), each followed by the longer
+    label word and the separator, then a claim (core/src/demonstration_prompt.cpp)."""
+    word = max(table.label_words, key=len)
+    separator = "\n\n"  # the core's demonstration separator (its default)
+    candidates = []
+    for batch in plan_batches(table, cfg.batch_size, cfg.seed):
+        prompts = sorted((table.claims[i].prompt for i in batch), key=len, reverse=True)
+        n_demos = len(prompts) - 1 if cfg.mp == "exact" else min(cfg.context_k, len(prompts) - 1)
+        demos, target = prompts[1 : n_demos + 1], prompts[0]
+        candidates.append("".join(d + word + separator for d in demos) + target)
+    return sorted(candidates, key=len, reverse=True)[:n]
 
 
 class Progress:
@@ -614,10 +638,14 @@ def metrics(
                 "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
             }
         )
+    # The backend's warnings (no prompt-token details, an endpoint dropped, a cache that
+    # cannot store) after the summary's: readers take the first as the run's verdict.
+    scorer_warnings = list(getattr(handle.backend, "warnings", [])) if handle else []
     if summary is not None:
         out["summary"] = summary.as_dict()
         out["verdict"] = summary.verdict
-        out["warnings"] = summary.warnings
+    if summary is not None or scorer_warnings:
+        out["warnings"] = [*(summary.warnings if summary else []), *scorer_warnings]
     out["segments"] = segments
     if handle is not None or backend:
         out["backend"] = backend

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -49,6 +49,7 @@ class ChatScorer(LabelScorer):
         self.logprobs = logprobs
         self.retries = retries
         self.warnings: list[str] = []
+        self.on_warning: Callable[[str], None] | None = None  # e.g. the run's log
         # The same key as the completions backend: ICM_API_KEY / OPENAI_API_KEY / ./.env.
         api_key = api_key if api_key is not None else api_key_from_environment()
         self._api_key = api_key
@@ -100,6 +101,8 @@ class ChatScorer(LabelScorer):
         if message not in self.warnings:
             self.warnings.append(message)
             print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+            if self.on_warning is not None:
+                self.on_warning(message)
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:  # echoed without a scheme or URL around them

@@ -438,6 +438,10 @@ class CompletionsScorer(LabelScorer):
         urls = [normalize_base_url(u) for u in base_urls]
         self._secrets = [s for u in urls for s in url_secrets(u)]
         self.warnings: list[str] = []
+        # Called with each warning after it is said (the run puts them in its log.txt).
+        self.on_warning: Callable[[str], None] | None = None
+        # The context length GET /v1/models reports (vLLM, icm's server), else None.
+        self.max_model_len: int | None = None
         urls = choose_authorization(urls, self._api_key, "--base-url", self.warn)
         self.endpoints = [_Endpoint(u) for u in urls]
         self.label_words = label_words
@@ -474,6 +478,11 @@ class CompletionsScorer(LabelScorer):
             card = self._model_card(model)
             self.model = self._resolve_model_name(model, card)
             self.model_id = self._identity(card)
+            length = card.get("max_model_len") if card else None
+            # icm's own server checks each prompt against its context itself, in one line.
+            own_server = card is not None and isinstance(card.get("icm"), dict)
+            if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+                self.max_model_len = None if own_server else length
         except BaseException:
             self._client.close()
             raise
@@ -483,6 +492,44 @@ class CompletionsScorer(LabelScorer):
         if message not in self.warnings:
             self.warnings.append(message)
             print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+            if self.on_warning is not None:
+                self.on_warning(message)
+
+    def check_prompt_lengths(self, prompts: Sequence[str]) -> None:
+        """Refuse, before a run sends them, prompts longer than the server's context
+        (`max_model_len` from GET /v1/models): vLLM answers such a prompt with a 400 that
+        stops the run wherever it comes, hours in. Tokens are counted by vLLM's
+        POST /tokenize; a server without it (icm's own checks each prompt itself) gets a
+        warning that nothing was checked."""
+        if self.max_model_len is None or not prompts:
+            return
+        endpoint = next((e for e in self.endpoints if not self._is_down(e)), self.endpoints[0])
+        url = endpoint.base.removesuffix("/v1") + "/tokenize"
+        counts = []
+        for prompt in prompts:
+            try:
+                response = self._client.post(
+                    url, json={"model": self.model, "prompt": self.prepare(prompt)}
+                )
+                count = response.json().get("count") if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                count = None
+            if not isinstance(count, int):
+                self.warn(
+                    f"{endpoint.shown}: cannot count prompt tokens (no POST /tokenize): "
+                    f"prompts were not checked against its max_model_len {self.max_model_len}"
+                )
+                return
+            counts.append(count)
+        longest = max(counts)
+        if longest + 1 > self.max_model_len:  # the prompt and the one token generated
+            raise ConfigError(
+                f"{endpoint.shown}: the longest prompt this run will build is {longest} "
+                f"tokens (+1 generated), more than the server's max_model_len "
+                f"{self.max_model_len}; the run would stop there. Restart the server with "
+                f"--max-model-len {longest + 1} or more (vLLM), or make prompts shorter "
+                "(a smaller --batch_size, or --mp sparse --context-k K)"
+            )
 
     # -- identity ------------------------------------------------------------------------
 
@@ -685,7 +732,13 @@ class CompletionsScorer(LabelScorer):
         with self._lock:
             endpoint.down_until = time.monotonic() + ENDPOINT_DOWN_SECONDS
             endpoint.last_error = error
-            return any(not self._is_down(e) for e in self.endpoints)
+            others_up = any(not self._is_down(e) for e in self.endpoints)
+        if others_up:  # said (and logged by the run), not only routed around
+            self.warn(
+                f"{endpoint.shown} refuses connections ({error}); requests go to the other "
+                f"servers, and it is tried again after {ENDPOINT_DOWN_SECONDS:g} s"
+            )
+        return others_up
 
     def _revived(self, endpoint: _Endpoint) -> bool:
         """For a server icm started: restart it if it died (once; a second death is a

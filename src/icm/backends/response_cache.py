@@ -98,6 +98,7 @@ class ResponseCache:
         # is set aside; a file the user named may be theirs (see below).
         self.owned = owned
         self.warnings: list[str] = []  # said on stderr, and kept for the run's log
+        self.on_warning: Callable[[str], None] | None = None  # e.g. the run's log
         self._storing = True  # False after a write failed: a full disk costs time only
         self._lock = threading.Lock()
         if self.path.is_dir():
@@ -232,6 +233,8 @@ class ResponseCache:
                 )
                 self.warnings.append(message)
                 _warn(message)
+                if self.on_warning is not None:
+                    self.on_warning(message)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
