@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -693,3 +694,49 @@ def test_a_dead_endpoint_among_several_is_said_logged_and_kept_in_metrics(
     said = f"{dead} refuses connections"
     assert said in r.stderr and said in (out / "log.txt").read_text()
     assert any(said in w for w in json.loads((out / "metrics.json").read_text())["warnings"])
+
+
+# ------------------------------------------------------------ the chat baseline
+
+
+def test_the_chat_baseline_sends_requests_concurrently_with_the_logprobs_asked(
+    fake_server: Any,
+) -> None:
+    """It sent one request at a time. Each request here waits (up to 60 s) for a second
+    one to arrive: concurrent requests pass at once, one at a time they could not."""
+    from icm.backends.chat import ChatScorer
+
+    pairs = threading.Barrier(2, timeout=60)
+
+    def reply(n: int, path: str) -> tuple[int, Any]:
+        pairs.wait()  # BrokenBarrierError (a failed answer) if no second request comes
+        return 200, CHAT_GOOD
+
+    server = fake_server(reply)
+    with ChatScorer(server.url, "m", logprobs=5, concurrency=4, retries=0) as scorer:
+        scores = scorer.score_prompts([f"Claim: {i}\nI think this claim is " for i in range(8)])
+    assert len(scores) == 8 and scorer.stats.requests == 8
+    assert server.last_body["top_logprobs"] == 5
+
+
+def test_icm_eval_gives_the_chat_baseline_its_timeout_logprobs_and_concurrency(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`icm eval --labels zero-shot-chat --timeout 7 --logprobs 5` ignored both flags (the
+    chat client used 120 s and 20)."""
+    import icm.backends.chat
+    from icm.errors import ConfigError
+
+    given: dict[str, Any] = {}
+
+    def recording_chat_scorer(*args: Any, **kwargs: Any) -> None:
+        given.update(kwargs)
+        raise ConfigError("stop here: the options are recorded")
+
+    monkeypatch.setattr(icm.backends.chat, "ChatScorer", recording_chat_scorer)
+    r = icm_in_process(capsys, "eval", "--labels", "zero-shot-chat", "--chat-base-url",
+                       "http://127.0.0.1:9/v1", "--model", "m", "--base-url",
+                       "http://127.0.0.1:9/v1", "--timeout", "7", "--logprobs", "5",
+                       "--concurrency", "3", "--testbed", "capitals")  # fmt: skip
+    assert "stop here" in one_error_line(r)
+    assert (given["timeout"], given["logprobs"], given["concurrency"]) == (7.0, 5, 3)

@@ -8,8 +8,10 @@ logprobs of the first answer token with the same rule as the base-model backends
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -25,7 +27,7 @@ from icm.backends.completions import (
     top_logprobs_of,
     url_secrets,
 )
-from icm.errors import BackendError
+from icm.errors import BackendError, ConfigError
 
 INSTRUCTION = "Answer with one word, True or False.\n\n"
 
@@ -39,10 +41,15 @@ class ChatScorer(LabelScorer):
         label_words: tuple[str, str] = ("True", "False"),
         logprobs: int = 20,
         timeout: float = 120.0,
+        concurrency: int = 4,
         retries: int = 4,
         api_key: str | None = None,
     ) -> None:
         super().__init__()
+        if logprobs < 1 or concurrency < 1 or not timeout > 0:
+            raise ConfigError("--logprobs and --concurrency must be >= 1, --timeout > 0")
+        self.concurrency = concurrency  # requests in flight, as --concurrency for completions
+        self._stats_lock = threading.Lock()
         # One normal form for completions and chat: ".../v1" whether or not it was given.
         base_url = normalize_base_url(base_url, flag="--chat-base-url")
         self.label_words = label_words
@@ -57,7 +64,11 @@ class ChatScorer(LabelScorer):
         [self.base_url] = choose_authorization([base_url], api_key, "--chat-base-url", self.warn)
         self.shown_url = redact_credentials(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers)
+        self.client = httpx.Client(
+            timeout=timeout,
+            headers=headers,
+            limits=httpx.Limits(max_connections=concurrency + 4),
+        )
         self.model = model or self._first_model()
         self.model_id = f"chat:{self.model}"
 
@@ -92,8 +103,10 @@ class ChatScorer(LabelScorer):
             if attempt == self.retries:
                 break
             time.sleep(min(8.0, 0.25 * 2**attempt))
-            self.stats.retries += 1  # counted when the request is sent again
-        self.stats.failures += 1
+            with self._stats_lock:
+                self.stats.retries += 1  # counted when the request is sent again
+        with self._stats_lock:
+            self.stats.failures += 1
         raise BackendError(f"{shown}: no usable answer after {self.retries + 1} tries ({last})")
 
     def warn(self, message: str) -> None:
@@ -111,33 +124,42 @@ class ChatScorer(LabelScorer):
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
-        out = []
+        """Scores in the caller's order; up to `concurrency` requests in flight (one at a
+        time made a 1,000-claim baseline take 1,000 round trips end to end)."""
         start = time.monotonic()
-        for prompt in prompts:
-            body = {
-                "model": self.model,
-                "messages": [{"role": "user", "content": INSTRUCTION + prompt.rstrip()}],
-                "max_tokens": 1,
-                "temperature": 0,
-                "logprobs": True,
-                "top_logprobs": self.logprobs,
-            }
-            data = self._request("POST", "/chat/completions", body)
-            try:  # the choice with index 0, its values checked, as for completions
-                top = top_logprobs_of(data)
-            except MalformedAnswer as e:
-                raise BackendError(f"{self.shown_url}/chat/completions: {e}") from None
-            if not top:
-                raise BackendError(
-                    f"{self.shown_url}/chat/completions: the answer has no top_logprobs; "
-                    "the server must support logprobs for chat completions"
-                )
-            out.append(label_logprobs(top, self.label_words))
-            self.stats.requests += 1
-            usage = data.get("usage") or {}
-            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        self.stats.seconds += time.monotonic() - start
+        if len(prompts) <= 1 or self.concurrency == 1:
+            out = [self._score_one(p) for p in prompts]
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.concurrency, len(prompts))) as pool:
+                out = list(pool.map(self._score_one, prompts))
+        with self._stats_lock:
+            self.stats.seconds += time.monotonic() - start
         return out
+
+    def _score_one(self, prompt: str) -> tuple[float, float]:
+        body = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": INSTRUCTION + prompt.rstrip()}],
+            "max_tokens": 1,
+            "temperature": 0,
+            "logprobs": True,
+            "top_logprobs": self.logprobs,
+        }
+        data = self._request("POST", "/chat/completions", body)
+        try:  # the choice with index 0, its values checked, as for completions
+            top = top_logprobs_of(data)
+        except MalformedAnswer as e:
+            raise BackendError(f"{self.shown_url}/chat/completions: {e}") from None
+        if not top:
+            raise BackendError(
+                f"{self.shown_url}/chat/completions: the answer has no top_logprobs; "
+                "the server must support logprobs for chat completions"
+            )
+        usage = data.get("usage") or {}
+        with self._stats_lock:
+            self.stats.requests += 1
+            self.stats.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        return label_logprobs(top, self.label_words)
 
     def close(self) -> None:
         self.client.close()
