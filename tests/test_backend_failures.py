@@ -54,6 +54,7 @@ class FakeServer:
         self,
         reply: Callable[[int, str], tuple[int, Any]],
         models: tuple[int, Any] = (200, {"object": "list", "data": [{"id": "fake-model"}]}),
+        keep_alive: bool = True,
     ) -> None:
         self.posts = 0
         self.auth_headers: list[str | None] = []
@@ -62,7 +63,8 @@ class FakeServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            # HTTP/1.0 closes each connection: close() then refuses every request at once.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -740,3 +740,34 @@ def test_icm_eval_gives_the_chat_baseline_its_timeout_logprobs_and_concurrency(
                        "--concurrency", "3", "--testbed", "capitals")  # fmt: skip
     assert "stop here" in one_error_line(r)
     assert (given["timeout"], given["logprobs"], given["concurrency"]) == (7.0, 5, 3)
+
+
+# ------------------------------------------------------------ a server killed twice
+
+
+def test_a_restarted_server_that_dies_again_is_named_not_cannot_connect(fake_server: Any) -> None:
+    """The embedded server killed twice during a run: requests that were in flight at the
+    first kill had spent their one revive (finding the restarted server alive), so at the
+    second they gave up "cannot connect ... gave up after 6 attempts" instead of the
+    documented "exited ... again after a restart". Here `revive` plays icm's embedded
+    server: the first call restarts it (a new URL), which is killed at once; the second
+    finds it dead again."""
+    from icm.backends.completions import CompletionsScorer
+    from icm.errors import BackendError
+
+    first = fake_server(lambda n, p: (200, GOOD), keep_alive=False)
+    second = fake_server(lambda n, p: (200, GOOD), keep_alive=False)
+    calls: list[str] = []
+
+    def revive(base_url: str) -> str:
+        calls.append(base_url)
+        if len(calls) == 1:
+            second.close()  # the restarted server, killed before the request gets there
+            return second.url
+        raise BackendError("embedded llama.cpp server exited with code -9 again after a restart")
+
+    with CompletionsScorer([first.url], "fake-model", retry=FAST_RETRY, revive=revive) as scorer:
+        first.close()
+        with pytest.raises(BackendError, match="again after a restart"):
+            scorer.score_prompts([PROMPT])
+    assert calls == [first.url, second.url]

@@ -817,10 +817,15 @@ class CompletionsScorer(LabelScorer):
                 with self._lock:
                     endpoint.in_flight -= 1
             if refused:
-                if not revived and self._revived(endpoint):
-                    revived = True  # a restarted server: ask it again at once
-                    url = endpoint.completions if payload is not None else endpoint.models
-                    continue
+                # Asked at every refusal, not once per request: a request whose one revive
+                # found the server alive (restarted by another request) must still see it
+                # die again, and name that, rather than give up "cannot connect".
+                if self._revived(endpoint):
+                    current = endpoint.completions if payload is not None else endpoint.models
+                    if not revived or current != url:
+                        revived = True  # a restarted server: ask it again at once
+                        url = current
+                        continue
                 if self._mark_down(endpoint, last_error):
                     if fixed:  # the caller asks the next endpoint
                         raise _Unreachable(f"{endpoint.shown}: {last_error}")
