@@ -87,7 +87,7 @@ def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         if key in obj:
             raise DuplicateKey(key)
         if not is_valid_text(key):
-            raise InvalidText(key.encode("utf-8", "backslashreplace").decode("ascii"))
+            raise InvalidText(key.encode("ascii", "backslashreplace").decode("ascii"))
         if _holds_invalid_text(value):
             raise InvalidText(key)
         obj[key] = value
