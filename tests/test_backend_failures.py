@@ -54,13 +54,17 @@ class FakeServer:
         self,
         reply: Callable[[int, str], tuple[int, Any]],
         models: tuple[int, Any] = (200, {"object": "list", "data": [{"id": "fake-model"}]}),
+        keep_alive: bool = True,
     ) -> None:
         self.posts = 0
         self.auth_headers: list[str | None] = []
+        self.paths: list[str] = []  # of the POSTs
+        self.last_body: Any = None  # of the last POST (for a reply that reads it)
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            # HTTP/1.0 closes each connection: close() then refuses every request at once.
+            protocol_version = "HTTP/1.1" if keep_alive else "HTTP/1.0"
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -78,8 +82,10 @@ class FakeServer:
                 self._send(*models)
 
             def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fake.auth_headers.append(self.headers.get("Authorization"))
+                fake.last_body = json.loads(raw) if raw else None
+                fake.paths.append(self.path)
                 fake.posts += 1
                 self._send(*reply(fake.posts, self.path))
 

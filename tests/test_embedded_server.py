@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -252,7 +255,7 @@ def test_a_missing_model_file_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_a_file_that_is_not_gguf_makes_the_server_exit_with_its_reason(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.gguf"
-    bogus.write_bytes(b"not a model" * 100)
+    bogus.write_bytes(b"GGUF" + b"not a model" * 100)  # the magic, then no model
     r = subprocess.run(
         icm_run_args(tmp_path / "run", "--model-path", str(bogus)),
         capture_output=True,
@@ -266,6 +269,21 @@ def test_a_file_that_is_not_gguf_makes_the_server_exit_with_its_reason(tmp_path:
     assert "could not load this file as a GGUF model" in last
 
 
+# Bounds for waiting on events (a line, an answer, an exit), not timings: on a loaded
+# 2-core machine a first completion took over httpx's default 5 s (a ReadTimeout).
+EVENT_BOUND_S = 600.0
+
+
+def read_line_within(stream: IO[str], seconds: float) -> str:
+    """The next line of a child's pipe, or "" if none came within `seconds`."""
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: lines.put(stream.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        return ""
+
+
 @pytest.mark.model
 def test_icm_serve_answers_and_stops_on_ctrl_c() -> None:
     import httpx
@@ -277,22 +295,31 @@ def test_icm_serve_answers_and_stops_on_ctrl_c() -> None:
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    stopped = False
     try:
         assert process.stdout is not None
-        ready = process.stdout.readline()
-        url = re.search(r"ready: (\S+)", ready).group(1)  # type: ignore[union-attr]
-        assert httpx.get(url + "/models", trust_env=False).json()["data"][0]["icm"]["n_ctx"] == 512
-        answer = httpx.post(
-            url + "/completions",
-            json={"prompt": "The capital of France is", "max_tokens": 1, "logprobs": 20},
-            trust_env=False,
-        ).json()
+        ready = read_line_within(process.stdout, EVENT_BOUND_S)
+        found = re.search(r"ready: (\S+)", ready)
+        assert found, f"no 'ready' line (got {ready!r}); exit code {process.poll()}"
+        url = found.group(1)
+        with httpx.Client(trust_env=False, timeout=EVENT_BOUND_S) as client:
+            assert client.get(url + "/models").json()["data"][0]["icm"]["n_ctx"] == 512
+            answer = client.post(
+                url + "/completions",
+                json={"prompt": "The capital of France is", "max_tokens": 1, "logprobs": 20},
+            ).json()
         top = answer["choices"][0]["logprobs"]["top_logprobs"][0]
         assert answer["choices"][0]["text"] == max(top, key=top.get)  # greedy
         assert " Paris" in top
     finally:
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+        try:
+            _, stderr = process.communicate(timeout=EVENT_BOUND_S)
+            stopped = True
+        finally:
+            if not stopped:  # never leave a server behind
+                process.kill()
+                process.communicate()
     assert process.returncode == 0, stderr
     assert stderr.strip().endswith("icm serve: stopped")
 

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,25 @@ def icm(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.fixture(autouse=True)
+def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """`datasets` keeps what it loads under a cache of its own (~/.cache/huggingface): one
+    per test, so that what a test reads back never depends on what this machine loaded
+    before (a user's earlier export named `hf` once answered for the new one)."""
+    _hf_cache_dir[:] = [tmp_path_factory.mktemp("hf-cache")]
+    yield
+
+
+_hf_cache_dir: list[Path] = []
+
+
 def load_dataset(*args: str, **kwargs: str):  # type: ignore[no-untyped-def]
     os.environ["HF_DATASETS_OFFLINE"] = "1"  # a local folder, never the hub
     import datasets
 
     datasets.disable_progress_bars()
-    return datasets.load_dataset(*args, **kwargs)["train"]
+    cache_dir = str(_hf_cache_dir[0])
+    return datasets.load_dataset(*args, cache_dir=cache_dir, **kwargs)["train"]
 
 
 @pytest.fixture(scope="module")
@@ -99,6 +113,30 @@ def test_sft_jsonl_and_hf_folder_round_trip(capitals_run: Path, tmp_path: Path) 
         assert row["gold"] == labels[row["id"]]["gold"]
     card = (folder / "README.md").read_text()
     assert "without human or gold labels" in card and '"testbed": "capitals"' in card
+
+
+def test_a_second_hf_export_into_a_folder_of_the_same_name_loads_fresh(
+    capitals_run: Path, tmp_path: Path
+) -> None:
+    """`datasets` caches a local folder's configs under its name and the card's file names:
+    the export with --with-gold (and another run's export/hf) came back from the cache of
+    the first export, without a `gold` column."""
+    folder = tmp_path / "hf"
+    assert icm("export", str(capitals_run), "--format", "hf", "--out", str(folder)).returncode == 0
+    assert "gold" not in load_dataset(str(folder)).column_names
+    r = icm("export", str(capitals_run), "--format", "hf", "--with-gold", "--out", str(folder))
+    assert r.returncode == 0, r.stderr
+    assert "gold" in load_dataset(str(folder)).column_names
+    # The first export's file is gone; the card names the one left.
+    assert [p.name for p in folder.glob("labels*.parquet")] == [_card_file(folder)]
+    other = tmp_path / "other" / "hf"  # another run's export, the same folder name
+    assert icm("export", str(capitals_run), "--format", "hf", "--out", str(other)).returncode == 0
+    assert "gold" not in load_dataset(str(other)).column_names
+
+
+def _card_file(folder: Path) -> str:
+    card = (folder / "README.md").read_text()
+    return card.split("data_files: ", 1)[1].split("\n", 1)[0]
 
 
 def test_capitals_groups_give_true_over_false_pairs(capitals_run: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ search trace out as plain records (lists of dicts, ready for pandas.DataFrame).
 from __future__ import annotations
 
 import contextlib
+import string
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any, TypeAlias
 from icm import _icm_core as core
 from icm.backends.base import CoreScorer, LabelScorer
 from icm.config import RunConfig
+from icm.data.readers import is_valid_text
 from icm.errors import ConfigError
 from icm.run_summary import RunSummary, summarize_run
 from icm.search import IcmResult, gold_agreement, run_icm
@@ -54,6 +56,7 @@ def claims_table(
         raise ConfigError(
             f"label_words: expected two different non-empty strings, got {label_words!r}"
         )
+    template_fields = _template_fields(template)
     records = []
     for i, c in enumerate(claims):
         if not isinstance(c, Mapping):
@@ -64,17 +67,15 @@ def claims_table(
         if isinstance(cid, bool) or not isinstance(cid, str | Integral):
             raise ConfigError(f"claims[{i}].id: expected a string or an integer, got {cid!r}")
         if "prompt" in c:
-            prompt = c["prompt"]
-            if not isinstance(prompt, str):
-                raise ConfigError(f"claims[{i}].prompt: expected a string, got {prompt!r}")
-        elif "question" in c and "claim" in c:
-            try:
-                prompt = template.format(question=c["question"], claim=c["claim"])
-            except (KeyError, IndexError, ValueError) as e:
+            prompt = _claim_text(c, i, "prompt")
+        elif "claim" in c and ("question" in c or "question" not in template_fields):
+            if "question" in c and "question" not in template_fields:
+                # The question would be dropped silently from every prompt.
                 raise ConfigError(
-                    f"template: {template!r} cannot be filled with {{question}} and {{claim}} "
-                    f"({type(e).__name__}: {e})"
-                ) from None
+                    f"claims[{i}].question: the template {template!r} has no {{question}}"
+                )
+            parts = {name: _claim_text(c, i, name) for name in ("question", "claim") if name in c}
+            prompt = template.format(**parts)
         else:
             raise ConfigError(f"claims[{i}]: needs 'prompt', or 'question' and 'claim'")
         gold = c.get("gold")
@@ -95,6 +96,8 @@ def claims_table(
                 fields={k: v for k, v in c.items() if k not in ("id", "prompt", "gold")},
             )
         )
+    if not records:
+        raise ConfigError("claims: empty; give at least one claim")
     rels = []
     for i, r in enumerate(relations):
         if isinstance(r, str) or not isinstance(r, Sequence) or len(r) != 3:
@@ -104,6 +107,37 @@ def claims_table(
             raise ConfigError(f"relations[{i}]: relates claim '{a}' to itself")
         rels.append(RelationRecord(kind, a, b))  # type: ignore[arg-type]
     return ClaimTable(name, "all", records, rels, label_words)
+
+
+def _template_fields(template: object) -> set[str]:
+    """The fields `template` names; it must name {claim} (without it every claim would get
+    the same prompt) and nothing but {question} and {claim}."""
+    if not isinstance(template, str):
+        raise ConfigError(f"template: expected a string, got {template!r}")
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as e:
+        raise ConfigError(f"template: {template!r} cannot be filled ({e})") from None
+    unknown = sorted(fields - {"question", "claim"})
+    if unknown or "claim" not in fields:
+        what = f"names {{{unknown[0]}}}" if unknown else "has no {claim}"
+        raise ConfigError(
+            f"template: {template!r} cannot be filled with {{question}} and {{claim}} ({what})"
+        )
+    return fields
+
+
+def _claim_text(claim: Mapping[str, Any], i: int, name: str) -> str:
+    """A text field of a claim: a non-empty, valid Unicode string (None or NaN would
+    become the text "None" or "nan")."""
+    value = claim[name]
+    if not isinstance(value, str):
+        raise ConfigError(f"claims[{i}].{name}: expected a string, got {value!r}")
+    if not value.strip():
+        raise ConfigError(f"claims[{i}].{name}: empty")
+    if not is_valid_text(value):
+        raise ConfigError(f"claims[{i}].{name}: not valid Unicode text")
+    return value
 
 
 @dataclass

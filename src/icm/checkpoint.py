@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
-from icm.run_dir import read_json_object, write_json
+from icm.run_dir import naming_path, read_json_object, write_json
 from icm.search import BatchResult, Progress
 
 STATE_FILE = "state.json"
@@ -84,7 +84,7 @@ def batch_from_json(d: dict[str, Any]) -> BatchResult:
 
 
 def _append_line(path: Path, row: dict[str, Any]) -> None:
-    with path.open("a", encoding="utf-8") as f:
+    with naming_path(path), path.open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
@@ -107,7 +107,7 @@ def _keep_lines(path: Path, n: int) -> list[str]:
     keep = complete[:n]
     if len(complete) == n and lines[-1] == b"":  # already as counted: leave it untouched
         return [line.decode("utf-8") for line in keep]
-    with path.open("wb") as f:
+    with naming_path(path), path.open("wb") as f:
         f.write(b"".join(line + b"\n" for line in keep))
         f.flush()
         os.fsync(f.fileno())
@@ -169,8 +169,9 @@ class CheckpointWriter:
             return
         n_completed, batch, state, n_trace_rows = self._pending
         if self.trace_file is not None and not self.trace_file.closed:
-            self.trace_file.flush()
-            os.fsync(self.trace_file.fileno())
+            with naming_path(self.trace_file.name):
+                self.trace_file.flush()
+                os.fsync(self.trace_file.fileno())
         write_json(
             self.run_dir / STATE_FILE,
             {
@@ -266,6 +267,23 @@ def load_progress(run_dir: Path) -> Progress | None:
         if isinstance(e, ConfigError):
             raise
         raise ConfigError(f"{path}: not a valid icm checkpoint ({e})") from None
+
+
+def read_batches_without_state(run_dir: Path) -> list[BatchResult] | None:
+    """The finished batches of a run whose state.json is gone: every complete line of
+    batches.jsonl (a torn last line is left out, and the file left as it is), checked. None
+    if there is no batches.jsonl."""
+    path = run_dir / BATCHES_FILE
+    if not path.exists():
+        return None
+    lines = path.read_bytes().split(b"\n")[:-1]  # after the last newline: torn or empty
+    try:
+        completed = [batch_from_json(json.loads(line)) for line in lines]
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise ConfigError(f"{path}: not a valid list of finished batches ({e})") from None
+    for i, b in enumerate(completed):
+        _check_batch(b, i, path)
+    return completed
 
 
 def _is_int(value: Any, low: int = 0, high: int = 2**62) -> bool:

@@ -440,8 +440,17 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
 
             if not cfg.chat_base_url:
                 raise ConfigError("--labels zero-shot-chat: give a chat model with --chat-base-url")
+            # --logprobs, --timeout and --concurrency apply to the chat baseline too.
+            options = cfg.model or RunConfig()
             model = stack.enter_context(
-                ChatScorer(cfg.chat_base_url, cfg.chat_model, label_words=test.label_words)
+                ChatScorer(
+                    cfg.chat_base_url,
+                    cfg.chat_model,
+                    label_words=test.label_words,
+                    logprobs=options.logprobs,
+                    timeout=options.timeout,
+                    concurrency=options.concurrency,
+                )
             )
         elif scorer is not None:
             model = scorer

@@ -17,6 +17,7 @@ Preference pairs come from structure that holds by construction, never from gold
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -209,20 +210,33 @@ def write_hf_folder(
     run: FinishedRun, out: Path, sft: list[dict[str, Any]], pairs: PreferencePairs
 ) -> dict[str, Any]:
     """A folder `datasets.load_dataset(out)` reads offline: parquet files plus a dataset
-    card whose YAML header names one config per file."""
+    card whose YAML header names one config per file.
+
+    Each file's name carries a hash of its content (`labels-<hash>.parquet`): `datasets`
+    caches a local folder's configs under the folder's name and the card's file names
+    (not their paths or times), so a second export into a folder of the same name (every
+    run's is `export/hf`) was answered from the cache with the first one's rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     out.mkdir(parents=True, exist_ok=True)
-    configs = [("labels", "labels.parquet", sft)]
+    configs = [("labels", sft)]
     if pairs.rows:
-        configs.append(("preference", "preference.parquet", pairs.rows))
-    for _, filename, rows in configs:
-        tmp = out / f".{filename}.tmp"
+        configs.append(("preference", pairs.rows))
+    written: list[tuple[str, str, list[dict[str, Any]]]] = []
+    for name, rows in configs:
+        tmp = out / f".{name}.parquet.tmp"
         pq.write_table(pa.Table.from_pylist(rows), tmp)
+        filename = f"{name}-{hashlib.sha256(tmp.read_bytes()).hexdigest()[:16]}.parquet"
         tmp.replace(out / filename)
-    atomic_write_text(out / "README.md", dataset_card(run, configs))
-    return {"path": str(out), "configs": {name: len(rows) for name, _, rows in configs}}
+        written.append((name, filename, rows))
+    atomic_write_text(out / "README.md", dataset_card(run, written))
+    current = {filename for _, filename, _ in written}
+    for name in ("labels", "preference"):  # an earlier export's files, now unnamed
+        for old in (*out.glob(f"{name}-*.parquet"), out / f"{name}.parquet"):
+            if old.name not in current:
+                old.unlink(missing_ok=True)
+    return {"path": str(out), "configs": {name: len(rows) for name, _, rows in written}}
 
 
 def dataset_card(run: FinishedRun, configs: list[tuple[str, str, list[dict[str, Any]]]]) -> str:

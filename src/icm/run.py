@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from icm import _icm_core as core
+from icm.backends import check_model_options
 from icm.backends.base import FloorWatch
 from icm.backends.completions import redact_credentials
 from icm.checkpoint import (
@@ -20,15 +21,18 @@ from icm.checkpoint import (
     check_progress,
     earlier_segments,
     load_progress,
+    read_batches_without_state,
     sum_segments,
 )
 from icm.config import AUTO_PARALLEL_BATCHES, SYNTHETIC_MODEL, RunConfig
-from icm.errors import ConfigError, IcmError
+from icm.errors import ConfigError, DataError, IcmError
 from icm.run_dir import (
     RunLog,
     default_run_dir,
+    naming_path,
     now_iso,
     prepare_run_dir,
+    read_finished_run,
     read_json_object,
     run_dir_lock,
     versions,
@@ -210,10 +214,34 @@ def open_scorer(
 
     with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
         scorer = cached(backend)
+        if run_dir is not None:  # warnings said while scoring go to log.txt too
+            note = RunLog(run_dir, echo=False)
+            for source in (backend, getattr(scorer, "cache", None)):
+                if hasattr(source, "on_warning"):
+                    source.on_warning = lambda message: note(f"warning: {message}")  # type: ignore[union-attr]
+        check_lengths = getattr(backend, "check_prompt_lengths", None)
+        if check_lengths is not None:  # before the search: not a 400 hours into it
+            check_lengths(longest_prompts(cfg, table))
         watch = FloorWatch(table.label_words, floor_hint(cfg))
         yield ScorerHandle(
             CoreScorer(scorer, watch), f"model: {backend.model_id}", scorer, floor_watch=watch
         )
+
+
+def longest_prompts(cfg: RunConfig, table: ClaimTable, n: int = 3) -> list[str]:
+    """The `n` longest prompts (in characters) the search of this run can build, one per
+    batch at most: a batch's longest is its longest claims as demonstrations (every other
+    labelled claim with --mp exact, --context-k with sparse), each followed by the longer
+    label word and the separator, then a claim (core/src/demonstration_prompt.cpp)."""
+    word = max(table.label_words, key=len)
+    separator = "\n\n"  # the core's demonstration separator (its default)
+    candidates = []
+    for batch in plan_batches(table, cfg.batch_size, cfg.seed):
+        prompts = sorted((table.claims[i].prompt for i in batch), key=len, reverse=True)
+        n_demos = len(prompts) - 1 if cfg.mp == "exact" else min(cfg.context_k, len(prompts) - 1)
+        demos, target = prompts[1 : n_demos + 1], prompts[0]
+        candidates.append("".join(d + word + separator for d in demos) + target)
+    return sorted(candidates, key=len, reverse=True)[:n]
 
 
 def floor_hint(cfg: RunConfig) -> str:
@@ -273,6 +301,7 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
         raise ConfigError(f"--testbed {cfg.testbed}: split '{cfg.split}' has no claims")
     if cfg.model == SYNTHETIC_MODEL:  # before the run directory: a resume could not help
         check_synthetic_gold(table)
+    check_model_options(cfg)  # the same: a model name without a server, a path that is no model
     run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
     # Held until the run ends: two runs writing one directory would corrupt both.
     with run_dir_lock(run_dir):
@@ -359,12 +388,24 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
     """Check the outputs of a completed run against its checkpoint (batches.jsonl, the
     finished batches) and rewrite those that are missing or differ: a run killed between
     writing metrics.json and labels.jsonl, or a labels.jsonl cut short or edited, would
-    otherwise stay wrong for good. Returns the names of the files rewritten."""
+    otherwise stay wrong for good. Returns the names of the files rewritten.
+
+    Without state.json the finished batches are read from batches.jsonl alone (a completed
+    run has finished them all); without either, damaged labels cannot be rebuilt, and the
+    error says they are lost (`icm export` would otherwise send the user back here)."""
     saved = load_progress(run_dir)
-    if saved is None:  # nothing to check against
+    completed = saved.completed if saved is not None else read_batches_without_state(run_dir)
+    if completed is None:
+        try:
+            read_finished_run(run_dir)
+        except DataError as e:
+            raise ConfigError(
+                f"{e}; its checkpoint (state.json, batches.jsonl) is gone, so labels.jsonl "
+                "cannot be rebuilt: the labels are lost; start the run again"
+            ) from None
         return []
     table = load_checked_run_table(run_dir, cfg)
-    result = IcmResult(saved.completed)
+    result = IcmResult(completed)
     labelled = set(result.labels)
     missing = [c.id for c in table.claims if c.id not in labelled]
     if missing:
@@ -394,12 +435,46 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
         found = [json.loads(line) for line in labels_path.read_text().splitlines() if line]
     except (OSError, ValueError):
         found = None
-    if found == expected:
-        return repaired
-    write_labels(run_dir, table, result, zs_gaps)
-    why = "missing or unreadable" if found is None else "different from batches.jsonl"
-    RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
-    return ["labels.jsonl", *repaired]
+    if found != expected:
+        write_labels(run_dir, table, result, zs_gaps)
+        why = "missing or unreadable" if found is None else "different from batches.jsonl"
+        RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
+        repaired.insert(0, "labels.jsonl")
+    # Gold labels are no part of the claims' fingerprint (the search never sees them): an
+    # edited gold rewrites labels.jsonl's gold column, and metrics.json's figures read
+    # against gold (the agreement, and ICM against zero-shot with the verdict).
+    metrics_path = run_dir / "metrics.json"
+    figures = read_json_object(metrics_path)
+    labels, gold = result.labels, {c.id: c.gold for c in table.claims}
+    agreement = gold_agreement([labels[i] for i in labels], [gold[i] for i in labels])
+    if "agreement_with_gold" in figures and figures["agreement_with_gold"] != agreement:
+        RunLog(run_dir, echo=False)(
+            f"the gold labels differ from those the run was measured with: "
+            f"agreement_with_gold {figures['agreement_with_gold']} -> {agreement}"
+        )
+        updated = {**figures, "agreement_with_gold": agreement}
+        old_summary = figures.get("summary")
+        if isinstance(old_summary, dict):
+            summary = summarize_run(
+                cfg,
+                table,
+                result,
+                cfg.batch_claims(len(table)),
+                zero_shot_gaps=zs_gaps,
+                floored=old_summary.get("floored"),
+            )
+            scorer_warnings = [
+                w for w in figures.get("warnings") or [] if w not in old_summary["warnings"]
+            ]
+            updated.update(
+                summary=summary.as_dict(),
+                verdict=summary.verdict,
+                warnings=[*summary.warnings, *scorer_warnings],
+                zero_shot=summary.as_dict()["zero_shot"],
+            )
+        write_json(metrics_path, updated)
+        repaired.append("metrics.json (figures against gold: the gold labels changed)")
+    return repaired
 
 
 def execute_run(
@@ -441,7 +516,9 @@ def execute_run(
     handle: ScorerHandle | None = None
     zs_gaps: dict[str, float] | None = None
     # Costs add up over the executions of a run: a resumed run reports all it took.
-    earlier = earlier_segments(run_dir) if resume is not None else []
+    # A resume without a checkpoint (the run failed before its first) still adds to the
+    # costs its failed executions left in metrics.json; a fresh directory has none.
+    earlier = earlier_segments(run_dir)
     segment_started = now_iso()
 
     def segments(segment_status: str = "running") -> list[dict[str, Any]]:
@@ -487,8 +564,9 @@ def execute_run(
             def on_step(batch: int, n: int, rec: dict[str, Any]) -> None:
                 # Flushed for readers (tail -f) but fsynced only by a checkpoint: an fsync
                 # every step made a fast search 20x slower.
-                trace_file.write(json.dumps(rec) + "\n")
-                trace_file.flush()
+                with naming_path(trace_path):  # a full disk names the file
+                    trace_file.write(json.dumps(rec) + "\n")
+                    trace_file.flush()
                 bar(batch, n, rec)
 
             checkpoint = CheckpointWriter(
@@ -726,10 +804,15 @@ def metrics(
                 "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
             }
         )
+    # The backend's warnings (no prompt-token details, an endpoint dropped, a cache that
+    # cannot store) after the summary's: readers take the first as the run's verdict.
+    scorer_warnings = list(getattr(handle.backend, "warnings", [])) if handle else []
     if summary is not None:
         out["summary"] = summary.as_dict()
         out["verdict"] = summary.verdict
-        out["warnings"] = summary.warnings
+    if summary is not None or scorer_warnings:
+        out["warnings"] = [*(summary.warnings if summary else []), *scorer_warnings]
+    if summary is not None:
         out["zero_shot"] = out["summary"]["zero_shot"]
     if handle is not None and handle.floor_watch is not None:
         out["floored_scores"] = handle.floor_watch.as_dict()

@@ -70,12 +70,42 @@ def versions() -> dict[str, Any]:
     return info
 
 
+@contextlib.contextmanager
+def naming_path(path: Path | str) -> Iterator[None]:
+    """An OSError from writing `path` that names no file is raised again naming it: a full
+    disk fails in write, flush or fsync, whose errors carry no file name, and the one-line
+    error (`icm: error: PATH: No space left on device`) must say where."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is not None or e.errno is None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system says it
+    (os.umask can only be read by setting it, which races with other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temporary file, fsync and rename: a reader never sees half a file."""
+    """Write via a temporary file, fsync and rename: a reader never sees half a file.
+    The file gets the mode any new file gets (0666 less the umask), as the run's other
+    files do, not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with naming_path(path), os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -214,7 +244,7 @@ class RunLog:
 
     def __call__(self, message: str) -> None:
         stamp = datetime.now(UTC).strftime("%H:%M:%S")
-        with self.path.open("a", encoding="utf-8") as f:
+        with naming_path(self.path), self.path.open("a", encoding="utf-8") as f:
             f.write(f"[{stamp}] {message}\n")
         if self.echo:
             print(message, file=sys.stderr, flush=True)

@@ -7,9 +7,10 @@ logprobs of the first answer token with the same rule as the base-model backends
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -17,13 +18,16 @@ import httpx
 
 from icm.backends.base import LabelScorer, label_logprobs
 from icm.backends.completions import (
+    REDACTED,
     MalformedAnswer,
     api_key_from_environment,
+    choose_authorization,
     normalize_base_url,
     redact_credentials,
     top_logprobs_of,
+    url_secrets,
 )
-from icm.errors import BackendError
+from icm.errors import BackendError, ConfigError
 
 INSTRUCTION = "Answer with one word, True or False.\n\n"
 
@@ -37,22 +41,26 @@ class ChatScorer(LabelScorer):
         label_words: tuple[str, str] = ("True", "False"),
         logprobs: int = 20,
         timeout: float = 120.0,
+        concurrency: int = 4,
         retries: int = 4,
         api_key: str | None = None,
-        concurrency: int = 4,
     ) -> None:
         super().__init__()
-        if concurrency < 1:
-            raise BackendError(f"--concurrency: must be >= 1, got {concurrency}")
+        if logprobs < 1 or concurrency < 1 or not timeout > 0:
+            raise ConfigError("--logprobs and --concurrency must be >= 1, --timeout > 0")
         # One normal form for completions and chat: ".../v1" whether or not it was given.
-        self.base_url = normalize_base_url(base_url, flag="--chat-base-url")
-        self.shown_url = redact_credentials(self.base_url)
+        base_url = normalize_base_url(base_url, flag="--chat-base-url")
         self.label_words = label_words
         self.logprobs = logprobs
         self.retries = retries
+        self.warnings: list[str] = []
+        self.on_warning: Callable[[str], None] | None = None  # e.g. the run's log
         # The same key as the completions backend: ICM_API_KEY / OPENAI_API_KEY / ./.env.
         api_key = api_key if api_key is not None else api_key_from_environment()
         self._api_key = api_key
+        self._secrets = url_secrets(base_url)
+        [self.base_url] = choose_authorization([base_url], api_key, "--chat-base-url", self.warn)
+        self.shown_url = redact_credentials(self.base_url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.client = httpx.Client(
             timeout=timeout,
@@ -103,7 +111,17 @@ class ChatScorer(LabelScorer):
             self.stats.failures += 1
         raise BackendError(f"{shown}: no usable answer after {self.retries + 1} tries ({last})")
 
+    def warn(self, message: str) -> None:
+        """Say it once on stderr now, and keep it in `warnings` for the run's log."""
+        if message not in self.warnings:
+            self.warnings.append(message)
+            print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+            if self.on_warning is not None:
+                self.on_warning(message)
+
     def _redact(self, text: str) -> str:
+        for secret in self._secrets:  # echoed without a scheme or URL around them
+            text = text.replace(secret, REDACTED)
         text = redact_credentials(text)
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 

@@ -9,6 +9,7 @@ results come back in the caller's order.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import math
@@ -25,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpcore
 import httpx
@@ -49,6 +50,12 @@ REDACTED = "REDACTED"
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _URL_SECRET_PARAM = re.compile(
     r"(?i)([?&](?:api[_-]?key|key|token|access[_-]?token|secret|password|auth)=)[^&#\s]+"
+)
+# An Authorization value a server echoes back ("invalid key Basic dXNl...", "Bearer sk-...",
+# "Authorization: xyz"): the scheme is kept, the credential is not.
+_AUTH_SCHEME_VALUE = re.compile(r"\b(Basic|Bearer)(\s+)[A-Za-z0-9+/._~-]+=*")
+_AUTH_HEADER_VALUE = re.compile(
+    r"(?i)(\bauthorization[\"']?\s*[:=]\s*[\"']?)(?!(?:basic|bearer)\s)[^\s\"',;}]+"
 )
 # How long an endpoint that refused a connection is left alone while others are up.
 ENDPOINT_DOWN_SECONDS = 30.0
@@ -117,7 +124,47 @@ def redact_credentials(text: str) -> str:
     """`text` with the user:password of every URL in it, and secret-looking query values
     (api_key=, token=...), replaced by REDACTED: for everything icm writes or prints."""
     text = _URL_USERINFO.sub(rf"\g<1>{REDACTED}@", text)
+    text = _AUTH_SCHEME_VALUE.sub(rf"\g<1>\g<2>{REDACTED}", text)
+    text = _AUTH_HEADER_VALUE.sub(rf"\g<1>{REDACTED}", text)
     return _URL_SECRET_PARAM.sub(rf"\g<1>{REDACTED}", text)
+
+
+def url_secrets(url: str) -> list[str]:
+    """The forms in which a URL's user:password can come back in a server's answer: the
+    password, user:password (as given and percent-decoded) and its Basic token."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return []
+    user, password = parts.username or "", parts.password or ""
+    plain = f"{unquote(user)}:{unquote(password)}"
+    token = base64.b64encode(plain.encode()).decode()
+    found = {token, f"{user}:{password}", plain, password, unquote(password)}
+    return sorted((s for s in found if len(s) >= 4), key=len, reverse=True)
+
+
+def without_userinfo(url: str) -> str:
+    """`url` without its user:password@."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def choose_authorization(
+    base_urls: Sequence[str], api_key: str | None, flag: str, warn: Callable[[str], None]
+) -> list[str]:
+    """One Authorization header carries one credential: with an API key (ICM_API_KEY,
+    OPENAI_API_KEY, .env) and a user:password in a URL, the key is sent (as a bearer
+    token, what vLLM's and OpenAI's --api-key check) and the URL's user:password is not;
+    say so. Without a key, the URL's user:password is sent (HTTP Basic). Returns the URLs
+    to send requests to."""
+    if not api_key or not any(url_secrets(u) for u in base_urls):
+        return list(base_urls)
+    warn(
+        f"{flag}: both an API key (ICM_API_KEY / OPENAI_API_KEY / .env) and a user:password "
+        "in the URL; the API key is sent as the Authorization header and the URL's "
+        "user:password is not (unset the key to send the user:password)"
+    )
+    return [without_userinfo(u) for u in base_urls]
 
 
 def normalize_base_url(url: str, flag: str = "--base-url") -> str:
@@ -603,7 +650,16 @@ class CompletionsScorer(LabelScorer):
             raise ConfigError("--base-url: at least one server is needed")
         if logprobs < 1 or concurrency < 1 or not timeout > 0:
             raise ConfigError("--logprobs and --concurrency must be >= 1, --timeout > 0")
-        self.endpoints = [_Endpoint(normalize_base_url(u)) for u in base_urls]
+        self._api_key = api_key if api_key is not None else api_key_from_environment()
+        urls = [normalize_base_url(u) for u in base_urls]
+        self._secrets = [s for u in urls for s in url_secrets(u)]
+        self.warnings: list[str] = []
+        # Called with each warning after it is said (the run puts them in its log.txt).
+        self.on_warning: Callable[[str], None] | None = None
+        # The context length GET /v1/models reports (vLLM, icm's server), else None.
+        self.max_model_len: int | None = None
+        urls = choose_authorization(urls, self._api_key, "--base-url", self.warn)
+        self.endpoints = [_Endpoint(u) for u in urls]
         self.label_words = label_words
         self.logprobs = logprobs
         self.concurrency = concurrency
@@ -612,10 +668,8 @@ class CompletionsScorer(LabelScorer):
         self.sort_prompts = sort_prompts
         self.extra_body = dict(extra_body or {})
         self.timeout = timeout
-        self.warnings: list[str] = []
         self._revive = revive
         self._revive_lock = threading.Lock()
-        self._api_key = api_key if api_key is not None else api_key_from_environment()
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         loopback = all(
             urlsplit(e.base).hostname in ("127.0.0.1", "localhost", "::1") for e in self.endpoints
@@ -646,6 +700,11 @@ class CompletionsScorer(LabelScorer):
             card = self._model_card(model)
             self.model = self._resolve_model_name(model, card)
             self.model_id = self._identity(card)
+            length = card.get("max_model_len") if card else None
+            # icm's own server checks each prompt against its context itself, in one line.
+            own_server = card is not None and isinstance(card.get("icm"), dict)
+            if isinstance(length, int) and not isinstance(length, bool) and length > 0:
+                self.max_model_len = None if own_server else length
         except BaseException:
             self._client.close()
             raise
@@ -655,6 +714,44 @@ class CompletionsScorer(LabelScorer):
         if message not in self.warnings:
             self.warnings.append(message)
             print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+            if self.on_warning is not None:
+                self.on_warning(message)
+
+    def check_prompt_lengths(self, prompts: Sequence[str]) -> None:
+        """Refuse, before a run sends them, prompts longer than the server's context
+        (`max_model_len` from GET /v1/models): vLLM answers such a prompt with a 400 that
+        stops the run wherever it comes, hours in. Tokens are counted by vLLM's
+        POST /tokenize; a server without it (icm's own checks each prompt itself) gets a
+        warning that nothing was checked."""
+        if self.max_model_len is None or not prompts:
+            return
+        endpoint = next((e for e in self.endpoints if not self._is_down(e)), self.endpoints[0])
+        url = endpoint.base.removesuffix("/v1") + "/tokenize"
+        counts = []
+        for prompt in prompts:
+            try:
+                response = self._client.post(
+                    url, json={"model": self.model, "prompt": self.prepare(prompt)}
+                )
+                count = response.json().get("count") if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError, AttributeError):
+                count = None
+            if not isinstance(count, int):
+                self.warn(
+                    f"{endpoint.shown}: cannot count prompt tokens (no POST /tokenize): "
+                    f"prompts were not checked against its max_model_len {self.max_model_len}"
+                )
+                return
+            counts.append(count)
+        longest = max(counts)
+        if longest + 1 > self.max_model_len:  # the prompt and the one token generated
+            raise ConfigError(
+                f"{endpoint.shown}: the longest prompt this run will build is {longest} "
+                f"tokens (+1 generated), more than the server's max_model_len "
+                f"{self.max_model_len}; the run would stop there. Restart the server with "
+                f"--max-model-len {longest + 1} or more (vLLM), or make prompts shorter "
+                "(a smaller --batch_size, or --mp sparse --context-k K)"
+            )
 
     # -- identity ------------------------------------------------------------------------
 
@@ -859,7 +956,13 @@ class CompletionsScorer(LabelScorer):
         with self._lock:
             endpoint.down_until = time.monotonic() + ENDPOINT_DOWN_SECONDS
             endpoint.last_error = error
-            return any(not self._is_down(e) for e in self.endpoints)
+            others_up = any(not self._is_down(e) for e in self.endpoints)
+        if others_up:  # said (and logged by the run), not only routed around
+            self.warn(
+                f"{endpoint.shown} refuses connections ({error}); requests go to the other "
+                f"servers, and it is tried again after {ENDPOINT_DOWN_SECONDS:g} s"
+            )
+        return others_up
 
     def _revived(self, endpoint: _Endpoint) -> bool:
         """For a server icm started: restart it if it died (once; a second death is a
@@ -939,10 +1042,15 @@ class CompletionsScorer(LabelScorer):
                 with self._lock:
                     endpoint.in_flight -= 1
             if refused:
-                if not revived and self._revived(endpoint):
-                    revived = True  # a restarted server: ask it again at once
-                    url = endpoint.completions if payload is not None else endpoint.models
-                    continue
+                # Asked at every refusal, not once per request: a request whose one revive
+                # found the server alive (restarted by another request) must still see it
+                # die again, and name that, rather than give up "cannot connect".
+                if self._revived(endpoint):
+                    current = endpoint.completions if payload is not None else endpoint.models
+                    if not revived or current != url:
+                        revived = True  # a restarted server: ask it again at once
+                        url = current
+                        continue
                 if self._mark_down(endpoint, last_error):
                     if fixed:  # the caller asks the next endpoint
                         raise _Unreachable(f"{endpoint.shown}: {last_error}")
@@ -990,6 +1098,8 @@ class CompletionsScorer(LabelScorer):
         return self._redact(text[:300] + ("..." if len(text) > 300 else ""))
 
     def _redact(self, text: str) -> str:
+        for secret in self._secrets:  # echoed without a scheme or URL around them
+            text = text.replace(secret, REDACTED)
         text = redact_credentials(text)
         return text.replace(self._api_key, "[API key]") if self._api_key else text
 

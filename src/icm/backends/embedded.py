@@ -13,12 +13,14 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -29,6 +31,9 @@ from icm.errors import BackendError, ConfigError
 # A big model on a slow disk may take minutes to load.
 DEFAULT_START_TIMEOUT = 300.0
 STOP_GRACE_SECONDS = 5.0
+# How long a server that refused a connection may take to exit before it counts as alive:
+# a bound on an event (its exit), not a timing; a live server answers at once.
+EXIT_WAIT_SECONDS = 30.0
 _READY_LINE = re.compile(re.escape(READY_PREFIX) + r"(\S+)")
 
 
@@ -77,6 +82,14 @@ class EmbeddedServer:
         that dies twice is a BackendError naming its exit code and log)."""
         assert self.process is not None
         code = self.process.poll()
+        if code is None and not self._accepts_connections():
+            # A killed server's socket refuses connections a moment before its process can
+            # be reaped: taken for alive, the request's one revive was spent and the run
+            # ended "cannot connect ... gave up after 6 attempts". Wait for the exit.
+            try:
+                code = self.process.wait(timeout=EXIT_WAIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                code = None
         if code is None:
             return self.base_url  # alive: the refusal was something else (or it restarted)
         self.keep_log = True
@@ -97,6 +110,15 @@ class EmbeddedServer:
         self.restarts += 1
         self.start()
         return self.base_url
+
+    def _accepts_connections(self) -> bool:
+        """Whether the running server's port takes a connection now."""
+        parts = urlsplit(self.base_url)
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=5.0):
+                return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         if self.process is not None:

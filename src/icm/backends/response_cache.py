@@ -32,6 +32,10 @@ SCHEMA_VERSION = 1
 # SQLite result codes that mean the file itself is bad (not that someone else holds a lock).
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
+# ... and those that mean it cannot be written now (a full disk, an I/O error, read-only).
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_FULL = 13
 
 
 class CacheDamage(sqlite3.DatabaseError):
@@ -43,6 +47,11 @@ def _is_damage(e: sqlite3.DatabaseError) -> bool:
         return True
     code = getattr(e, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB)
+
+
+def _is_write_failure(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (_SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL)
 
 
 def default_cache_path() -> Path:
@@ -58,7 +67,7 @@ def open_response_cache(setting: str | Path) -> ResponseCache:
     """The cache a `--cache` setting names: 'default' (default_cache_path(), errors naming
     what placed it) or a path."""
     if str(setting) == "default":
-        return ResponseCache(default_cache_path(), source=default_cache_source())
+        return ResponseCache(default_cache_path(), source=default_cache_source(), owned=True)
     return ResponseCache(setting)
 
 
@@ -82,9 +91,15 @@ def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]
 
 
 class ResponseCache:
-    def __init__(self, path: str | Path, *, source: str = "--cache") -> None:
+    def __init__(self, path: str | Path, *, source: str = "--cache", owned: bool = False) -> None:
         self.path = Path(path)
         self.source = source  # what chose the path, named in error messages
+        # The default cache's file is icm's own, so any damage to it, its header included,
+        # is set aside; a file the user named may be theirs (see below).
+        self.owned = owned
+        self.warnings: list[str] = []  # said on stderr, and kept for the run's log
+        self.on_warning: Callable[[str], None] | None = None  # e.g. the run's log
+        self._storing = True  # False after a write failed: a full disk costs time only
         self._lock = threading.Lock()
         if self.path.is_dir():
             raise ConfigError(
@@ -150,7 +165,11 @@ class ResponseCache:
 
     def _refuse_a_file_that_is_not_sqlite(self) -> None:
         """Damage is set aside, but a file that never was a database (`--cache labels.jsonl`,
-        a typo) is the user's, not the cache's: refused, left where it is."""
+        a typo) is the user's, not the cache's: refused, left where it is. Not so for the
+        default cache: a damaged header there is damage (it blocked every run, and `icm
+        cache clear`), set aside like any other."""
+        if self.owned:
+            return
         try:
             with self.path.open("rb") as f:
                 head = f.read(len(SQLITE_HEADER))
@@ -183,18 +202,39 @@ class ResponseCache:
         return out
 
     def put_many(self, model: str, items: Sequence[tuple[str, tuple[float, float]]]) -> None:
+        """Store answers. A write the disk refuses (full, I/O error, read-only) is said once
+        and storing stops: the answers are the caller's still, the cache costs time only."""
         now = time.time()
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
+            if not self._storing:
+                return
             try:
-                self._db.executemany(
-                    "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
-                    [(k, model, t, f, now) for k, (t, f) in items],
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?)",
+                        [(k, model, t, f, now) for k, (t, f) in items],
+                    )
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    # SQLite ends the transaction itself on some errors (a full disk):
+                    # a ROLLBACK then fails and would hide the error that matters.
+                    if self._db.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as e:
+                if not _is_write_failure(e):
+                    raise
+                self._storing = False
+                message = (
+                    f"response cache {self.path}: cannot store answers ({e}); going on "
+                    "without storing them (answers stored before are still used)"
                 )
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                self.warnings.append(message)
+                _warn(message)
+                if self.on_warning is not None:
+                    self.on_warning(message)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -237,7 +277,7 @@ class CachedLabelScorer(LabelScorer):
 
     @property
     def warnings(self) -> list[str]:
-        return list(getattr(self.inner, "warnings", []))
+        return [*getattr(self.inner, "warnings", []), *self.cache.warnings]
 
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         keys = [ResponseCache.key(self.identity, p) for p in prompts]

@@ -8,7 +8,13 @@ import json
 import sys
 from pathlib import Path
 
-from icm.cli.options import DATA_DIR_HELP, add_model_options, data_dir_of, model_options
+from icm.cli.options import (
+    DATA_DIR_HELP,
+    add_model_options,
+    data_dir_of,
+    model_options,
+    positive_int,
+)
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.evaluate import (
@@ -68,13 +74,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--context-tokens",
-        type=int,
+        type=positive_int,  # 0 or less held no demonstration, silently
         default=4096,
         help="context budget for demonstrations and the claim (default 4096)",
     )
     p.add_argument(
         "--max-demos",
-        type=int,
+        type=positive_int,  # -1 ran with no demonstration, silently; zero-shot is a --labels
         default=None,
         help="at most this many demonstrations (default: as many as --context-tokens holds)",
     )

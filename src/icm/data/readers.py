@@ -49,13 +49,47 @@ class DuplicateKey(ValueError):
         self.key = key
 
 
+class InvalidText(ValueError):
+    """A JSON string holds a lone surrogate (`"\\ud800"`): valid JSON, but no Unicode
+    text; it would fail far from the file (the C++ core, a UTF-8 write)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"field '{key}': not valid Unicode text")
+        self.key = key
+
+
+def is_valid_text(text: str) -> bool:
+    """False for a string with a lone surrogate, which no UTF-8 encoder accepts."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _holds_invalid_text(value: Any) -> bool:
+    # Objects inside are checked by their own hook call; lists are walked here.
+    if isinstance(value, str):
+        return not is_valid_text(value)
+    if isinstance(value, list):
+        return any(_holds_invalid_text(item) for item in value)
+    return False
+
+
 def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     """object_pairs_hook for json: an object with a key twice is an error, not a silent
-    choice of the last value (which of two labels did the author mean?)."""
+    choice of the last value (which of two labels did the author mean?); a key or value
+    that is not valid Unicode text (a lone surrogate) is an error too."""
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
             raise DuplicateKey(key)
+        if not is_valid_text(key):
+            raise InvalidText(key.encode("ascii", "backslashreplace").decode("ascii"))
+        if _holds_invalid_text(value):
+            raise InvalidText(key)
         obj[key] = value
     return obj
 
@@ -93,6 +127,8 @@ def _read_json_records(name: str, size: int, mtime: int) -> tuple[Record, ...]:
             obj, i = decoder.raw_decode(text, i)
         except DuplicateKey as e:
             raise DataError("duplicate key", path=path, line=line, field=e.key) from None
+        except InvalidText as e:
+            raise DataError("not valid Unicode text", path=path, line=line, field=e.key) from None
         except json.JSONDecodeError as e:
             msg = f"bad JSON: {e.msg} (column {e.colno})"
             raise DataError(msg, path=path, line=e.lineno) from None
@@ -129,6 +165,8 @@ def _read_jsonl_records(name: str, size: int, mtime: int) -> tuple[Record, ...]:
             obj = json.loads(line, object_pairs_hook=reject_duplicate_keys)
         except DuplicateKey as e:
             raise DataError("duplicate key", path=path, line=lineno, field=e.key) from None
+        except InvalidText as e:
+            raise DataError("not valid Unicode text", path=path, line=lineno, field=e.key) from None
         except json.JSONDecodeError as e:
             raise DataError(
                 f"bad JSON: {e.msg} (column {e.colno})", path=path, line=lineno
