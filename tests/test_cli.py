@@ -317,3 +317,27 @@ def test_replicate_takes_every_search_flag_of_run_and_passes_it_on() -> None:
     )
     cfg = RunConfig(**search_options(args))
     assert (cfg.decay, cfg.initial_T, cfg.scheduler) == (0.5, 3.0, "exp")
+
+
+def test_only_commands_that_take_the_synthetic_stand_in_offer_it() -> None:
+    """`icm eval --help` offered --model synthetic, which eval refuses (so does replicate)."""
+    parsers = dict(all_parsers())
+
+    def model_help(command: str) -> str:
+        return next(a.help for a in options(parsers[command]) if a.dest == "model") or ""
+
+    assert "synthetic" in model_help("icm run")
+    assert "synthetic" not in model_help("icm eval")
+    assert "synthetic" not in model_help("icm replicate")
+
+
+def test_no_prefix_of_a_boolean_flag_has_an_underscore_alias_that_means_yes() -> None:
+    """--no-zero-shot's alias --no_zero_shot would have read its value off the '--no-'
+    prefix it lacks, and meant --zero-shot."""
+    from icm.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--no-zero-shot", "--no-keep-trailing-space"])
+    assert args.zero_shot is False and args.keep_trailing_space is False
+    for _, parser in all_parsers():
+        for a in options(parser):
+            assert not any(o.startswith("--no_") for o in a.option_strings), a.option_strings

@@ -98,7 +98,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--chat-model", default=None, help="zero-shot-chat: the chat model's name")
     p.add_argument("--chat-base-url", default=None, help="zero-shot-chat: its server")
-    add_model_options(p)
+    add_model_options(p, synthetic=False)
     p.add_argument(
         "--finetuned",
         action="append",

@@ -68,13 +68,18 @@ def add_testbed_options(p: argparse.ArgumentParser, *, size_default: int | None 
     )
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
+def add_model_options(p: argparse.ArgumentParser, *, synthetic: bool = True) -> None:
+    """The model flags; `synthetic`: the command takes --model synthetic (only icm run)."""
+    stand_in = (
+        "'synthetic' (a stand-in scorer for algorithm checks, NOT a language model), "
+        if synthetic
+        else ""
+    )
     p.add_argument(
         "--model",
         default="embedded",
         help="'embedded' (local llama.cpp server with the packaged base model), "
-        "'synthetic' (a stand-in scorer for algorithm checks, NOT a language model), "
-        "or the model name to send to --base-url",
+        f"{stand_in}or the model name to send to --base-url",
     )
     p.add_argument(
         "--base-url",

@@ -59,7 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--chat-base-url", default=None, help="zero-shot-chat baseline: its server")
     add_search_options(p, seed_help="base seed: seed i of --seeds uses seed + i")
-    add_model_options(p)
+    add_model_options(p, synthetic=False)
     p.add_argument(
         "--out",
         type=Path,
