@@ -326,3 +326,33 @@ def test_opposite_over_a_group_of_three_is_an_error(tmp_path: Path) -> None:
         DataError, match=r"c.jsonl:4: field 'relation': 'opposite' over group 'g' of 3"
     ):
         load_claims_file(path)
+
+
+@pytest.mark.parametrize(
+    ("line", "field", "ours"),
+    [
+        ({"id": "a", "claim": "x", "consistency_id": 3}, "consistency_id", "group"),
+        ({"id": "a", "claim": "x", "gold": True}, "gold", "label"),
+    ],
+)
+def test_other_formats_field_names_are_refused_with_ours(
+    tmp_path: Path, line: dict[str, object], field: str, ours: str
+) -> None:
+    """`consistency_id` (the paper's data files) and `gold` (icm.api) were kept as
+    metadata and meant nothing: the run went on without groups, or without gold labels."""
+    path = tmp_path / "c.jsonl"
+    path.write_text(json.dumps(line) + "\n")
+    with pytest.raises(DataError, match=rf"c.jsonl:1: field '{field}': .*did you mean '{ours}'"):
+        load_claims_file(path)
+    both = {**line, ours: 1 if ours == "group" else True}  # beside ours: metadata, as before
+    path.write_text(json.dumps(both) + "\n")
+    assert len(load_claims_file(path)) == 1
+
+
+def test_a_relation_column_in_a_csv_is_refused_naming_the_relation_columns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.csv"
+    path.write_text("id,claim,relation\na,x,opposite\n")
+    with pytest.raises(DataError, match=r"c.csv:2: field 'relation': .*'same', 'opposite'"):
+        load_claims_file(path)

@@ -59,6 +59,15 @@ KINDS = tuple(RELATION_KINDS)  # same, at_most_one_true, opposite
 GROUP_ONLY_KINDS = ("at_least_one_true", "exactly_one_true")  # over a whole group
 CLAIM_KEYS = ("id", "question", "claim", "prompt", "group", "label", *KINDS)
 RELATION_KEYS = ("relation", "a", "b", "group")
+# Other formats' names for our fields (the paper's data files, the Python API): kept as
+# metadata they meant nothing, and a run went on without groups or gold labels.
+MISNAMED = {
+    "consistency_id": "group",
+    "consistency_group": "group",
+    "group_id": "group",
+    "gold": "label",
+    "gold_label": "label",
+}
 
 
 @dataclass(frozen=True)
@@ -202,6 +211,22 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
 
 
 def _claim(row: dict[str, Any], path: Path, line: int, is_csv: bool) -> ClaimRecord:
+    for key, ours in MISNAMED.items():
+        if key in row and ours not in row:
+            raise DataError(
+                f"not a field of a claims file (it would be ignored): did you mean '{ours}'?",
+                path=path,
+                line=line,
+                field=key,
+            )
+    if is_csv and "relation" in row:
+        raise DataError(
+            "a CSV has no relation rows: give each claim's relations in its 'same', "
+            "'opposite' and 'at_most_one_true' columns (claim ids separated by ';')",
+            path=path,
+            line=line,
+            field="relation",
+        )
     for key in row:
         if key not in CLAIM_KEYS and key not in RELATION_KEYS:
             hint = did_you_mean(key, list(CLAIM_KEYS))
