@@ -73,3 +73,44 @@ def test_extreme_temperatures_do_not_break_the_plot(
     for r in rows[2:]:
         r["temperature"] *= 1e307
     assert plot_trace(rows, tmp_path / "t.png").stat().st_size > 10_000
+
+
+def test_panels_follow_the_run_and_the_iteration_axis_is_logarithmic(
+    trace: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No empty panel (a run without relations, or without gold), no panel that repeats
+    the configuration (the temperature under --algorithm paper follows the iteration);
+    alpha in the title; a log iteration axis (a K = 3000 run was a flat tail)."""
+    full = plotted(
+        monkeypatch, trace, tmp_path / "a.png", testbed="t", alpha=1.875, zero_shot_agreement=0.875
+    )
+    assert len(full.axes) == 5 and full.axes[-1].get_xscale() == "symlog"
+    assert full.axes[-1].get_xlim()[0] == 0
+    assert full.get_suptitle() == "t, alpha = 1.875"
+    gold_ax = next(ax for ax in full.axes if ax.get_ylabel().startswith("agreement with gold"))
+    assert any(t.get_text() == "zero-shot (87.5%)" for t in gold_ax.texts)
+    without_gold = [{**r, "gold_agreement": None} for r in trace]
+    monkeypatch.undo()
+    lean = plotted(
+        monkeypatch,
+        without_gold,
+        tmp_path / "b.png",
+        has_constraints=False,
+        show_temperature=False,
+    )
+    labels = [ax.get_ylabel() for ax in lean.axes]
+    assert labels == ["U = alpha*MP - I", "accept rate (%)\nlast 50 proposals"], labels
+
+
+def test_icm_run_describes_its_run_to_the_trace_plot(tmp_path: Path) -> None:
+    """What icm run tells trace.png of a claims file without relations, under --algorithm
+    paper: no inconsistency panel, no temperature panel, and the alpha it used."""
+    claims = tmp_path / "c.jsonl"
+    claims.write_text("".join(f'{{"id": "c{i}", "claim": "x{i}"}}\n' for i in range(6)))
+    from icm.config import RunConfig
+    from icm.run import load_run_table, trace_plot_labels
+
+    cfg = RunConfig(testbed=str(claims), model="synthetic")
+    labels = trace_plot_labels(cfg, load_run_table(cfg))
+    assert labels["has_constraints"] is False and labels["show_temperature"] is False
+    assert labels["alpha"] == 0.7031  # 30 * 6 / 256, rounded as run_summary does

@@ -420,13 +420,7 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
         from icm.report.trace_plot import plot_trace
         from icm.run_dir import read_jsonl
 
-        plot_trace(
-            read_jsonl(trace_path),
-            plot_path,
-            testbed=table.testbed,
-            model=cfg.model,
-            n_claims=len(table),
-        )
+        plot_trace(read_jsonl(trace_path), plot_path, **trace_plot_labels(cfg, table))
         repaired.append("trace.png")
     zs_gaps = read_zero_shot(run_dir, table)
     expected = [json.loads(json.dumps(r, default=str)) for r in label_rows(table, result, zs_gaps)]
@@ -619,9 +613,7 @@ def execute_run(
             plot_trace(
                 read_jsonl(trace_path),
                 run_dir / "trace.png",
-                testbed=table.testbed,
-                model=cfg.model,
-                n_claims=len(table),
+                **trace_plot_labels(cfg, table, summary),
             )
             # The summary is said even by quiet runs: a degenerate result must not pass
             # as a plain "completed".
@@ -643,6 +635,23 @@ def execute_run(
             if not progress:  # quiet runs still say how to continue
                 print(f"icm: {hint}", file=sys.stderr)
     return run_dir
+
+
+def trace_plot_labels(
+    cfg: RunConfig, table: ClaimTable, summary: RunSummary | None = None
+) -> dict[str, Any]:
+    """What trace.png says of the run beside its trace (icm.report.trace_plot)."""
+    reference = summary.zero_shot.claims if summary and summary.zero_shot else None
+    return {
+        "zero_shot_agreement": reference.zero_shot / reference.n if reference else None,
+        "testbed": table.testbed,
+        "model": cfg.model_path or cfg.model,
+        "n_claims": len(table),
+        "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
+        "has_constraints": bool(table.relations or table.group_constraints),
+        # Under --algorithm paper T follows the iteration: the panel would repeat the config.
+        "show_temperature": cfg.algorithm == "code",
+    }
 
 
 def read_zero_shot(run_dir: Path, table: ClaimTable) -> dict[str, float] | None:

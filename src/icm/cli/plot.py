@@ -34,8 +34,17 @@ def cmd_plot(args: argparse.Namespace) -> int:
     trace_path = args.run_dir / "trace.jsonl"
     if not trace_path.exists():
         raise ConfigError(f"{args.run_dir}: no trace.jsonl (is this an icm run directory?)")
-    metrics_path = args.run_dir / "metrics.json"  # testbed, model and N for the title
+    # The title's testbed, model, N and alpha, and which panels the run has.
+    metrics_path, config_path = args.run_dir / "metrics.json", args.run_dir / "config.json"
     metrics = read_json_object(metrics_path) if metrics_path.exists() else {}
+    config = read_json_object(config_path) if config_path.exists() else {}
+    settings = config.get("config")
+    settings = settings if isinstance(settings, dict) else {}
+    summary = metrics.get("summary")
+    summary = summary if isinstance(summary, dict) else {}
+    alpha = metrics.get("alpha")
+    reference = (metrics.get("zero_shot") or {}).get("per_claim") or {}
+    zero_shot = reference["zero_shot"] / reference["n"] if reference.get("n") else None
     out = plot_trace(
         read_jsonl(trace_path),
         args.out or args.run_dir / "trace.png",
@@ -43,6 +52,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
         testbed=metrics.get("testbed"),
         model=metrics.get("model"),
         n_claims=metrics.get("n_claims"),
+        alpha=alpha if isinstance(alpha, int | float) else None,
+        has_constraints=summary.get("constraints_total") != 0,  # unknown: drawn
+        show_temperature=settings.get("algorithm") != "paper",
+        zero_shot_agreement=zero_shot,
     )
     print(out)
     return 0

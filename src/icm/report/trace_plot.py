@@ -1,9 +1,12 @@
 """`icm plot RUN_DIR`: the search trace of a run as one PNG.
 
-Panels, against the iteration: U; the number of violated consistency constraints;
-agreement of the current labels with gold (monitoring only; the search never sees gold),
-with the 50% a random labelling gets; the accept rate over a sliding window; and the
-temperature (log scale).
+Panels, against the iteration (a log axis: most change happens in the first hundred
+steps, and a run of thousands is then a flat tail): U; the number of violated consistency
+constraints (when the run has any); agreement of the current labels with gold
+(monitoring only, when the claims have gold; the search never sees it), with the 50% a
+random labelling gets; the accept rate over a sliding window; and the temperature (log
+scale) where it is not a function of the iteration alone (the original code's schedule
+counts accepted changes). The title names the testbed, model, N and alpha.
 """
 
 from __future__ import annotations
@@ -42,10 +45,13 @@ def trace_title(
     testbed: str | None = None,
     model: str | None = None,
     n_claims: int | None = None,
+    alpha: float | None = None,
 ) -> str:
     parts = [p for p in (testbed, f"model {model}" if model else None) if p]
     if n_claims is not None:
         parts.append(f"N = {n_claims} claims")
+    if alpha is not None:
+        parts.append(f"alpha = {alpha:g}")
     described = ", ".join(parts)
     return " | ".join(p for p in (title, described) if p)
 
@@ -58,9 +64,17 @@ def plot_trace(
     testbed: str | None = None,
     model: str | None = None,
     n_claims: int | None = None,
+    alpha: float | None = None,
+    has_constraints: bool = True,
+    show_temperature: bool = True,
+    zero_shot_agreement: float | None = None,
 ) -> Path:
     """Plot `trace` (the rows of trace.jsonl) to `out`. The title is `title` followed by
-    the testbed, the model and the number of claims, where given."""
+    the testbed, the model, the number of claims and alpha, where given. Without
+    constraints there is no inconsistency panel, without gold no agreement panel;
+    `show_temperature=False` drops the temperature (a function of the iteration alone
+    under --algorithm paper: it would only repeat the configuration). `zero_shot_agreement`
+    (the zero-shot labels' agreement with gold) is drawn beside chance."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -68,60 +82,94 @@ def plot_trace(
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     batches = sorted({r["batch"] for r in trace})
-    fig, axes = plt.subplots(5, 1, figsize=(8, 11), sharex=True)
-    u_ax, inc_ax, gold_ax, rate_ax, t_ax = axes
+    has_gold = any(r.get("gold_agreement") is not None for r in trace)
+    panels = ["utility"]
+    panels += ["inconsistent"] if has_constraints else []
+    panels += ["gold"] if has_gold else []
+    panels += ["accept"]
+    panels += ["temperature"] if show_temperature else []
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.2 * len(panels) + 0.6), sharex=True)
+    ax = dict(zip(panels, axes, strict=True))
     for b in batches:
         rows = [r for r in trace if r["batch"] == b]
         it = [r["iteration"] for r in rows]
         label = f"batch {b}" if len(batches) > 1 else None
-        u_ax.plot(it, _finite([r["utility"] for r in rows]), label=label, lw=1)
-        inc_ax.step(it, _finite([r.get("inconsistent") for r in rows]), where="post", lw=1)
+        ax["utility"].plot(it, _finite([r["utility"] for r in rows]), label=label, lw=1)
+        if "inconsistent" in ax:
+            ax["inconsistent"].step(
+                it, _finite([r.get("inconsistent") for r in rows]), where="post", lw=1
+            )
         agree = [
-            (r["iteration"], r["gold_agreement"]) for r in rows if r["gold_agreement"] is not None
+            (r["iteration"], r["gold_agreement"])
+            for r in rows
+            if r.get("gold_agreement") is not None
         ]
-        if agree:
-            gold_ax.plot([a for a, _ in agree], _finite([100 * g for _, g in agree]), lw=1)
+        if agree and "gold" in ax:
+            ax["gold"].plot([a for a, _ in agree], _finite([100 * g for _, g in agree]), lw=1)
         moves = [r for r in rows if r["outcome"] in ("accepted", "rejected")]
         rate_x, rate_y = [], []
         for i in range(len(moves)):
             recent = moves[max(0, i - ACCEPT_WINDOW + 1) : i + 1]
             rate_x.append(moves[i]["iteration"])
             rate_y.append(100 * sum(m["outcome"] == "accepted" for m in recent) / len(recent))
-        rate_ax.plot(rate_x, rate_y, lw=1)
-        steps = [r for r in rows if r["outcome"] != "init"]
-        t_ax.plot([r["iteration"] for r in steps], _temperatures(steps)[0], lw=1)
-    u_ax.set_ylabel("U = alpha*MP - I")
-    inc_ax.set_ylabel("inconsistencies I\n(violated constraints)")
-    counts = [x for x in _finite([r.get("inconsistent") for r in trace]) if not math.isnan(x)]
-    most = max(counts, default=0.0)
-    inc_ax.set_ylim(0, max(1.0, most) * 1.1)
-    inc_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    gold_ax.axhline(50, color="grey", lw=0.8, ls="--")
-    gold_ax.annotate(
-        "chance (random labels)",
-        xy=(1, 50),
-        xycoords=("axes fraction", "data"),
-        xytext=(-4, 3),
-        textcoords="offset points",
-        ha="right",
-        fontsize=7,
-        color="grey",
-    )
-    gold_ax.set_ylim(-2, 102)
-    gold_ax.set_ylabel("agreement with gold (%)\n(monitoring only)")
-    rate_ax.set_ylim(-2, 102)
-    rate_ax.set_ylabel(f"accept rate (%)\nlast {ACCEPT_WINDOW} proposals")
-    t_ax.set_ylabel("temperature\n(log scale)")
-    temps, as_log10 = _temperatures(trace)
-    if as_log10:
-        t_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        t_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{v:g}}}$"))
-    elif any(t > 0 for t in temps):  # none with --K 0: a log axis of nothing cannot be drawn
-        t_ax.set_yscale("log")
-    t_ax.set_xlabel("iteration")
+        ax["accept"].plot(rate_x, rate_y, lw=1)
+        if "temperature" in ax:
+            steps = [r for r in rows if r["outcome"] != "init"]
+            ax["temperature"].plot([r["iteration"] for r in steps], _temperatures(steps)[0], lw=1)
+    ax["utility"].set_ylabel("U = alpha*MP - I")
+    if "inconsistent" in ax:
+        inc_ax = ax["inconsistent"]
+        inc_ax.set_ylabel("inconsistencies I\n(violated constraints)")
+        counts = [x for x in _finite([r.get("inconsistent") for r in trace]) if not math.isnan(x)]
+        most = max(counts, default=0.0)
+        inc_ax.set_ylim(0, max(1.0, most) * 1.1)
+        inc_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if "gold" in ax:
+        gold_ax = ax["gold"]
+        gold_ax.axhline(50, color="grey", lw=0.8, ls="--")
+        gold_ax.annotate(
+            "chance (random labels)",
+            xy=(1, 50),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=7,
+            color="grey",
+        )
+        if zero_shot_agreement is not None:
+            level = 100 * zero_shot_agreement
+            gold_ax.axhline(level, color="tab:red", lw=0.8, ls=":")
+            gold_ax.annotate(
+                f"zero-shot ({level:.1f}%)",
+                xy=(1, level),
+                xycoords=("axes fraction", "data"),
+                xytext=(-4, -10),
+                textcoords="offset points",
+                ha="right",
+                fontsize=7,
+                color="tab:red",
+            )
+        gold_ax.set_ylim(-2, 102)
+        gold_ax.set_ylabel("agreement with gold (%)\n(monitoring only)")
+    ax["accept"].set_ylim(-2, 102)
+    ax["accept"].set_ylabel(f"accept rate (%)\nlast {ACCEPT_WINDOW} proposals")
+    if "temperature" in ax:
+        t_ax = ax["temperature"]
+        t_ax.set_ylabel("temperature\n(log scale)")
+        temps, as_log10 = _temperatures(trace)
+        if as_log10:
+            t_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+            t_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{v:g}}}$"))
+        elif any(t > 0 for t in temps):  # none with --K 0: a log axis of nothing fails
+            t_ax.set_yscale("log")
+    # Iteration 0 is the initialization: a symmetric log axis keeps it, linear up to 10.
+    axes[-1].set_xscale("symlog", linthresh=10)
+    axes[-1].set_xlim(0, max([10, *(r["iteration"] for r in trace)]))
+    axes[-1].set_xlabel("iteration (log scale beyond 10)")
     if len(batches) > 1:
-        u_ax.legend(fontsize=7, ncol=4)
-    full_title = trace_title(title, testbed=testbed, model=model, n_claims=n_claims)
+        ax["utility"].legend(fontsize=7, ncol=4)
+    full_title = trace_title(title, testbed=testbed, model=model, n_claims=n_claims, alpha=alpha)
     if full_title:
         fig.suptitle(full_title, fontsize=10)
     fig.tight_layout()
