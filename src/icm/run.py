@@ -712,11 +712,14 @@ def alpha_note(cfg: RunConfig, n_batch: int) -> str:
     balanced = balanced_alpha(n_batch)
     if cfg.alpha > 1.5 * balanced:
         return (
-            f"note: alpha {alpha:g} on batches of {n_batch} claims: {weight} (the paper: "
-            f"0.117), so MP outweighs consistency; --alpha {balanced:g} keeps the paper's "
-            "balance (docs/algorithm.md)"
+            f"note: alpha {alpha:g} on batches of {n_batch} claims: {weight} (alpha 30 on "
+            f"the original's batches of 256: 0.117), so MP outweighs consistency; --alpha "
+            f"{balanced:g} keeps that balance (docs/algorithm.md)"
         )
-    return f"alpha {alpha:g} on batches of {n_batch} claims: {weight} (the paper: 0.117)"
+    return (
+        f"alpha {alpha:g} on batches of {n_batch} claims: {weight} (alpha 30 on the "
+        "original's batches of 256: 0.117)"
+    )
 
 
 def write_labels(
