@@ -2,7 +2,8 @@
 side by side with a straightforward re-implementation of the original code's per-step
 Python bookkeeping, and the peak memory of a 10^5-claim search.
 
-    uv run python benchmarks/search_overhead.py [--steps 3000] [--plot docs/results/search_overhead.png]
+    uv run python benchmarks/search_overhead.py [--steps 3000] \
+        [--plot docs/results/search_overhead.png]
 
 The C++ side is benchmarks/search_overhead.cpp (built here with cmake, Release): sparse
 mutual predictability, half the claims labeled, a synthetic scorer whose time is subtracted.
