@@ -8,7 +8,7 @@
               fuzzing, repeated kills and resumes, fault injection)
 
 Every other test is marked `fast` here, so `pytest -m fast -n 2` runs the tier that needs
-no model (about 2 minutes on 2 cores; its tests are independent, so they also run in
+no model (about 4 minutes on 2 cores; its tests are independent, so they also run in
 pytest-xdist's workers). A test in that tier that starts the embedded server in
 the test process anyway fails at once, naming the marker it lacks, instead of quietly
 taking minutes (a server started by an `icm` child process shows in --durations).
