@@ -7,9 +7,10 @@ The C++ search talks to it through CoreScorer, an icm._icm_core.Scorer.
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +42,26 @@ def label_logprobs(
         else:
             mass_false += math.exp(logprob)
     return math.log(mass_true), math.log(mass_false)
+
+
+class WarningSource:
+    """A part of the scoring path that says warnings: each once on stderr, kept in
+    `warnings` for the run's log.txt and metrics.json, and passed to `on_warning` (set by
+    the run: its log) as it is said. Subclasses call `_start_warnings()` in __init__."""
+
+    warnings: list[str]
+    on_warning: Callable[[str], None] | None
+
+    def _start_warnings(self) -> None:
+        self.warnings = []
+        self.on_warning = None
+
+    def warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+            print(f"icm: warning: {message}", file=sys.stderr, flush=True)
+            if self.on_warning is not None:
+                self.on_warning(message)
 
 
 @dataclass

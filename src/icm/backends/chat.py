@@ -7,23 +7,22 @@ logprobs of the first answer token with the same rule as the base-model backends
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 
-from icm.backends.base import LabelScorer, label_logprobs
+from icm.backends.base import LabelScorer, WarningSource, label_logprobs
 from icm.backends.completions import (
-    REDACTED,
     MalformedAnswer,
     api_key_from_environment,
     choose_authorization,
     normalize_base_url,
     redact_credentials,
+    redact_secrets,
     top_logprobs_of,
     url_secrets,
 )
@@ -32,7 +31,7 @@ from icm.errors import BackendError, ConfigError
 INSTRUCTION = "Answer with one word, True or False.\n\n"
 
 
-class ChatScorer(LabelScorer):
+class ChatScorer(LabelScorer, WarningSource):
     def __init__(
         self,
         base_url: str,
@@ -53,8 +52,7 @@ class ChatScorer(LabelScorer):
         self.label_words = label_words
         self.logprobs = logprobs
         self.retries = retries
-        self.warnings: list[str] = []
-        self.on_warning: Callable[[str], None] | None = None  # e.g. the run's log
+        self._start_warnings()
         # The same key as the completions backend: ICM_API_KEY / OPENAI_API_KEY / ./.env.
         api_key = api_key if api_key is not None else api_key_from_environment()
         self._api_key = api_key
@@ -111,19 +109,8 @@ class ChatScorer(LabelScorer):
             self.stats.failures += 1
         raise BackendError(f"{shown}: no usable answer after {self.retries + 1} tries ({last})")
 
-    def warn(self, message: str) -> None:
-        """Say it once on stderr now, and keep it in `warnings` for the run's log."""
-        if message not in self.warnings:
-            self.warnings.append(message)
-            print(f"icm: warning: {message}", file=sys.stderr, flush=True)
-            if self.on_warning is not None:
-                self.on_warning(message)
-
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:  # echoed without a scheme or URL around them
-            text = text.replace(secret, REDACTED)
-        text = redact_credentials(text)
-        return text.replace(self._api_key, "[API key]") if self._api_key else text
+        return redact_secrets(text, self._secrets, self._api_key)
 
     def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         start = time.monotonic()

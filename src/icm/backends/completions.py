@@ -18,7 +18,6 @@ import queue
 import random
 import re
 import socket
-import sys
 import threading
 import time
 import urllib.request
@@ -31,7 +30,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import httpcore
 import httpx
 
-from icm.backends.base import LabelScorer, label_logprobs
+from icm.backends.base import LabelScorer, WarningSource, label_logprobs
 from icm.errors import BackendError, ConfigError
 
 API_KEY_VARIABLES = ("ICM_API_KEY", "OPENAI_API_KEY")
@@ -118,6 +117,16 @@ def api_key_from_environment(env_file: Path | None = None) -> str | None:
         if found.get(name):
             return found[name]
     return None
+
+
+def redact_secrets(text: str, secrets: Sequence[str], api_key: str | None) -> str:
+    """redact_credentials, and this scorer's own secrets wherever a server echoes them
+    without a scheme or URL around them: a URL's user:password (and its Basic token)
+    and the API key."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    text = redact_credentials(text)
+    return text.replace(api_key, "[API key]") if api_key else text
 
 
 def redact_credentials(text: str) -> str:
@@ -615,7 +624,7 @@ class _Endpoint:
         self.shown = redact_credentials(base)
 
 
-class CompletionsScorer(LabelScorer):
+class CompletionsScorer(LabelScorer, WarningSource):
     """Scores prompts on one or more OpenAI-compatible completions endpoints.
 
     model: the name sent in each request; "embedded" means "ask GET /v1/models and use the
@@ -653,9 +662,7 @@ class CompletionsScorer(LabelScorer):
         self._api_key = api_key if api_key is not None else api_key_from_environment()
         urls = [normalize_base_url(u) for u in base_urls]
         self._secrets = [s for u in urls for s in url_secrets(u)]
-        self.warnings: list[str] = []
-        # Called with each warning after it is said (the run puts them in its log.txt).
-        self.on_warning: Callable[[str], None] | None = None
+        self._start_warnings()
         # The context length GET /v1/models reports (vLLM, icm's server), else None.
         self.max_model_len: int | None = None
         urls = choose_authorization(urls, self._api_key, "--base-url", self.warn)
@@ -708,14 +715,6 @@ class CompletionsScorer(LabelScorer):
         except BaseException:
             self._client.close()
             raise
-
-    def warn(self, message: str) -> None:
-        """Say it once on stderr now, and keep it in `warnings` for the run's log."""
-        if message not in self.warnings:
-            self.warnings.append(message)
-            print(f"icm: warning: {message}", file=sys.stderr, flush=True)
-            if self.on_warning is not None:
-                self.on_warning(message)
 
     def check_prompt_lengths(self, prompts: Sequence[str]) -> None:
         """Refuse, before a run sends them, prompts longer than the server's context
@@ -1098,10 +1097,7 @@ class CompletionsScorer(LabelScorer):
         return self._redact(text[:300] + ("..." if len(text) > 300 else ""))
 
     def _redact(self, text: str) -> str:
-        for secret in self._secrets:  # echoed without a scheme or URL around them
-            text = text.replace(secret, REDACTED)
-        text = redact_credentials(text)
-        return text.replace(self._api_key, "[API key]") if self._api_key else text
+        return redact_secrets(text, self._secrets, self._api_key)
 
     def close(self) -> None:
         if self._stop.is_set():

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from icm.backends.base import LabelScorer
+from icm.backends.base import LabelScorer, WarningSource
 from icm.errors import ConfigError
 from icm.file_lock import exclusive_lock
 from icm.locations import CACHE_ENV, response_cache_path
@@ -90,15 +90,14 @@ def cache_wrapper(setting: str) -> Iterator[Callable[[LabelScorer], LabelScorer]
         cache.close()
 
 
-class ResponseCache:
+class ResponseCache(WarningSource):
     def __init__(self, path: str | Path, *, source: str = "--cache", owned: bool = False) -> None:
         self.path = Path(path)
         self.source = source  # what chose the path, named in error messages
         # The default cache's file is icm's own, so any damage to it, its header included,
         # is set aside; a file the user named may be theirs (see below).
         self.owned = owned
-        self.warnings: list[str] = []  # said on stderr, and kept for the run's log
-        self.on_warning: Callable[[str], None] | None = None  # e.g. the run's log
+        self._start_warnings()
         self._storing = True  # False after a write failed: a full disk costs time only
         self._lock = threading.Lock()
         if self.path.is_dir():
@@ -231,10 +230,7 @@ class ResponseCache:
                     f"response cache {self.path}: cannot store answers ({e}); going on "
                     "without storing them (answers stored before are still used)"
                 )
-                self.warnings.append(message)
-                _warn(message)
-                if self.on_warning is not None:
-                    self.on_warning(message)
+                self.warn(message)
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
