@@ -34,7 +34,7 @@ from icm.errors import ConfigError
 from icm.run_dir import now_iso, versions, write_json, write_jsonl
 from icm.search import gold_agreement
 from icm.testbeds import LoadOptions
-from icm.testbeds.base import ClaimTable
+from icm.testbeds.base import ClaimRecord, ClaimTable
 from icm.testbeds.loading import check_claims_file_split, is_claims_file, load_table
 
 DEMO_SEPARATOR = "\n\n"
@@ -213,32 +213,30 @@ METRIC_NAMES = {
 }
 
 
-def group_argmax_coverage(test: ClaimTable) -> float:
-    """The share of test claims in groups that group_argmax_accuracy counts."""
-    counted = sum(
-        len(g)
+def one_true_groups(test: ClaimTable) -> list[list[ClaimRecord]]:
+    """The groups of two or more claims, all with gold labels, exactly one of them true (a
+    question and its answers, a pair and its twin): those group accuracy (argmax) counts."""
+    return [
+        g
         for g in test.groups().values()
         if len(g) >= 2
-        and sum(c.gold is True for c in g) == 1
         and all(c.gold is not None for c in g)
-    )
+        and sum(c.gold is True for c in g) == 1
+    ]
+
+
+def group_argmax_coverage(test: ClaimTable) -> float:
+    """The share of test claims in groups that group_argmax_accuracy counts."""
+    counted = sum(len(g) for g in one_true_groups(test))
     return counted / len(test) if len(test) else 0.0
 
 
 def group_argmax_accuracy(test: ClaimTable, gaps: Sequence[float]) -> float | None:
-    """For groups with exactly one gold-true claim (a question and its answers, a pair and
-    its twin): how often the claim with the highest gap is the true one."""
+    """How often the claim with the highest gap is the true one, over one_true_groups."""
     gap = {c.id: g for c, g in zip(test.claims, gaps, strict=True)}
-    right = total = 0
-    for group in test.groups().values():
-        if len(group) < 2 or sum(c.gold is True for c in group) != 1:
-            continue
-        if any(c.gold is None for c in group):
-            continue
-        best = max(group, key=lambda c: gap[c.id])
-        right += best.gold is True
-        total += 1
-    return right / total if total else None
+    groups = one_true_groups(test)
+    right = sum(max(g, key=lambda c: gap[c.id]).gold is True for g in groups)
+    return right / len(groups) if groups else None
 
 
 # -- label sources ---------------------------------------------------------------------
@@ -247,7 +245,6 @@ def group_argmax_accuracy(test: ClaimTable, gaps: Sequence[float]) -> float | No
 def labels_from_run(run_dir: Path) -> tuple[ClaimTable, dict[str, bool | None], dict[str, Any]]:
     """The train claims and labels of an ICM run directory (prompts from labels.jsonl)."""
     from icm.run_dir import read_finished_run
-    from icm.testbeds.base import ClaimRecord
 
     if not (run_dir / "labels.jsonl").exists():
         raise ConfigError(f"--labels: '{run_dir}' has no labels.jsonl (is it a finished icm run?)")
