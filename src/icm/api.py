@@ -26,7 +26,7 @@ from icm.config import RunConfig
 from icm.data.readers import is_valid_text
 from icm.errors import ConfigError
 from icm.run_summary import RunSummary, summarize_run
-from icm.search import IcmResult, gold_agreement, run_icm
+from icm.search import IcmResult, gold_agreement, run_icm, scorer_for_all
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
 from icm.zero_shot import zero_shot_gaps, zero_shot_labels
 
@@ -243,12 +243,9 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
     n_batch = cfg.batch_claims(len(table))
     zs_gaps = None
     with _scorer(scorer, table, cfg) as core_scorer:
-        if cfg.zero_shot:  # the reference the summary compares ICM with (icm.zero_shot)
-            one = (
-                core_scorer
-                if isinstance(core_scorer, core.Scorer)
-                else core_scorer(list(range(len(table))))
-            )
+        # The reference the summary compares ICM with (icm.zero_shot).
+        one = scorer_for_all(core_scorer, len(table)) if cfg.zero_shot else None
+        if one is not None:
             zs_gaps = zero_shot_gaps(one, table)
         initial = None
         if cfg.init == "zero-shot":

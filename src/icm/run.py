@@ -47,6 +47,7 @@ from icm.search import (
     plan_batches,
     relations_across_batches,
     run_icm,
+    scorer_for_all,
 )
 from icm.search import Progress as SearchProgress
 from icm.testbeds import LoadOptions
@@ -121,15 +122,6 @@ class ScorerHandle:
         self.backend = backend
         self.floor_watch = floor_watch
         self.synthetic: list[core.SyntheticScorer] = []
-
-    def scorer_for_all(self, table: ClaimTable) -> core.Scorer | None:
-        """One scorer for every claim of the table (the zero-shot pass), or None where
-        the scorer changes from batch to batch (--iterative)."""
-        if isinstance(self.core, core.Scorer):
-            return self.core
-        if hasattr(self.core, "for_batch"):
-            return None
-        return self.core(list(range(len(table))))  # type: ignore[operator]
 
     def stats(self) -> dict[str, Any]:
         if self.backend is not None and hasattr(self.backend, "stats"):
@@ -677,7 +669,7 @@ def zero_shot_reference(
     saved = read_zero_shot(run_dir, table)
     if saved is not None:
         return saved
-    scorer = handle.scorer_for_all(table)
+    scorer = scorer_for_all(handle.core, len(table))
     if scorer is None:
         log("zero-shot reference: skipped (--iterative changes the model between batches)")
         return None

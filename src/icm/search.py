@@ -196,6 +196,16 @@ BatchScorer: TypeAlias = core.Scorer | Callable[[list[int]], core.Scorer] | Scor
 _Emit = Callable[[dict[str, Any], core.SearchState | None], None]
 
 
+def scorer_for_all(scorer: BatchScorer, n_claims: int) -> core.Scorer | None:
+    """One scorer for all `n_claims` claims of a table (the zero-shot pass), or None where
+    the scorer changes from batch to batch (a ScorerAfterBatches: --iterative)."""
+    if isinstance(scorer, core.Scorer):
+        return scorer
+    if hasattr(scorer, "for_batch"):
+        return None
+    return scorer(list(range(n_claims)))
+
+
 def run_icm(
     table: ClaimTable,
     scorer: BatchScorer,
