@@ -229,3 +229,56 @@ def test_prefetch_changes_no_trace_field_and_counts_its_waste(variant: str) -> N
         assert scorer.sent == last.n_requests + last.n_prefetched - last.n_prefetched_used
         rounds.append(last.n_rounds)
     assert rounds[0] > rounds[1] > rounds[2], rounds
+
+
+def original_fix_rounds(
+    search: ReferenceSearch, labels: list[bool | None], baseline: float
+) -> tuple[list[bool | None], int]:
+    """The original code's ConsistencyFix loop, rounds as it runs them: after a round that
+    applied a fix it does not stop at a round that finds none (its `best_decision_id` is
+    never reset), only when no inconsistency is left or after K rounds. Returns the labels
+    and the rounds it ran."""
+    found_ever = False
+    rounds = 0
+    for _ in range(search.p.fix_K):
+        violated = search.violated(labels)
+        if not violated:
+            break
+        rounds += 1
+        for i in range(len(violated), 1, -1):
+            j = search.rng.below(i)
+            violated[i - 1], violated[j] = violated[j], violated[i - 1]
+        found = False
+        for r in violated:
+            best, best_u = search.best_option(labels, r)
+            if best_u >= baseline:
+                labels, baseline, found = best, best_u, True
+                break
+        found_ever = found_ever or found
+        if not found_ever:
+            break
+    return labels, rounds
+
+
+def test_the_original_fix_rounds_after_one_that_finds_nothing_change_no_label() -> None:
+    """docs/algorithm.md row 4: icm's code-mode ConsistencyFix stops at the first round
+    that finds no fix, where the original runs on; the labels must be the same."""
+    groups, relations, truth, at_least_one = problem()
+    score = make_score(truth)
+    ran_on = 0
+    for seed in range(60):
+        p = Params(seed=seed, fix_options_code=True, fix_scan=True, fix_K=10)
+        rng = ReferenceSearch(groups, relations, p, score, at_least_one).rng
+        start: list[bool | None] = [  # drawn at random: inconsistent as a rule
+            None if rng.below(4) == 0 else bool(rng.below(2)) for _ in range(len(groups))
+        ]
+        for baseline in (-math.inf, ReferenceSearch(groups, relations, p, score).utility(start)):
+            # Both from the same random state: they differ only in the rounds they run.
+            icm_search = ReferenceSearch(groups, relations, p, score, at_least_one)
+            original = ReferenceSearch(groups, relations, p, score, at_least_one)
+            ours = icm_search.consistency_fix(list(start), baseline)
+            theirs, rounds = original_fix_rounds(original, list(start), baseline)
+            assert ours == theirs, f"seed {seed}, baseline {baseline}"
+            ran_on += rounds == p.fix_K and original.inconsistencies(theirs) > 0
+    # The case the rule is about must occur: fixes, then rounds that find none.
+    assert ran_on > 0
