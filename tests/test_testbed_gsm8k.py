@@ -11,8 +11,10 @@ import pytest
 from icm.errors import DataError
 from icm.testbeds import ClaimTable, LoadOptions, get_testbed
 from icm.testbeds.gsm8k import (
+    Solution,
     answer_key,
     arithmetic_slip,
+    build_table,
     evaluate,
     perturb,
     render_solution,
@@ -184,6 +186,18 @@ def test_test_split_compares_answers_as_numbers_and_paper_mode_as_strings(data_d
         assert rel[frozenset((plain, dollar))] == expected
         assert group[dollar].gold is False and group[plain].gold is True
         assert not t.structure_uses_gold
+
+
+def test_paper_mode_compares_final_answers_as_raw_strings() -> None:
+    """The original's consistency key is the answer string as it stands: '12' and ' 12' are
+    two answers under --consistency paper (docs/algorithm.md), one by default."""
+
+    def solution(answer: str) -> Solution:
+        return Solution("Q?", f"So {answer}. The answer is {answer}.", answer, True, "g", "s", "f")
+
+    for mode, expected in (("paper", "at_most_one_true"), ("default", "same")):
+        t = build_table("gsm8k", "test", [solution("12"), solution(" 12")], mode, [])
+        assert [r.kind for r in t.relations] == [expected], mode
 
 
 def test_gold_breaks_known_number_of_test_relations(data_dir: Path) -> None:

@@ -334,7 +334,7 @@ def build_table(
     groups: dict[str, list[Solution]] = {}
     for s in solutions:
         groups.setdefault(s.group, []).append(s)
-    key = (lambda a: a.strip()) if consistency == "paper" else answer_key
+    key = (lambda a: a) if consistency == "paper" else answer_key  # paper: raw, as the original
     claims: list[ClaimRecord] = []
     relations: list[RelationRecord] = []
     for gkey, members in groups.items():
