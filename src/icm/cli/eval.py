@@ -12,6 +12,7 @@ from icm.cli.options import (
     DATA_DIR_HELP,
     add_model_options,
     data_dir_of,
+    int_or_all,
     model_options,
     positive_int,
 )
@@ -43,8 +44,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--train-split", default="train", help="split the demonstrations come from (default train)"
     )
     p.add_argument("--test-split", default="test", help="split to score (default test)")
-    p.add_argument("--train-size", type=int, default=None, help="train claims to draw from")
-    p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
+    p.add_argument(
+        "--train-size",
+        type=int_or_all,
+        default=None,
+        help="train claims to draw from ('all', the default: the whole split)",
+    )
+    p.add_argument(
+        "--test-size",
+        type=int_or_all,
+        default=100,
+        help="test claims, in whole groups ('all' = the whole split; default 100)",
+    )
     p.add_argument(
         "--test-fraction",
         type=float,
