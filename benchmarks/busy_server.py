@@ -2,7 +2,8 @@
 sparse and exact, side by side in one run against a simulated vLLM server.
 
     uv run python benchmarks/busy_server.py [--claims 256] [--K 3000] [--batches 4]
-        [--depths 0,2,4,8] [--exact-claims 256] [--exact-K 300] [--concurrency 64]
+        [--depths 0,2,4,8] [--exact-claims 256] [--exact-K 300] [--exact-depths 0,4,2/1,4/1]
+        [--concurrency 64]
         [--latency-ms 20] [--per-token-ms 0.02] [--capacity 256]
 
 The server is benchmarks/sim_server.py (a separate process): each request takes
@@ -18,8 +19,11 @@ time / requests served). The bounds: "chain" = rounds x (latency + per-token x m
 tokens per request), per batch, summed over batches one after another or, at once, the
 larger of the longest batch's chain and the sum spread over the batches at once; "work" =
 the server's total service time / capacity ("work / concurrency": the same over the
-client's --concurrency, what at most that many requests in flight allow). Every
-configuration of one mode must end with the same labels (checked and printed).
+client's --concurrency, what at most that many requests in flight allow); "wave" (one
+batch) = the sum over scorer calls of ceil(requests in the call / concurrency) x one
+request's time: each call waits for its last wave, so with the search's grouping of
+requests into calls no client can do better. Every configuration of one mode must end
+with the same labels (checked and printed).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -55,8 +60,21 @@ class Row:
     chain_bound: float
     work_bound: float
     work_at_concurrency: float
+    wave_bound: float | None  # one batch at a time only
     cpu_ms: float
     labels: dict[str, bool | None]
+
+
+class CallSizes(CoreScorer):
+    """Records how many requests each scorer call carries (prefetched ones included)."""
+
+    def __init__(self, scorer: CompletionsScorer) -> None:
+        super().__init__(scorer)
+        self.sizes: list[int] = []
+
+    def score(self, requests: list[Any]) -> list[Any]:
+        self.sizes.append(len(requests))
+        return super().score(requests)
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
@@ -93,17 +111,26 @@ def measure(
     depth: int,
     parallel: int,
     args: argparse.Namespace,
+    call_limit: int = 0,
 ) -> Row:
     table = get_testbed("arithmetic").load("train", LoadOptions(size=claims * batches, seed=0))
-    cfg = RunConfig(K=K, seed=1, mp=mode, batch_size=claims, prefetch_depth=depth)
+    cfg = RunConfig(
+        K=K,
+        seed=1,
+        mp=mode,
+        batch_size=claims,
+        prefetch_depth=depth,
+        prefetch_call_limit=call_limit,
+    )
     params = cfg.search_params(claims)
     httpx.post(url + "/reset")
     scorer = CompletionsScorer(
         [url], "sim", concurrency=args.concurrency, retry=RetryPolicy(retries=0)
     )
+    calls = CallSizes(scorer)
     try:
         cpu0, t0 = time.process_time(), time.monotonic()
-        result = run_icm(table, CoreScorer(scorer), params, claims, parallel_batches=parallel)
+        result = run_icm(table, calls, params, claims, parallel_batches=parallel)
         wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     finally:
         scorer.close()
@@ -131,6 +158,12 @@ def measure(
         chain_bound=chain,
         work_bound=stats["work_seconds"] / stats["capacity"],
         work_at_concurrency=stats["work_seconds"] / min(stats["capacity"], args.concurrency),
+        # One batch: each call's requests go in waves of --concurrency, one call after
+        # another; with this grouping of requests into calls no client can be faster.
+        wave_bound=sum(-(-n // min(stats["capacity"], args.concurrency)) for n in calls.sizes)
+        * per_request
+        if parallel <= 1
+        else None,
         cpu_ms=1000 * cpu / served,
         labels=result.labels,
     )
@@ -141,16 +174,19 @@ def print_table(title: str, rows: list[Row]) -> None:
     head = (
         "| | rounds | requests needed | wasted | prompt tokens | mean in flight | wall s "
         "| chain bound s | work bound s | wall / max bound | work / concurrency s "
-        "| client CPU ms/request |"
+        "| wave bound s | wall / wave bound | client CPU ms/request |"
     )
     print(head)
-    print("|---" * 12 + "|")
+    print("|---" * 14 + "|")
     for r in rows:
         bound = max(r.chain_bound, r.work_bound)
+        waves = (
+            "- | -" if r.wave_bound is None else f"{r.wave_bound:.1f} | {r.wall / r.wave_bound:.2f}"
+        )
         print(
             f"| {r.name} | {r.rounds:,} | {r.needed:,} | {r.wasted:,} | {r.tokens:,} "
             f"| {r.in_flight:.1f} | {r.wall:.1f} | {r.chain_bound:.1f} | {r.work_bound:.1f} "
-            f"| {r.wall / bound:.2f} | {r.work_at_concurrency:.1f} | {r.cpu_ms:.2f} |"
+            f"| {r.wall / bound:.2f} | {r.work_at_concurrency:.1f} | {waves} | {r.cpu_ms:.2f} |"
         )
     same = all(r.labels == rows[0].labels for r in rows)
     print(f"same labels in every row: {'yes' if same else 'NO'}")
@@ -180,11 +216,18 @@ def sparse_tables(url: str, args: argparse.Namespace) -> tuple[list[Row], list[R
     return one, many
 
 
+def depth_and_limit(text: str) -> tuple[int, int]:
+    """'4' -> depth 4, no call limit; '4/1' -> depth 4, speculative calls of 1 request."""
+    depth, _, limit = text.partition("/")
+    return int(depth), int(limit or 0)
+
+
 def exact_table(url: str, args: argparse.Namespace) -> list[Row]:
     rows = [
-        measure(url, f"exact, 1 batch, prefetch {d}", mode="exact", claims=args.exact_claims,
-                batches=1, K=args.exact_K, depth=d, parallel=1, args=args)
-        for d in (int(x) for x in args.exact_depths.split(","))
+        measure(url, f"exact, 1 batch, prefetch {d}" + (f", call limit {lim}" if lim else ""),
+                mode="exact", claims=args.exact_claims, batches=1, K=args.exact_K, depth=d,
+                parallel=1, args=args, call_limit=lim)
+        for d, lim in (depth_and_limit(x) for x in args.exact_depths.split(","))
     ]  # fmt: skip
     print_table(f"exact, {args.exact_claims} claims, K = {args.exact_K}, one batch", rows)
     return rows
@@ -198,7 +241,12 @@ def main() -> int:
     p.add_argument("--depths", default="0,2,4,8", help="prefetch depths of one batch")
     p.add_argument("--exact-claims", type=int, default=256)
     p.add_argument("--exact-K", type=int, default=300)
-    p.add_argument("--exact-depths", default="0,4")
+    p.add_argument(
+        "--exact-depths",
+        default="0,4,2/1,4/1",
+        help="prefetch depths of exact mode; D/L: depth D, speculative calls of at most L "
+        "requests (--prefetch-call-limit)",
+    )
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--latency-ms", type=float, default=20.0)
     p.add_argument("--per-token-ms", type=float, default=0.02)

@@ -262,24 +262,27 @@ NB_MODULE(_icm_core, m) {
         .def_rw("fix_baseline", &icm::SearchParams::fix_baseline)
         .def_rw("seed_placement", &icm::SearchParams::seed_placement)
         .def_rw("prefetch_depth", &icm::SearchParams::prefetch_depth)
+        .def_rw("prefetch_call_limit", &icm::SearchParams::prefetch_call_limit)
         .def("validate", &icm::SearchParams::validate, "Raise ValueError naming the first bad field.")
         .def("__repr__", [](const icm::SearchParams &p) {
-            return fields_repr("SearchParams", {{"alpha", py_repr(p.alpha)},
-                                                {"seed", std::to_string(p.seed)},
-                                                {"num_seed", std::to_string(p.num_seed)},
-                                                {"max_iterations", std::to_string(p.max_iterations)},
-                                                {"consistency_fix_k", std::to_string(p.consistency_fix_k)},
-                                                {"initial_t", py_repr(p.initial_t)},
-                                                {"final_t", py_repr(p.final_t)},
-                                                {"schedule", py_repr(p.schedule)},
-                                                {"log_beta", py_repr(p.log_beta)},
-                                                {"decay", py_repr(p.decay)},
-                                                {"mp_mode", py_repr(p.mp_mode)},
-                                                {"mp_objective", py_repr(p.mp_objective)},
-                                                {"context_k", std::to_string(p.context_k)},
-                                                {"fix_options", py_repr(p.fix_options)},
-                                                {"seed_placement", py_repr(p.seed_placement)},
-                                                {"prefetch_depth", std::to_string(p.prefetch_depth)}});
+            return fields_repr("SearchParams",
+                               {{"alpha", py_repr(p.alpha)},
+                                {"seed", std::to_string(p.seed)},
+                                {"num_seed", std::to_string(p.num_seed)},
+                                {"max_iterations", std::to_string(p.max_iterations)},
+                                {"consistency_fix_k", std::to_string(p.consistency_fix_k)},
+                                {"initial_t", py_repr(p.initial_t)},
+                                {"final_t", py_repr(p.final_t)},
+                                {"schedule", py_repr(p.schedule)},
+                                {"log_beta", py_repr(p.log_beta)},
+                                {"decay", py_repr(p.decay)},
+                                {"mp_mode", py_repr(p.mp_mode)},
+                                {"mp_objective", py_repr(p.mp_objective)},
+                                {"context_k", std::to_string(p.context_k)},
+                                {"fix_options", py_repr(p.fix_options)},
+                                {"seed_placement", py_repr(p.seed_placement)},
+                                {"prefetch_depth", std::to_string(p.prefetch_depth)},
+                                {"prefetch_call_limit", std::to_string(p.prefetch_call_limit)}});
         });
     m.attr("MAX_PREFETCH_DEPTH") = icm::MAX_PREFETCH_DEPTH;
     m.def("search_params_paper", &icm::search_params_paper);

@@ -216,19 +216,25 @@ def test_prefetch_changes_no_trace_field_and_counts_its_waste(variant: str) -> N
 
     plain = core.Search(claim_set, params, Counting(score)).run()
     rounds = [plain[-1].n_rounds]
-    for depth in (1, 4):
+    prefetched: dict[tuple[int, int], int] = {}
+    for depth, call_limit in ((1, 0), (4, 0), (4, 1)):
         params.prefetch_depth = depth
+        params.prefetch_call_limit = call_limit
         scorer = Counting(score)
         rows = core.Search(claim_set, params, scorer).run()
         for want, got in zip(plain, rows, strict=True):
             assert [getattr(got, f) for f in TRACE_FIELDS] == [
                 getattr(want, f) for f in TRACE_FIELDS
-            ], f"{variant} depth {depth} iteration {got.iteration}"
+            ], f"{variant} depth {depth} call limit {call_limit} iteration {got.iteration}"
         last = rows[-1]
         assert 0 < last.n_prefetched_used <= last.n_prefetched
         assert scorer.sent == last.n_requests + last.n_prefetched - last.n_prefetched_used
         rounds.append(last.n_rounds)
+        prefetched[depth, call_limit] = last.n_prefetched
     assert rounds[0] > rounds[1] > rounds[2], rounds
+    # A call limit of 1 speculates only one-request calls: fewer requests sent ahead, and
+    # still fewer rounds than none.
+    assert prefetched[4, 1] < prefetched[4, 0] and rounds[3] < rounds[0], (prefetched, rounds)
 
 
 def original_fix_rounds(

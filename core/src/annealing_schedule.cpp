@@ -49,6 +49,9 @@ void SearchParams::validate() const {
         bad("prefetch_depth", "must be in [0, " + std::to_string(MAX_PREFETCH_DEPTH) + "], got " +
                                   std::to_string(prefetch_depth));
     }
+    if (prefetch_call_limit < 0) {
+        bad("prefetch_call_limit", "must be >= 0, got " + std::to_string(prefetch_call_limit));
+    }
     if (static_cast<int>(schedule) < 0 || static_cast<int>(schedule) > 1) bad("scheduler", "unknown value");
 }
 

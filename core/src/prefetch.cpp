@@ -8,8 +8,9 @@ namespace {
 constexpr double MAX_GUESS_GAP = 30.0;
 }  // namespace
 
-GuessScorer::GuessScorer(const std::vector<double> &last_gaps, Label unknown, int32_t max_rounds)
-    : last_gaps_(&last_gaps), unknown_(unknown), rounds_left_(max_rounds) {
+GuessScorer::GuessScorer(const std::vector<double> &last_gaps, Label unknown, int32_t max_rounds,
+                         int32_t call_limit)
+    : last_gaps_(&last_gaps), unknown_(unknown), rounds_left_(max_rounds), call_limit_(call_limit) {
     double  sum = 0;
     int64_t n   = 0;
     for (double g : last_gaps) {
@@ -23,10 +24,11 @@ GuessScorer::GuessScorer(const std::vector<double> &last_gaps, Label unknown, in
 std::vector<LabelScore> GuessScorer::score(const std::vector<ScoreRequest> &requests) {
     if (rounds_left_ <= 0) throw PrefetchHorizon{};
     --rounds_left_;
+    const bool              record = call_limit_ == 0 || requests.size() <= static_cast<size_t>(call_limit_);
     std::vector<LabelScore> out;
     out.reserve(requests.size());
     for (const ScoreRequest &r : requests) {
-        requests_.push_back(r);
+        if (record) requests_.push_back(r);
         double gap = (*last_gaps_)[static_cast<size_t>(r.target)];
         if (std::isnan(gap)) gap = unknown_ == Label::TRUE ? magnitude_ : -magnitude_;
         gap = std::fmax(-MAX_GUESS_GAP, std::fmin(MAX_GUESS_GAP, gap));  // finite logs

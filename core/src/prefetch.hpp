@@ -19,8 +19,10 @@ class GuessScorer final : public Scorer {
   public:
     // last_gaps: per claim, the gap of the scorer's last real answer for it (NaN: none);
     // a claim never scored is guessed `unknown` with the mean magnitude of the known gaps.
-    // max_rounds: calls answered before PrefetchHorizon.
-    GuessScorer(const std::vector<double> &last_gaps, Label unknown, int32_t max_rounds);
+    // max_rounds: calls answered before PrefetchHorizon. call_limit: calls of more requests
+    // than this are answered but not recorded (0: every call is recorded).
+    GuessScorer(const std::vector<double> &last_gaps, Label unknown, int32_t max_rounds,
+                int32_t call_limit = 0);
 
     std::vector<LabelScore> score(const std::vector<ScoreRequest> &requests) override;
     bool                    reads_prompt_text() const override { return false; }
@@ -33,6 +35,7 @@ class GuessScorer final : public Scorer {
     Label                      unknown_;
     double                     magnitude_ = 1.0;
     int32_t                    rounds_left_;
+    int32_t                    call_limit_;
     std::vector<ScoreRequest>  requests_;
 };
 

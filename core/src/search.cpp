@@ -230,14 +230,16 @@ TraceRow Search::Impl::step() {
 // those of the call waiting now. Two copies of the search run on from the start of the
 // step, one guessing True and one False for claims the model has never scored (others
 // keep their last gap), until each has made prefetch_depth + 1 scorer calls of its own
-// (or MAX_PREFETCH_STEPS steps). The real search's random stream and labels are not
-// touched: the copies have their own.
+// (or MAX_PREFETCH_STEPS steps); calls larger than prefetch_call_limit count but are not
+// sent. The real search's random stream and labels are not touched: the copies have
+// their own.
 std::vector<ScoreRequest> Search::Impl::prefetch() {
     constexpr int64_t         MAX_PREFETCH_STEPS = 256;
     std::vector<ScoreRequest> out;
     if (!step_start) return out;  // initialization and score refreshes are not speculated
     for (Label unknown : {Label::TRUE, Label::FALSE}) {
-        GuessScorer guesser(scorer.last_gaps(), unknown, params.prefetch_depth + 1);
+        GuessScorer guesser(scorer.last_gaps(), unknown, params.prefetch_depth + 1,
+                            params.prefetch_call_limit);
         Impl        copy(*this, guesser);
         try {
             for (int64_t n = 0; n < MAX_PREFETCH_STEPS && !copy.done(); ++n) copy.step();

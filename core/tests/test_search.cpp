@@ -1,4 +1,5 @@
 #include <stdexcept>
+#include <utility>
 
 #include "check.hpp"
 #include "random_stream.hpp"
@@ -265,8 +266,10 @@ TEST(prefetch_keeps_the_trajectory_and_saves_rounds) {
         icm::SyntheticScorer s0(bed.truth, {});
         icm::Search          plain(bed.set, p, s0);
         const auto           want = plain.run();
-        for (int32_t depth : {1, 3}) {
-            p.prefetch_depth = depth;
+        // {depth, call limit}: the limit speculates only calls of that many requests.
+        for (auto [depth, call_limit] : {std::pair{1, 0}, std::pair{3, 0}, std::pair{3, 1}}) {
+            p.prefetch_depth      = depth;
+            p.prefetch_call_limit = call_limit;
             icm::SyntheticScorer s1(bed.truth, {});
             icm::Search          ahead(bed.set, p, s1);
             const auto           got = ahead.run();
@@ -291,5 +294,8 @@ TEST(prefetch_keeps_the_trajectory_and_saves_rounds) {
     auto p           = icm::search_params_paper();
     p.prefetch_depth = -1;
     icm::SyntheticScorer s(bed.truth, {});
+    CHECK_THROWS(icm::Search(bed.set, p, s), std::invalid_argument);
+    p.prefetch_depth      = 2;
+    p.prefetch_call_limit = -1;
     CHECK_THROWS(icm::Search(bed.set, p, s), std::invalid_argument);
 }

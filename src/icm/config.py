@@ -46,6 +46,7 @@ _INT_RANGES: tuple[tuple[str, int, int], ...] = (
     ("concurrency", 1, 1024),
     ("lora_r", 1, 65536),
     ("prefetch_depth", 0, core.MAX_PREFETCH_DEPTH),
+    ("prefetch_call_limit", 0, _INT32_MAX),
     ("parallel_batches", 0, 1024),
 )
 # (field, lowest, highest, lowest excluded) of the real-valued options.
@@ -111,6 +112,9 @@ class RunConfig:
     # Speculative prefetch: rounds of scorer calls looked ahead (0: none). Same labels and
     # trace; fewer rounds for more requests (docs/performance.md).
     prefetch_depth: int = 0
+    # Speculative calls of more requests than this are guessed through, not sent (0: no
+    # limit); for exact mode, where a speculated label change costs a whole batch.
+    prefetch_call_limit: int = 0
     # Batches searched at once over one scorer (same labels and trace as one after
     # another). 0: auto, AUTO_PARALLEL_BATCHES against a model server, 1 otherwise.
     parallel_batches: int = 0
@@ -243,6 +247,7 @@ class RunConfig:
         p.context_k = self.context_k
         p.context_regrow = self.context_regrow
         p.prefetch_depth = self.prefetch_depth
+        p.prefetch_call_limit = self.prefetch_call_limit
         p.mp_objective = (
             core.MpObjective.MEAN_LOGIT_GAP
             if self.mp_objective == "mean-gap"
@@ -302,6 +307,7 @@ class RunConfig:
             "base_url",
             "checkpoint_every",
             "prefetch_depth",
+            "prefetch_call_limit",
             "parallel_batches",
         }
     )

@@ -306,6 +306,11 @@ struct SearchParams {
     // trajectory is exactly the one without prefetch; only the grouping of requests into
     // scorer calls changes. 0: no prefetch (one call per round, as before).
     int32_t prefetch_depth = 0;  // at most MAX_PREFETCH_DEPTH
+    // Speculative calls of more requests than this are worked through on guesses but not
+    // sent (0: no limit). Exact mode re-scores the whole batch after every label change, so
+    // a speculated label change costs a batch of requests; a small limit sends only the
+    // next steps' one-request calls (the sampled claim), which are cheap to guess wrong.
+    int32_t prefetch_call_limit = 0;
 
     // Throws std::invalid_argument naming the first bad field.
     void validate() const;
