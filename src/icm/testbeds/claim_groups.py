@@ -97,12 +97,12 @@ class ClaimTableBuilder:
         members: the group's rows, as the source gives them. order: the group order (ids,
         relations and the listing follow it); None keeps the given order. ids: one per
         member, in group order (numbered_ids, or names such as `<row>-a`, `<row>-b`).
-        draft: a member's claim. pairs: the
-        relation of two members, if any. at_least_one_true: one of the group's claims is
-        true by construction (its correct answer is among them). list_as_given: list the
-        claims in the given order instead (`--consistency paper`: the original code
-        keeps the file's order within a group; its relations already come from gold
-        labels, so the order may carry them too).
+        draft: a member's claim. pairs: the relation of two members, if any.
+        at_least_one_true: one of the group's claims is true by construction (its
+        correct answer is among them). list_as_given: list the claims in the given order
+        instead (`--consistency paper`: the original code keeps the file's order within
+        a group; its relations already come from gold labels, so the order may carry
+        them too).
         """
         ordered = order(members) if order is not None else list(members)
         group_ids = list(ids)
@@ -123,7 +123,7 @@ class ClaimTableBuilder:
 
     def shuffle_within_groups(self, salt: str) -> None:
         """List each group's claims in a stable pseudo-random order, ids unchanged (see
-        shared_rows.shuffled_within_groups); groups keep the order they were added in."""
+        shared_rows.shuffled_within_groups); groups keep the order of their first claim."""
         self.claims = shuffled_within_groups(self.claims, salt)
 
     def table(self, notes: Sequence[str] = (), *, structure_uses_gold: bool = False) -> ClaimTable:
