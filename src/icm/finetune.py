@@ -104,10 +104,6 @@ def finetune(
     quiet_transformers()
     import datasets
     import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import SFTConfig, SFTTrainer
 
     datasets.disable_progress_bars()
     folder = resolve_model_folder(cfg.base)
@@ -115,15 +111,68 @@ def finetune(
     (out / FINETUNE_RECORD).unlink(missing_ok=True)  # an interrupted run is not finished
     write_jsonl(out / "train.jsonl", examples)
     torch.manual_seed(cfg.seed)
+    on_gpu = torch.cuda.is_available()  # the trainer then trains there, in bfloat16
+    work = out / ".trainer"
+    trainer = _sft_trainer(examples, cfg, folder, work, on_gpu)
+    log(
+        f"fine-tuning {folder.name} on {len(examples)} examples "
+        f"({cfg.epochs:g} epochs, LoRA r {cfg.lora_r}; "
+        f"{'GPU, bfloat16' if on_gpu else 'CPU, float32'})"
+    )
+    started = time.monotonic()
+    trainer.train()
+    seconds = time.monotonic() - started
+    history = [
+        {"step": h["step"], "epoch": h["epoch"], "loss": h["loss"]}
+        for h in trainer.state.log_history
+        if "loss" in h
+    ]
+    _save_adapter(trainer, out, work)
+    losses = epoch_losses(history)
+    record = {
+        "base": str(cfg.base),
+        "base_folder": str(folder),
+        "config": asdict(cfg),
+        "n_examples": len(examples),
+        "examples_digest": examples_digest(examples),
+        "source": source or {},
+        "loss_history": history,
+        "epoch_loss": losses,
+        "train_seconds": round(seconds, 3),
+        # Where it trained: bfloat16 on a GPU, float32 on the CPU (the losses differ a little).
+        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
+        "dtype": "bfloat16" if on_gpu else "float32",
+        "adapter_fingerprint": folder_fingerprint(out),
+        "versions": {**versions(), **training_versions()},
+        "created": now_iso(),
+    }
+    write_json(out / FINETUNE_RECORD, record)  # last: its presence means finished
+    log(
+        "fine-tuned in {:.0f} s; loss by epoch: {}".format(
+            seconds, ", ".join(f"{x:.3f}" for x in losses)
+        )
+    )
+    return record
+
+
+def _sft_trainer(
+    examples: Sequence[dict[str, str]], cfg: FinetuneConfig, folder: Path, work: Path, on_gpu: bool
+) -> Any:
+    """A trl SFTTrainer for a LoRA adapter on the base model in `folder`: loss on the
+    completion only, constant learning rate, no checkpoints, every step logged."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     # Eager attention: what Gemma 3 is trained with (the SDPA path differs in padding).
-    on_gpu = torch.cuda.is_available()  # the trainer then trains there, in bfloat16
     model = AutoModelForCausalLM.from_pretrained(
         str(folder),
         dtype=torch.bfloat16 if on_gpu else torch.float32,
         attn_implementation="eager",
     )
-    work = out / ".trainer"
     args = SFTConfig(
         output_dir=str(work),
         num_train_epochs=cfg.epochs,
@@ -158,51 +207,19 @@ def finetune(
         processing_class=tokenizer,
         peft_config=lora,
     )
-    # With tqdm off the trainer prints every log dict; the record below keeps them.
+    # With tqdm off the trainer prints every log dict; the record keeps them.
     trainer.remove_callback(PrinterCallback)
-    log(
-        f"fine-tuning {folder.name} on {len(examples)} examples "
-        f"({cfg.epochs:g} epochs, LoRA r {cfg.lora_r}; "
-        f"{'GPU, bfloat16' if on_gpu else 'CPU, float32'})"
-    )
-    started = time.monotonic()
-    trainer.train()
-    seconds = time.monotonic() - started
-    history = [
-        {"step": h["step"], "epoch": h["epoch"], "loss": h["loss"]}
-        for h in trainer.state.log_history
-        if "loss" in h
-    ]
+    return trainer
+
+
+def _save_adapter(trainer: Any, out: Path, work: Path) -> None:
+    """The adapter alone in `out`: the trainer's work folder and copies of the base
+    model's files go."""
     trainer.save_model(str(out))
     shutil.rmtree(work, ignore_errors=True)
     # The tokenizer is the base model's (loaded from there); no 33 MB copy per adapter.
     for name in ("tokenizer.json", "tokenizer_config.json", "training_args.bin"):
         (out / name).unlink(missing_ok=True)
-    losses = epoch_losses(history)
-    record = {
-        "base": str(cfg.base),
-        "base_folder": str(folder),
-        "config": asdict(cfg),
-        "n_examples": len(examples),
-        "examples_digest": examples_digest(examples),
-        "source": source or {},
-        "loss_history": history,
-        "epoch_loss": losses,
-        "train_seconds": round(seconds, 3),
-        # Where it trained: bfloat16 on a GPU, float32 on the CPU (the losses differ a little).
-        "device": torch.cuda.get_device_name(0) if on_gpu else "cpu",
-        "dtype": "bfloat16" if on_gpu else "float32",
-        "adapter_fingerprint": folder_fingerprint(out),
-        "versions": {**versions(), **training_versions()},
-        "created": now_iso(),
-    }
-    write_json(out / FINETUNE_RECORD, record)  # last: its presence means finished
-    log(
-        "fine-tuned in {:.0f} s; loss by epoch: {}".format(
-            seconds, ", ".join(f"{x:.3f}" for x in losses)
-        )
-    )
-    return record
 
 
 def finished_record(out: Path, digest: str, cfg: FinetuneConfig) -> dict[str, Any] | None:

@@ -266,10 +266,7 @@ def run_icm(
         if restored is not None:
             search.restore(restored)
         if initial_labels is not None and not (restored is not None and restored.initialized):
-            to_core = {True: core.Label.TRUE, False: core.Label.FALSE, None: core.Label.UNSET}
-            search.set_initial_labels(
-                [to_core[initial_labels.get(table.claims[i].id)] for i in indices]
-            )
+            _set_initial_labels(search, [table.claims[i].id for i in indices], initial_labels)
         trace: list[dict[str, Any]] = []
         last_row: core.TraceRow | None = None
         start = time.monotonic()
@@ -279,22 +276,8 @@ def run_icm(
             record = trace_record(b, row, gold_agreement(labels, gold))
             trace.append(record)
             emit(record, search.state() if on_progress is not None else None)
-        return BatchResult(
-            batch=b,
-            claim_ids=[table.claims[i].id for i in indices],
-            labels=[label_to_bool(x) for x in search.labels],
-            scores=list(search.scores),
-            utility=search.utility,
-            mp=search.mutual_predictability,
-            inconsistencies=search.inconsistencies,
-            n_requests=trace[-1]["n_requests"] if trace else 0,
-            n_cache_hits=trace[-1]["n_cache_hits"] if trace else 0,
-            seconds=time.monotonic() - start,
-            trace=trace,
-            n_rounds=last_row.n_rounds if last_row else 0,
-            n_prefetched=last_row.n_prefetched if last_row else 0,
-            n_prefetched_used=last_row.n_prefetched_used if last_row else 0,
-        )
+        claim_ids = [table.claims[i].id for i in indices]
+        return _batch_result(b, claim_ids, search, trace, last_row, time.monotonic() - start)
 
     def report_step(b: int, record: dict[str, Any], state: core.SearchState | None) -> None:
         progress.batch = b
@@ -319,6 +302,42 @@ def run_icm(
     else:
         _run_batches_at_once(todo, parallel_batches, search_batch, report_step, report_batch)
     return IcmResult(progress.completed)
+
+
+def _set_initial_labels(
+    search: core.Search, claim_ids: list[str], initial_labels: dict[str, bool]
+) -> None:
+    """Start the batch from `initial_labels` (claim id -> label) instead of random ones;
+    a claim without one starts unset."""
+    to_core = {True: core.Label.TRUE, False: core.Label.FALSE, None: core.Label.UNSET}
+    search.set_initial_labels([to_core[initial_labels.get(cid)] for cid in claim_ids])
+
+
+def _batch_result(
+    b: int,
+    claim_ids: list[str],
+    search: core.Search,
+    trace: list[dict[str, Any]],
+    last_row: core.TraceRow | None,
+    seconds: float,
+) -> BatchResult:
+    """What a finished batch search leaves: its labels, scores and counters."""
+    return BatchResult(
+        batch=b,
+        claim_ids=claim_ids,
+        labels=[label_to_bool(x) for x in search.labels],
+        scores=list(search.scores),
+        utility=search.utility,
+        mp=search.mutual_predictability,
+        inconsistencies=search.inconsistencies,
+        n_requests=trace[-1]["n_requests"] if trace else 0,
+        n_cache_hits=trace[-1]["n_cache_hits"] if trace else 0,
+        seconds=seconds,
+        trace=trace,
+        n_rounds=last_row.n_rounds if last_row else 0,
+        n_prefetched=last_row.n_prefetched if last_row else 0,
+        n_prefetched_used=last_row.n_prefetched_used if last_row else 0,
+    )
 
 
 class _Stopped(Exception):

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpcore
@@ -624,6 +624,23 @@ class _Endpoint:
         self.shown = redact_credentials(base)
 
 
+def _url_for(endpoint: _Endpoint, payload: dict[str, Any] | None) -> str:
+    """Where a request goes on `endpoint`: completions with a payload, else the models."""
+    return endpoint.completions if payload is not None else endpoint.models
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One request's outcome: the answer (`body`, None for a GET answered 404), or the
+    transient failure a retry may mend."""
+
+    answered: bool = False
+    body: Any = None
+    error: str = ""
+    refused: bool = False  # the connection was refused: the server may be down
+    retry_after: float | None = None  # what the server asked for (Retry-After), seconds
+
+
 class CompletionsScorer(LabelScorer, WarningSource):
     """Scores prompts on one or more OpenAI-compatible completions endpoints.
 
@@ -992,7 +1009,6 @@ class CompletionsScorer(LabelScorer, WarningSource):
 
         A retry is counted when the request is sent again, not when one is planned: a
         request cut off by a fatal error elsewhere (the scorer closing) is no retry."""
-        last_error = ""
         attempts = self.retry.retries + 1
         revived = False
         attempt = 0  # attempts used up; moving away from a refusing endpoint uses none
@@ -1004,82 +1020,97 @@ class CompletionsScorer(LabelScorer, WarningSource):
                 with self._lock:
                     self.stats.retries += 1
             resend = True
-            with self._lock:
-                endpoint.in_flight += 1
-            retry_after = None
-            refused = False
-            _request_deadline.at = time.monotonic() + self.timeout
-            try:
-                client = self._lean or self._client
-                response = client.request(method, url, json=payload)
-            except httpx.TimeoutException as e:
-                last_error = f"timed out after {self.timeout:g} s ({type(e).__name__})"
-            except httpx.RequestError as e:  # connection refused, reset, bad answer...
-                last_error = f"cannot connect ({self._redact(str(e)) or type(e).__name__})"
-                refused = isinstance(e, httpx.ConnectError)
-            else:
-                if response.status_code == 200:
-                    try:
-                        body = response.json()
-                    except ValueError:  # truncated or garbled: transient, like a reset
-                        last_error = "the answer is not JSON"
-                    else:
-                        return body, endpoint
-                elif method == "GET" and response.status_code == 404:
-                    return None, endpoint
-                else:
-                    last_error = f"HTTP {response.status_code}: {self._error_message(response)}"
-                    if response.status_code not in RETRYABLE_STATUS:
-                        with self._lock:
-                            self.stats.failures += 1
-                        if "requested sample logprobs" in last_error.lower():
-                            last_error += "; " + TOO_MANY_LOGPROBS_HINT.format(k=self.logprobs)
-                        raise BackendError(f"{redact_credentials(url)}: {last_error}")
-                    retry_after = _retry_after_seconds(response)
-            finally:
-                _request_deadline.at = None
-                with self._lock:
-                    endpoint.in_flight -= 1
-            if refused:
+            tried = self._send_once(endpoint, method, url, payload)
+            if tried.answered:
+                return tried.body, endpoint
+            if tried.refused:
                 # Asked at every refusal, not once per request: a request whose one revive
                 # found the server alive (restarted by another request) must still see it
                 # die again, and name that, rather than give up "cannot connect".
                 if self._revived(endpoint):
-                    current = endpoint.completions if payload is not None else endpoint.models
+                    current = _url_for(endpoint, payload)
                     if not revived or current != url:
                         revived = True  # a restarted server: ask it again at once
                         url = current
                         continue
-                if self._mark_down(endpoint, last_error):
+                if self._mark_down(endpoint, tried.error):
                     if fixed:  # the caller asks the next endpoint
-                        raise _Unreachable(f"{endpoint.shown}: {last_error}")
+                        raise _Unreachable(f"{endpoint.shown}: {tried.error}")
                     # Another server is up: go there now, without waiting or using an attempt.
                     endpoint = self._pick_endpoint(avoid=endpoint)
-                    url = endpoint.completions if payload is not None else endpoint.models
+                    url = _url_for(endpoint, payload)
                     continue
             attempt += 1
             if attempt >= attempts:
-                break
-            if self._stop.wait(self.retry.delay(attempt - 1, retry_after)):
+                self._give_up(endpoint, url, tried, attempts)
+            if self._stop.wait(self.retry.delay(attempt - 1, tried.retry_after)):
                 raise BackendError(f"{redact_credentials(url)}: the scorer was closed")
             if not fixed and len(self.endpoints) > 1:
                 endpoint = self._pick_endpoint(avoid=endpoint)
-                url = endpoint.completions if payload is not None else endpoint.models
+                url = _url_for(endpoint, payload)
+
+    def _send_once(
+        self, endpoint: _Endpoint, method: str, url: str, payload: dict[str, Any] | None
+    ) -> _Attempt:
+        """One request to `endpoint`: its answer, or the transient failure a retry may
+        mend. An error answer no retry mends raises BackendError."""
+        with self._lock:
+            endpoint.in_flight += 1
+        _request_deadline.at = time.monotonic() + self.timeout
+        try:
+            client = self._lean or self._client
+            response = client.request(method, url, json=payload)
+        except httpx.TimeoutException as e:
+            return _Attempt(error=f"timed out after {self.timeout:g} s ({type(e).__name__})")
+        except httpx.RequestError as e:  # connection refused, reset, bad answer...
+            return _Attempt(
+                error=f"cannot connect ({self._redact(str(e)) or type(e).__name__})",
+                refused=isinstance(e, httpx.ConnectError),
+            )
+        else:
+            return self._read_answer(method, url, response)
+        finally:
+            _request_deadline.at = None
+            with self._lock:
+                endpoint.in_flight -= 1
+
+    def _read_answer(
+        self, method: str, url: str, response: httpx.Response | _LeanResponse
+    ) -> _Attempt:
+        if response.status_code == 200:
+            try:
+                return _Attempt(answered=True, body=response.json())
+            except ValueError:  # truncated or garbled: transient, like a reset
+                return _Attempt(error="the answer is not JSON")
+        if method == "GET" and response.status_code == 404:
+            return _Attempt(answered=True, body=None)
+        error = f"HTTP {response.status_code}: {self._error_message(response)}"
+        if response.status_code not in RETRYABLE_STATUS:
+            with self._lock:
+                self.stats.failures += 1
+            if "requested sample logprobs" in error.lower():
+                error += "; " + TOO_MANY_LOGPROBS_HINT.format(k=self.logprobs)
+            raise BackendError(f"{redact_credentials(url)}: {error}")
+        return _Attempt(error=error, retry_after=_retry_after_seconds(response))
+
+    def _give_up(self, endpoint: _Endpoint, url: str, last: _Attempt, attempts: int) -> NoReturn:
+        """Every attempt failed: a refusal by every server is _Unreachable naming each,
+        one server's refusal _Unreachable, anything else a BackendError."""
         with self._lock:
             self.stats.failures += 1
-            if refused:
+            if last.refused:
                 endpoint.down_until = time.monotonic() + ENDPOINT_DOWN_SECONDS
-                endpoint.last_error = last_error
+                endpoint.last_error = last.error
             down = [e for e in self.endpoints if self._is_down(e)]
-        if refused and len(self.endpoints) > 1 and len(down) == len(self.endpoints):
+        if last.refused and len(self.endpoints) > 1 and len(down) == len(self.endpoints):
             named = "; ".join(f"{e.shown} ({e.last_error})" for e in down)
             raise _Unreachable(
                 f"none of the {len(down)} servers answers (gave up after {attempts} "
                 f"attempts): {named}"
             )
-        error_type = _Unreachable if refused else BackendError
+        error_type = _Unreachable if last.refused else BackendError
         raise error_type(
-            f"{redact_credentials(url)}: {last_error} (gave up after {attempts} attempts)"
+            f"{redact_credentials(url)}: {last.error} (gave up after {attempts} attempts)"
         )
 
     def _error_message(self, response: httpx.Response | _LeanResponse) -> str:

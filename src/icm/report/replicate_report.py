@@ -72,18 +72,33 @@ def write_report(
     date: str,
 ) -> Path:
     metrics = ranked_metrics(cfg, cells)
-    ranked = summarize(cells, metrics)
     summary = summarize(cells)
-    majority = summarize(cells, "majority_class_rate")
-    testbeds = list(metrics)
     methods = [m for m in (*METHODS, "icm-paper-consistency") if any(c.method == m for c in cells)]
+    lines = [
+        *_header_lines(cfg, command=command, wall_seconds=wall_seconds, model=model, date=date),
+        *_ranked_lines(cells, metrics, methods),
+        *_accuracy_lines(cells, list(metrics), methods, summary),
+        *_paper_lines([t for t in metrics if t in PAPER_NUMBERS]),
+        *_consistency_gap_lines(cells, summary),
+        *_icm_agreement_lines(cells),
+        *warning_lines(cells),
+    ]
+    path = cfg.out / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _header_lines(
+    cfg: ReplicateConfig, *, command: str, wall_seconds: float, model: str, date: str
+) -> list[str]:
+    """What ran: the command, model, date, and the settings every cell shares."""
     alpha = cfg.run.resolved_alpha(cfg.run.batch_claims(cfg.train_size))
     held_out = (
         f"{cfg.test_fraction:g} of each file's groups held out"
         if cfg.test_fraction is not None
         else f"{cfg.test_size} test claims"
     )
-    lines = [
+    return [
         "# icm replicate",
         "",
         f"- command: `{command}`",
@@ -97,10 +112,17 @@ def write_report(
         "claims come in groups with exactly one true claim, else balanced accuracy (50% for "
         "any constant prediction); the metric is named per testbed",
         "",
+    ]
+
+
+def _ranked_lines(cells: list[Cell], metrics: dict[str, str], methods: list[str]) -> list[str]:
+    """The main table (testbed x method, by each testbed's ranking metric) and the ranking."""
+    ranked = summarize(cells, metrics)
+    lines = [
         "| testbed | metric | " + " | ".join(METHOD_NAMES[m] for m in methods) + " |",
         "|---|---|" + "---|" * len(methods),
     ]
-    for t in testbeds:
+    for t in metrics:
         row = []
         for m in methods:
             if (t, m) in ranked:
@@ -110,13 +132,24 @@ def write_report(
                 row.append("-")
         lines.append(f"| {t} | {METRIC_NAMES[metrics[t]]} | " + " | ".join(row) + " |")
     lines += ["", "Ranking (mean over seeds):", ""]
-    for t in testbeds:
+    for t in metrics:
         order = sorted((m for m in methods if (t, m) in ranked), key=lambda m: -ranked[(t, m)][0])
         lines.append(
             f"- {t}, by {METRIC_NAMES[metrics[t]]}: "
             + " > ".join(f"{METHOD_NAMES[m]} {ranked[(t, m)][0]:.1f}" for m in order)
         )
-    lines += [
+    return lines
+
+
+def _accuracy_lines(
+    cells: list[Cell],
+    testbeds: list[str],
+    methods: list[str],
+    summary: dict[tuple[str, str], tuple[float, float, int]],
+) -> list[str]:
+    """Plain accuracy beside the majority-class rate, so that a reader sees the gap."""
+    majority = summarize(cells, "majority_class_rate")
+    lines = [
         "",
         "Plain accuracy, beside the rate of always predicting the test split's majority class:",
         "",
@@ -131,53 +164,67 @@ def write_report(
         rates = [v[0] for (tb, _), v in majority.items() if tb == t]
         rate = f"{statistics.mean(rates):.1f}" if rates else "-"
         lines.append(f"| {t} | {rate} | " + " | ".join(row) + " |")
-    paper = [t for t in testbeds if t in PAPER_NUMBERS]
-    if paper:
-        lines += [
-            "",
-            "The paper's numbers (read off its Figure 3):",
-            "",
-            "| testbed | model | Zero-shot | Zero-shot (chat) | Golden | ICM |",
-            "|---|---|---|---|---|---|",
-        ]
-        for t in paper:
-            p = PAPER_NUMBERS[t]
-            lines.append(
-                f"| {t} | {PAPER_MODEL[t]} | {p['zero-shot']} | {p['zero-shot-chat']} | "
-                f"{p['golden']} | {p['icm']} |"
-            )
-    if any(c.method == "icm-paper-consistency" for c in cells):
-        a = summary.get(("truthfulqa", "icm"))
-        b = summary.get(("truthfulqa", "icm-paper-consistency"))
-        if a and b:
-            gap, noise = b[0] - a[0], max(a[1], b[1])
-            reading = (
-                "that comes from gold labels leaking into the objective"
-                if abs(gap) > noise
-                else f"no larger than the spread over seeds (std up to {noise:.1f}), so this "
-                "run cannot tell whether the leak helps"
-            )
-            lines += [
-                "",
-                f"truthfulqa: ICM with the original code's gold-derived consistency keys "
-                f"(--consistency paper) scores {b[0]:.1f}%, the leak-free default {a[0]:.1f}%: "
-                f"a gap of {gap:+.1f} points, {reading}.",
-            ]
+    return lines
+
+
+def _paper_lines(testbeds: list[str]) -> list[str]:
+    """The paper's Figure 3 numbers for the testbeds it has (none: no lines)."""
+    if not testbeds:
+        return []
+    lines = [
+        "",
+        "The paper's numbers (read off its Figure 3):",
+        "",
+        "| testbed | model | Zero-shot | Zero-shot (chat) | Golden | ICM |",
+        "|---|---|---|---|---|---|",
+    ]
+    for t in testbeds:
+        p = PAPER_NUMBERS[t]
+        lines.append(
+            f"| {t} | {PAPER_MODEL[t]} | {p['zero-shot']} | {p['zero-shot-chat']} | "
+            f"{p['golden']} | {p['icm']} |"
+        )
+    return lines
+
+
+def _consistency_gap_lines(
+    cells: list[Cell], summary: dict[tuple[str, str], tuple[float, float, int]]
+) -> list[str]:
+    """truthfulqa: ICM with gold-derived keys against the leak-free default, in words."""
+    if not any(c.method == "icm-paper-consistency" for c in cells):
+        return []
+    a = summary.get(("truthfulqa", "icm"))
+    b = summary.get(("truthfulqa", "icm-paper-consistency"))
+    if not (a and b):
+        return []
+    gap, noise = b[0] - a[0], max(a[1], b[1])
+    reading = (
+        "that comes from gold labels leaking into the objective"
+        if abs(gap) > noise
+        else f"no larger than the spread over seeds (std up to {noise:.1f}), so this "
+        "run cannot tell whether the leak helps"
+    )
+    return [
+        "",
+        f"truthfulqa: ICM with the original code's gold-derived consistency keys "
+        f"(--consistency paper) scores {b[0]:.1f}%, the leak-free default {a[0]:.1f}%: "
+        f"a gap of {gap:+.1f} points, {reading}.",
+    ]
+
+
+def _icm_agreement_lines(cells: list[Cell]) -> list[str]:
     icm_agree: list[float] = [
         a
         for c in cells
         if c.method == "icm" and (a := c.details.get("icm_agreement_with_gold")) is not None
     ]
-    if icm_agree:
-        lines += [
-            "",
-            f"ICM's train labels agreed with gold on {100 * statistics.mean(icm_agree):.1f}% "
-            "of the labeled train claims (mean over testbeds and seeds).",
-        ]
-    lines += warning_lines(cells)
-    path = cfg.out / "report.md"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    if not icm_agree:
+        return []
+    return [
+        "",
+        f"ICM's train labels agreed with gold on {100 * statistics.mean(icm_agree):.1f}% "
+        "of the labeled train claims (mean over testbeds and seeds).",
+    ]
 
 
 def plot_report(cfg: ReplicateConfig, cells: list[Cell], *, model: str | None = None) -> Path:

@@ -79,7 +79,6 @@ def plot_trace(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
     batches = sorted({r["batch"] for r in trace})
     has_gold = any(r.get("gold_agreement") is not None for r in trace)
@@ -92,77 +91,16 @@ def plot_trace(
     ax = dict(zip(panels, axes, strict=True))
     for b in batches:
         rows = [r for r in trace if r["batch"] == b]
-        it = [r["iteration"] for r in rows]
-        label = f"batch {b}" if len(batches) > 1 else None
-        ax["utility"].plot(it, _finite([r["utility"] for r in rows]), label=label, lw=1)
-        if "inconsistent" in ax:
-            ax["inconsistent"].step(
-                it, _finite([r.get("inconsistent") for r in rows]), where="post", lw=1
-            )
-        agree = [
-            (r["iteration"], r["gold_agreement"])
-            for r in rows
-            if r.get("gold_agreement") is not None
-        ]
-        if agree and "gold" in ax:
-            ax["gold"].plot([a for a, _ in agree], _finite([100 * g for _, g in agree]), lw=1)
-        moves = [r for r in rows if r["outcome"] in ("accepted", "rejected")]
-        rate_x, rate_y = [], []
-        for i in range(len(moves)):
-            recent = moves[max(0, i - ACCEPT_WINDOW + 1) : i + 1]
-            rate_x.append(moves[i]["iteration"])
-            rate_y.append(100 * sum(m["outcome"] == "accepted" for m in recent) / len(recent))
-        ax["accept"].plot(rate_x, rate_y, lw=1)
-        if "temperature" in ax:
-            steps = [r for r in rows if r["outcome"] != "init"]
-            ax["temperature"].plot([r["iteration"] for r in steps], _temperatures(steps)[0], lw=1)
+        _plot_batch(ax, rows, f"batch {b}" if len(batches) > 1 else None)
     ax["utility"].set_ylabel("U = alpha*MP - I")
     if "inconsistent" in ax:
-        inc_ax = ax["inconsistent"]
-        inc_ax.set_ylabel("inconsistencies I\n(violated constraints)")
-        counts = [x for x in _finite([r.get("inconsistent") for r in trace]) if not math.isnan(x)]
-        most = max(counts, default=0.0)
-        inc_ax.set_ylim(0, max(1.0, most) * 1.1)
-        inc_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        _style_inconsistent_panel(ax["inconsistent"], trace)
     if "gold" in ax:
-        gold_ax = ax["gold"]
-        gold_ax.axhline(50, color="grey", lw=0.8, ls="--")
-        gold_ax.annotate(
-            "chance (random labels)",
-            xy=(1, 50),
-            xycoords=("axes fraction", "data"),
-            xytext=(-4, 3),
-            textcoords="offset points",
-            ha="right",
-            fontsize=7,
-            color="grey",
-        )
-        if zero_shot_agreement is not None:
-            level = 100 * zero_shot_agreement
-            gold_ax.axhline(level, color="tab:red", lw=0.8, ls=":")
-            gold_ax.annotate(
-                f"zero-shot ({level:.1f}%)",
-                xy=(1, level),
-                xycoords=("axes fraction", "data"),
-                xytext=(-4, -10),
-                textcoords="offset points",
-                ha="right",
-                fontsize=7,
-                color="tab:red",
-            )
-        gold_ax.set_ylim(-2, 102)
-        gold_ax.set_ylabel("agreement with gold (%)\n(monitoring only)")
+        _style_gold_panel(ax["gold"], zero_shot_agreement)
     ax["accept"].set_ylim(-2, 102)
     ax["accept"].set_ylabel(f"accept rate (%)\nlast {ACCEPT_WINDOW} proposals")
     if "temperature" in ax:
-        t_ax = ax["temperature"]
-        t_ax.set_ylabel("temperature\n(log scale)")
-        temps, as_log10 = _temperatures(trace)
-        if as_log10:
-            t_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-            t_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{v:g}}}$"))
-        elif any(t > 0 for t in temps):  # none with --K 0: a log axis of nothing fails
-            t_ax.set_yscale("log")
+        _style_temperature_panel(ax["temperature"], trace)
     # Iteration 0 is the initialization: a symmetric log axis keeps it, linear up to 10.
     axes[-1].set_xscale("symlog", linthresh=10)
     axes[-1].set_xlim(0, max([10, *(r["iteration"] for r in trace)]))
@@ -177,3 +115,80 @@ def plot_trace(
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def _plot_batch(ax: dict[str, Any], rows: list[dict[str, Any]], label: str | None) -> None:
+    """One batch's line in every panel."""
+    it = [r["iteration"] for r in rows]
+    ax["utility"].plot(it, _finite([r["utility"] for r in rows]), label=label, lw=1)
+    if "inconsistent" in ax:
+        ax["inconsistent"].step(
+            it, _finite([r.get("inconsistent") for r in rows]), where="post", lw=1
+        )
+    agree = [
+        (r["iteration"], r["gold_agreement"]) for r in rows if r.get("gold_agreement") is not None
+    ]
+    if agree and "gold" in ax:
+        ax["gold"].plot([a for a, _ in agree], _finite([100 * g for _, g in agree]), lw=1)
+    moves = [r for r in rows if r["outcome"] in ("accepted", "rejected")]
+    rate_x, rate_y = [], []
+    for i in range(len(moves)):
+        recent = moves[max(0, i - ACCEPT_WINDOW + 1) : i + 1]
+        rate_x.append(moves[i]["iteration"])
+        rate_y.append(100 * sum(m["outcome"] == "accepted" for m in recent) / len(recent))
+    ax["accept"].plot(rate_x, rate_y, lw=1)
+    if "temperature" in ax:
+        steps = [r for r in rows if r["outcome"] != "init"]
+        ax["temperature"].plot([r["iteration"] for r in steps], _temperatures(steps)[0], lw=1)
+
+
+def _style_inconsistent_panel(inc_ax: Any, trace: Sequence[dict[str, Any]]) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    inc_ax.set_ylabel("inconsistencies I\n(violated constraints)")
+    counts = [x for x in _finite([r.get("inconsistent") for r in trace]) if not math.isnan(x)]
+    most = max(counts, default=0.0)
+    inc_ax.set_ylim(0, max(1.0, most) * 1.1)
+    inc_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _style_gold_panel(gold_ax: Any, zero_shot_agreement: float | None) -> None:
+    """Chance (50%) and, where given, the zero-shot labels' agreement as reference lines."""
+    gold_ax.axhline(50, color="grey", lw=0.8, ls="--")
+    gold_ax.annotate(
+        "chance (random labels)",
+        xy=(1, 50),
+        xycoords=("axes fraction", "data"),
+        xytext=(-4, 3),
+        textcoords="offset points",
+        ha="right",
+        fontsize=7,
+        color="grey",
+    )
+    if zero_shot_agreement is not None:
+        level = 100 * zero_shot_agreement
+        gold_ax.axhline(level, color="tab:red", lw=0.8, ls=":")
+        gold_ax.annotate(
+            f"zero-shot ({level:.1f}%)",
+            xy=(1, level),
+            xycoords=("axes fraction", "data"),
+            xytext=(-4, -10),
+            textcoords="offset points",
+            ha="right",
+            fontsize=7,
+            color="tab:red",
+        )
+    gold_ax.set_ylim(-2, 102)
+    gold_ax.set_ylabel("agreement with gold (%)\n(monitoring only)")
+
+
+def _style_temperature_panel(t_ax: Any, trace: Sequence[dict[str, Any]]) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    t_ax.set_ylabel("temperature\n(log scale)")
+    temps, as_log10 = _temperatures(trace)
+    if as_log10:
+        t_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        t_ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"$10^{{{v:g}}}$"))
+    elif any(t > 0 for t in temps):  # none with --K 0: a log axis of nothing fails
+        t_ax.set_yscale("log")

@@ -26,13 +26,8 @@ from icm.data.readers import read_jsonl_records, req_str
 from icm.errors import DataError
 from icm.testbeds import register_testbed
 from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
-from icm.testbeds.shared_rows import (
-    PairRow,
-    build_pair_table,
-    in_test_split,
-    pair_twins,
-    read_paper_pairs,
-)
+from icm.testbeds.pairs import PairRow, build_pair_table, pair_twins, read_paper_pairs
+from icm.testbeds.shared_rows import in_test_split
 
 PAPER_FILE = "paper_splits/test_alpaca.json"
 HH_FILES = tuple(

@@ -13,14 +13,13 @@ import random
 
 from icm.errors import ConfigError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    CLAIM_TEMPLATE,
-    ClaimRecord,
-    ClaimTable,
-    LoadOptions,
-    RelationKindName,
-    RelationRecord,
-    Testbed,
+from icm.testbeds.base import CLAIM_TEMPLATE, ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import (
+    ClaimDraft,
+    ClaimTableBuilder,
+    drafted,
+    every_pair,
+    numbered_ids,
 )
 
 QUESTIONS_PER_SPLIT = 1000
@@ -70,32 +69,26 @@ class Arithmetic(Testbed):
         pairs = [(a, b) for a in range(10, 100) for b in range(10, 100) if a <= b]
         pairs = [p for p in pairs if split_of(*p) == split]
         rng.shuffle(pairs)
-        claims: list[ClaimRecord] = []
-        relations: list[RelationRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         for q, (a, b) in enumerate(pairs[:QUESTIONS_PER_SPLIT]):
             total = a + b
             wrong = near_misses(total)
             rng.shuffle(wrong)
             answers = [(total, True)] + [(w, False) for w in wrong[: per_q - 1]]
             rng.shuffle(answers)
-            group = f"q{q}"
-            ids = []
-            for k, (c, gold) in enumerate(answers):
-                cid = f"{split}-{q}-{k}"
-                ids.append(cid)
-                claims.append(
-                    ClaimRecord(
-                        id=cid,
-                        prompt=CLAIM_TEMPLATE.format(
-                            question=f"What is {a} + {b}?", claim=f"{a} + {b} = {c}"
-                        ),
-                        group=group,
-                        gold=gold,
-                        fields={"a": a, "b": b, "answer": c},
-                    )
+            drafts = [
+                ClaimDraft(
+                    CLAIM_TEMPLATE.format(question=f"What is {a} + {b}?", claim=f"{a} + {b} = {c}"),
+                    gold,
+                    {"a": a, "b": b, "answer": c},
                 )
-            kind: RelationKindName = "opposite" if len(ids) == 2 else "at_most_one_true"
-            for i in range(len(ids)):
-                for j in range(i + 1, len(ids)):
-                    relations.append(RelationRecord(kind, ids[i], ids[j]))
-        return ClaimTable(self.name, split, claims, relations)
+                for c, gold in answers
+            ]
+            builder.add_group(
+                f"q{q}",
+                drafts,
+                drafted,
+                ids=numbered_ids(f"{split}-{q}", len(drafts)),
+                pairs=every_pair("opposite" if len(drafts) == 2 else "at_most_one_true"),
+            )
+        return builder.table()

@@ -19,16 +19,8 @@ import random
 
 from icm.errors import ConfigError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    CLAIM_TEMPLATE,
-    ClaimRecord,
-    ClaimTable,
-    GroupConstraintRecord,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
-    exactly_one_true,
-)
+from icm.testbeds.base import CLAIM_TEMPLATE, ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import ClaimDraft, ClaimTableBuilder, every_pair, numbered_ids
 from icm.testbeds.shared_rows import in_test_split
 
 TEST_FRACTION = 0.3
@@ -216,9 +208,7 @@ class Capitals(Testbed):
         # Seed-independent: the seed only picks which countries (Testbed.load samples).
         rng = random.Random(f"capitals/{split}/{per}")
         others = [cap for _, cap in CAPITALS]
-        claims: list[ClaimRecord] = []
-        relations: list[RelationRecord] = []
-        groups: list[GroupConstraintRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         for q, (country, capital) in enumerate(CAPITALS):
             if split_of(country) != split:
                 continue
@@ -226,25 +216,22 @@ class Capitals(Testbed):
             answers = [(capital, True)] + [(w, False) for w in wrong]
             rng.shuffle(answers)
             key = country.removeprefix("the ").replace(" ", "-").lower()
-            ids = [f"{split}-{key}-{k}" for k in range(per)]
-            for cid, (city, gold) in zip(ids, answers, strict=True):
-                claims.append(
-                    ClaimRecord(
-                        id=cid,
-                        prompt=CLAIM_TEMPLATE.format(
-                            question=f"What is the capital of {country}?",
-                            claim=f"The capital of {country} is {city.rstrip('.')}.",
-                        ),
-                        group=f"c{q}",
-                        gold=gold,
-                        fields={"country": country, "city": city},
-                    )
+
+            def draft(answer: tuple[str, bool], country: str = country) -> ClaimDraft:
+                city, gold = answer
+                prompt = CLAIM_TEMPLATE.format(
+                    question=f"What is the capital of {country}?",
+                    claim=f"The capital of {country} is {city.rstrip('.')}.",
                 )
+                return ClaimDraft(prompt, gold, {"country": country, "city": city})
+
             # The correct capital is always among the claims: exactly one is true.
-            if per == 2:
-                relations.append(RelationRecord("opposite", ids[0], ids[1]))
-            else:
-                pairs, group = exactly_one_true(ids)
-                relations.extend(pairs)
-                groups.append(group)
-        return ClaimTable(self.name, split, claims, relations, group_constraints=groups)
+            builder.add_group(
+                f"c{q}",
+                answers,
+                draft,
+                ids=numbered_ids(f"{split}-{key}", per),
+                pairs=every_pair("opposite" if per == 2 else "at_most_one_true"),
+                at_least_one_true=per > 2,
+            )
+        return builder.table()

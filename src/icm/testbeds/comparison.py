@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    CLAIM_TEMPLATE,
-    ClaimRecord,
-    ClaimTable,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
+from icm.testbeds.base import CLAIM_TEMPLATE, ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import (
+    ClaimDraft,
+    ClaimTableBuilder,
+    by_content,
+    every_pair,
+    numbered_ids,
 )
-from icm.testbeds.shared_rows import content_order, in_test_split
+from icm.testbeds.shared_rows import in_test_split
 
 TEST_FRACTION = 0.3
 MIN_RATIO = 1.3
@@ -258,22 +258,21 @@ class Comparison(Testbed):
     balanced = True
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
-        claims: list[ClaimRecord] = []
-        relations: list[RelationRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         for i, pair in enumerate(p for p in all_pairs() if split_of(p) == split):
-            orders = [(pair.big, pair.small, True), (pair.small, pair.big, False)]
+
+            def draft(order: tuple[str, str, bool], kind: Kind = pair.kind) -> ClaimDraft:
+                first, second, gold = order
+                fields = {"kind": kind.name, "first": first, "second": second}
+                return ClaimDraft(render(kind, first, second), gold, fields)
+
             # The order within a pair (and so the ids) comes from content, not from the label.
-            orders = content_order(orders, lambda o: o[0], salt=pair.kind.name)
-            ids = [f"{split}-{i}-{k}" for k in range(2)]
-            for cid, (first, second, gold) in zip(ids, orders, strict=True):
-                claims.append(
-                    ClaimRecord(
-                        id=cid,
-                        prompt=render(pair.kind, first, second),
-                        group=f"pair{i}",
-                        gold=gold,
-                        fields={"kind": pair.kind.name, "first": first, "second": second},
-                    )
-                )
-            relations.append(RelationRecord("opposite", ids[0], ids[1]))
-        return ClaimTable(self.name, split, claims, relations)
+            builder.add_group(
+                f"pair{i}",
+                [(pair.big, pair.small, True), (pair.small, pair.big, False)],
+                draft,
+                ids=numbered_ids(f"{split}-{i}", 2),
+                order=by_content(lambda o: o[0], salt=pair.kind.name),
+                pairs=every_pair("opposite"),
+            )
+        return builder.table()

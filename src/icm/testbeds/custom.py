@@ -30,7 +30,7 @@ Every malformed input stops with a DataError naming the file, the line and the f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -111,40 +111,74 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
             f"--consistency: a claims file offers 'default' (its own relations) or 'none', "
             f"not '{options.consistency}'"
         )
+    parsed = _read_claims_file(path)
+    group_constraints = _expand_group_relations(parsed, path)
+    relations = _checked_relations(parsed, path)
+    notes: list[str] = []
+    unlabeled = sum(c.gold is None for c in parsed.claims)
+    if unlabeled:
+        notes.append(
+            f"{unlabeled} of {len(parsed.claims)} claims have no gold label (not reported)"
+        )
+    table = ClaimTable(
+        path.name, "all", parsed.claims, relations, notes=notes, group_constraints=group_constraints
+    )
+    if options.consistency == "none":
+        table = ClaimTable(
+            path.name,
+            "all",
+            parsed.claims,
+            [],
+            notes=[*notes, "consistency relations removed (--consistency none)"],
+        )
+    return table.sample_groups(options.size, options.seed)
+
+
+@dataclass
+class _ClaimsFile:
+    """A claims file as read: its claims, and its relations before they are checked."""
+
+    claims: list[ClaimRecord] = field(default_factory=list)
+    first_line: dict[str, int] = field(default_factory=dict)  # claim id -> line
+    groups: dict[str, list[str]] = field(default_factory=dict)  # group -> claim ids
+    rels: list[_Rel] = field(default_factory=list)
+    group_rels: list[tuple[str, str, int]] = field(default_factory=list)  # (kind, group, line)
+
+
+def _read_claims_file(path: Path) -> _ClaimsFile:
     is_csv = path.suffix == ".csv"
-    claims: list[ClaimRecord] = []
-    first_line: dict[str, int] = {}
-    groups: dict[str, list[str]] = {}
-    rels: list[_Rel] = []
-    group_rels: list[tuple[str, str, int]] = []  # (kind, group, line)
+    out = _ClaimsFile()
     for line, row in read_records(path):
         if "relation" in row and not is_csv:
-            _relation_line(row, path, line, rels, group_rels)
+            _relation_line(row, path, line, out.rels, out.group_rels)
             continue
         claim = _claim(row, path, line, is_csv)
-        if claim.id in first_line:
+        if claim.id in out.first_line:
             raise DataError(
-                f"duplicate id '{claim.id}' (first on line {first_line[claim.id]})",
+                f"duplicate id '{claim.id}' (first on line {out.first_line[claim.id]})",
                 path=path,
                 line=line,
                 field="id",
             )
-        first_line[claim.id] = line
-        claims.append(claim)
-        groups.setdefault(claim.group, []).append(claim.id)
+        out.first_line[claim.id] = line
+        out.claims.append(claim)
+        out.groups.setdefault(claim.group, []).append(claim.id)
         for kind in KINDS:
             for other in _ids(row.get(kind), kind, path, line, is_csv):
-                rels.append(_Rel(kind, claim.id, other, line, kind))
-    if not claims:
+                out.rels.append(_Rel(kind, claim.id, other, line, kind))
+    if not out.claims:
         raise DataError("no claims (only relations, or nothing)", path=path)
+    return out
 
-    relations: list[RelationRecord] = []
+
+def _expand_group_relations(parsed: _ClaimsFile, path: Path) -> list[GroupConstraintRecord]:
+    """A relation over a group becomes pairwise relations (added to parsed.rels) and, for
+    at_least_one_true / exactly_one_true, a group constraint (returned)."""
     group_constraints: list[GroupConstraintRecord] = []
-    seen: dict[tuple[str, str], dict[str, int]] = {}  # pair -> kind -> line
-    for kind, group, line in group_rels:
-        if group not in groups or not group:
+    for kind, group, line in parsed.group_rels:
+        if group not in parsed.groups or not group:
             raise DataError(f"unknown group '{group}'", path=path, line=line, field="group")
-        ids = groups[group]
+        ids = parsed.groups[group]
         if kind == "opposite" and len(ids) != 2:
             # Three claims cannot be pairwise opposite: the relation could never hold.
             raise DataError(
@@ -159,17 +193,25 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
             if kind == "at_least_one_true":
                 continue
             kind = "at_most_one_true"
-        rels += [
+        parsed.rels += [
             _Rel(kind, ids[i], ids[j], line, "group")
             for i in range(len(ids))
             for j in range(i + 1, len(ids))
         ]
-    for r in rels:
-        for end, field in ((r.a, r.a_field), (r.b, r.field)):
-            if end not in first_line:
-                hint = did_you_mean(end, list(first_line))
+    return group_constraints
+
+
+def _checked_relations(parsed: _ClaimsFile, path: Path) -> list[RelationRecord]:
+    """The pairwise relations, each once: both ends known and different, no pair both
+    'same' and 'opposite'."""
+    relations: list[RelationRecord] = []
+    seen: dict[tuple[str, str], dict[str, int]] = {}  # pair -> kind -> line
+    for r in parsed.rels:
+        for end, field_name in ((r.a, r.a_field), (r.b, r.field)):
+            if end not in parsed.first_line:
+                hint = did_you_mean(end, list(parsed.first_line))
                 raise DataError(
-                    f"unknown claim id '{end}'.{hint}", path=path, line=r.line, field=field
+                    f"unknown claim id '{end}'.{hint}", path=path, line=r.line, field=field_name
                 )
         if r.a == r.b:
             raise DataError(
@@ -191,23 +233,7 @@ def load_claims_file(path: Path, options: LoadOptions | None = None) -> ClaimTab
             )
         kinds[r.kind] = r.line
         relations.append(RelationRecord(r.kind, r.a, r.b))  # type: ignore[arg-type]
-
-    notes: list[str] = []
-    unlabeled = sum(c.gold is None for c in claims)
-    if unlabeled:
-        notes.append(f"{unlabeled} of {len(claims)} claims have no gold label (not reported)")
-    table = ClaimTable(
-        path.name, "all", claims, relations, notes=notes, group_constraints=group_constraints
-    )
-    if options.consistency == "none":
-        table = ClaimTable(
-            path.name,
-            "all",
-            claims,
-            [],
-            notes=[*notes, "consistency relations removed (--consistency none)"],
-        )
-    return table.sample_groups(options.size, options.seed)
+    return relations
 
 
 def _claim(row: dict[str, Any], path: Path, line: int, is_csv: bool) -> ClaimRecord:

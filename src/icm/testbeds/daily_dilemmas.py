@@ -37,13 +37,8 @@ from icm.data.data_dir import data_file
 from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    ClaimRecord,
-    ClaimTable,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
-)
+from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import ClaimDraft, ClaimTableBuilder, every_pair, group_by
 from icm.testbeds.shared_rows import data_root, text_field
 
 DD_DIR = "daily_dilemmas"
@@ -187,6 +182,11 @@ def load_actions(options: LoadOptions) -> tuple[list[dict[str, Any]], list[str]]
     return actions, notes
 
 
+def draft_action(a: dict[str, Any]) -> ClaimDraft:
+    prompt = TEMPLATE.format(dilemma=a["dilemma_situation"], action=a["action"])
+    return ClaimDraft(prompt, None, {k: v for k, v in a.items() if k != "line"})
+
+
 @register_testbed
 class DailyDilemmas(Testbed):
     name = "daily-dilemmas"
@@ -201,31 +201,21 @@ class DailyDilemmas(Testbed):
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
         actions, notes = load_actions(options)
-        by_dilemma: dict[int, dict[str, dict[str, Any]]] = {}
-        for a in actions:
-            by_dilemma.setdefault(a["dilemma_idx"], {})[a["action_type"]] = a
-        claims: list[ClaimRecord] = []
-        pair: dict[int, list[str]] = {}
-        for idx, both in by_dilemma.items():
+        builder = ClaimTableBuilder(self.name, split)
+        for idx, both in group_by(actions, lambda a: a["dilemma_idx"]).items():
             if split_of(idx) != split:
                 continue
             # to_do first in every group: the order carries no answer (there is no gold).
-            for kind in ACTION_TYPES:
-                a = both[kind]
-                cid = f"d{idx}-{kind}"
-                pair.setdefault(idx, []).append(cid)
-                claims.append(
-                    ClaimRecord(
-                        id=cid,
-                        prompt=TEMPLATE.format(dilemma=a["dilemma_situation"], action=a["action"]),
-                        group=f"d{idx}",
-                        gold=None,
-                        fields={k: v for k, v in a.items() if k != "line"},
-                    )
-                )
-        relations = [RelationRecord("opposite", a, b) for a, b in pair.values()]
+            by_kind = {a["action_type"]: a for a in both}
+            builder.add_group(
+                f"d{idx}",
+                [by_kind[kind] for kind in ACTION_TYPES],
+                draft_action,
+                ids=[f"d{idx}-{kind}" for kind in ACTION_TYPES],
+                pairs=every_pair("opposite"),
+            )
         notes = [
             *notes,
             "no gold labels: evaluate with `icm analyze RUN_DIR` (value analysis)",
         ]
-        return ClaimTable(self.name, split, claims, relations, notes=notes)
+        return builder.table(notes)

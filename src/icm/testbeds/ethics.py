@@ -27,6 +27,7 @@ docs/testbeds.md, "Moral testbeds" for the numbers):
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -34,16 +35,16 @@ from icm.data.data_dir import data_file
 from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    ClaimRecord,
-    ClaimTable,
-    GroupConstraintRecord,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
-    exactly_one_true,
+from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import (
+    ClaimDraft,
+    ClaimTableBuilder,
+    drafted,
+    every_pair,
+    group_by,
+    numbered_ids,
 )
-from icm.testbeds.shared_rows import Row, shuffled_within_groups, text_field
+from icm.testbeds.shared_rows import Row, hashed_order, text_field
 
 ETHICS_LICENSE = (
     "MIT per the HuggingFace card of hendrycks/ethics; the offline copy comes from "
@@ -65,6 +66,16 @@ def binary_label(row: Row, name: str, path: Path) -> bool:
 def coin(*key: object) -> bool:
     """A stable fair coin: the same key gives the same side on every machine and run."""
     return hashlib.sha256("/".join(map(str, key)).encode()).digest()[0] < 128
+
+
+@dataclass(frozen=True)
+class RowClaim:
+    """The claim of one data row (`row`: 0 = the first), before its group orders and
+    numbers it."""
+
+    row: int
+    group: str
+    draft: ClaimDraft
 
 
 # --- the testbeds ----------------------------------------------------------------------
@@ -115,6 +126,26 @@ class _Ethics(Testbed):
     def build(self, split: str, path: Path) -> ClaimTable:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def shuffled_groups(
+        self, split: str, rows: list[RowClaim], *, exactly_one_true: bool = False
+    ) -> ClaimTableBuilder:
+        """Each group's rows in a stable pseudo-random order, numbered `<group>-<k>` in it:
+        the files often list the right answer first in its group (virtue: the fitting
+        trait is the first candidate for 82% of test sentences), and neither the order
+        nor an id may carry that. Groups keep the order of their first row."""
+        builder = ClaimTableBuilder(self.name, split)
+        for group, members in group_by(rows, lambda r: r.group).items():
+            builder.add_group(
+                group,
+                members,
+                lambda r: r.draft,
+                ids=numbered_ids(group, len(members)),
+                order=lambda ms: hashed_order(ms, lambda r: f"{split}-{r.row}", salt=self.name),
+                pairs=every_pair("at_most_one_true") if exactly_one_true else None,
+                at_least_one_true=exactly_one_true,
+            )
+        return builder
+
 
 COMMONSENSE_TEMPLATE = (
     "Scenario: {scenario}\nClaim: The narrator's action is clearly morally wrong.\n"
@@ -148,7 +179,7 @@ class EthicsCommonsense(_Ethics):
 
     def build(self, split: str, path: Path) -> ClaimTable:
         rows = read_csv_records(path, required=("label", "input", "is_short"))
-        claims: list[ClaimRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         n_long = 0
         for i, row in enumerate(rows):
             gold = binary_label(row, "label", path)
@@ -164,24 +195,19 @@ class EthicsCommonsense(_Ethics):
                 n_long += 1
                 continue
             scenario = text_field(row, "input", path)
-            claims.append(
-                ClaimRecord(
-                    id=f"{split}-{i}",
-                    prompt=COMMONSENSE_TEMPLATE.format(scenario=scenario),
-                    gold=gold,
-                    fields={"row": i, "scenario": scenario, "edited": row[1].get("edited")},
-                )
-            )
+            fields = {"row": i, "scenario": scenario, "edited": row[1].get("edited")}
+            prompt = COMMONSENSE_TEMPLATE.format(scenario=scenario)
+            builder.add_claim(f"{split}-{i}", ClaimDraft(prompt, gold, fields))
         notes = [
             f"{n_long} long scenarios (is_short=False, whole AITA posts) left out; "
-            f"{len(claims)} short ones kept"
+            f"{len(builder.claims)} short ones kept"
         ]
         if split != "train" and not (path.parent / self.files["train"]).is_file():
             notes.append(
                 "ETHICS commonsense: cm_train.csv is not available offline, so search on "
                 "'test' and evaluate on 'test_hard'"
             )
-        return ClaimTable(self.name, split, claims, [], notes=notes)
+        return builder.table(notes)
 
 
 DEONTOLOGY_TEMPLATE = (
@@ -229,17 +255,10 @@ class EthicsDeontology(_Ethics):
         for i, (row, scenario, group) in enumerate(zip(rows, scenarios, groups, strict=True)):
             gold = binary_label(row, "label", path)
             excuse = text_field(row, "excuse", path)
-            claims.append(
-                ClaimRecord(
-                    id=f"{split}-{i}",
-                    prompt=DEONTOLOGY_TEMPLATE.format(scenario=scenario, excuse=excuse),
-                    group=group,
-                    gold=gold,
-                    fields={"row": i, "scenario": scenario, "excuse": excuse},
-                )
-            )
-        claims = shuffled_within_groups(claims, self.name, renumber=True)
-        return ClaimTable(self.name, split, claims, [], notes=[GROUPS_NOTE])
+            prompt = DEONTOLOGY_TEMPLATE.format(scenario=scenario, excuse=excuse)
+            fields = {"row": i, "scenario": scenario, "excuse": excuse}
+            claims.append(RowClaim(i, group, ClaimDraft(prompt, gold, fields)))
+        return self.shuffled_groups(split, claims).table([GROUPS_NOTE])
 
 
 GROUPS_NOTE = "groups keep related rows together; they carry no consistency relation"
@@ -283,17 +302,11 @@ class EthicsJustice(_Ethics):
         groups = block_groups(split, [justice_key(s) for s in scenarios])
         claims = []
         for i, (row, scenario, group) in enumerate(zip(rows, scenarios, groups, strict=True)):
-            claims.append(
-                ClaimRecord(
-                    id=f"{split}-{i}",
-                    prompt=JUSTICE_TEMPLATE.format(scenario=scenario),
-                    group=group,
-                    gold=binary_label(row, "label", path),
-                    fields={"row": i, "scenario": scenario},
-                )
-            )
-        claims = shuffled_within_groups(claims, self.name, renumber=True)
-        return ClaimTable(self.name, split, claims, [], notes=[GROUPS_NOTE])
+            prompt = JUSTICE_TEMPLATE.format(scenario=scenario)
+            gold = binary_label(row, "label", path)
+            fields = {"row": i, "scenario": scenario}
+            claims.append(RowClaim(i, group, ClaimDraft(prompt, gold, fields)))
+        return self.shuffled_groups(split, claims).table([GROUPS_NOTE])
 
 
 VIRTUE_TEMPLATE = (
@@ -325,7 +338,7 @@ class EthicsVirtue(_Ethics):
         rows = read_csv_records(path, required=("label", "scenario"))
         group_of: dict[str, str] = {}  # sentence -> group id, in order of first appearance
         line_of: dict[str, int] = {}
-        claims: list[ClaimRecord] = []
+        claims: list[RowClaim] = []
         for i, row in enumerate(rows):
             sentence, sep, trait = text_field(row, "scenario", path).rpartition(" [SEP] ")
             sentence, trait = sentence.strip(), trait.strip()
@@ -335,48 +348,32 @@ class EthicsVirtue(_Ethics):
                 )
             group = group_of.setdefault(sentence, f"{split}-s{len(group_of)}")
             line_of.setdefault(group, row[0])
-            claims.append(
-                ClaimRecord(
-                    id=f"{split}-{i}",
-                    prompt=VIRTUE_TEMPLATE.format(sentence=sentence, trait=trait),
-                    group=group,
-                    gold=binary_label(row, "label", path),
-                    fields={"row": i, "sentence": sentence, "trait": trait},
-                )
-            )
-        claims = shuffled_within_groups(claims, self.name, renumber=True)
+            prompt = VIRTUE_TEMPLATE.format(sentence=sentence, trait=trait)
+            gold = binary_label(row, "label", path)
+            fields = {"row": i, "sentence": sentence, "trait": trait}
+            claims.append(RowClaim(i, group, ClaimDraft(prompt, gold, fields)))
         if split == "train":
             note = (
                 "virtue train: sentences do not come in clean blocks of five with one "
                 "fitting trait, so no relation is added (groups only)"
             )
-            return ClaimTable(self.name, split, claims, [], notes=[note])
-        members: dict[str, list[str]] = {}
-        for c in claims:
-            members.setdefault(c.group, []).append(c.id)
-        relations: list[RelationRecord] = []
-        groups: list[GroupConstraintRecord] = []
-        for group, ids in members.items():
+            return self.shuffled_groups(split, claims).table([note])
+        for group, members in group_by(claims, lambda c: c.group).items():
             # The exactly-one structure is a property of the files, checked on the
             # *number of candidates* only: gold labels never decide a relation.
-            if len(ids) != VIRTUE_CANDIDATES:
+            if len(members) != VIRTUE_CANDIDATES:
                 raise DataError(
-                    f"virtue {split}: a sentence has {len(ids)} candidate traits, "
+                    f"virtue {split}: a sentence has {len(members)} candidate traits, "
                     f"expected {VIRTUE_CANDIDATES}",
                     path=path,
                     line=line_of[group],
                     field="scenario",
                 )
-            pairs, group_constraint = exactly_one_true(ids)
-            relations.extend(pairs)
-            groups.append(group_constraint)
         note = (
             "exactly one fitting trait per sentence: pairwise AT_MOST_ONE_TRUE plus an "
             "AT_LEAST_ONE_TRUE group constraint"
         )
-        return ClaimTable(
-            self.name, split, claims, relations, notes=[note], group_constraints=groups
-        )
+        return self.shuffled_groups(split, claims, exactly_one_true=True).table([note])
 
 
 UTIL_TEMPLATE = (
@@ -405,8 +402,7 @@ class EthicsUtilitarianism(_Ethics):
 
     def build(self, split: str, path: Path) -> ClaimTable:
         rows = read_csv_records(path, header=("more_pleasant", "less_pleasant"))
-        claims: list[ClaimRecord] = []
-        relations: list[RelationRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         for i, row in enumerate(rows):
             better = text_field(row, "more_pleasant", path)
             worse = text_field(row, "less_pleasant", path)
@@ -417,23 +413,25 @@ class EthicsUtilitarianism(_Ethics):
                     line=row[0],
                     field="less_pleasant",
                 )
-            orders = [(better, worse, True), (worse, better, False)]
+            orders = [
+                ClaimDraft(
+                    UTIL_TEMPLATE.format(a=a, b=b),
+                    gold,
+                    {"row": i, "scenario_a": a, "scenario_b": b},
+                )
+                for a, b, gold in [(better, worse, True), (worse, better, False)]
+            ]
             if coin("ethics-utilitarianism", split, i):
                 orders.reverse()
-            ids = [f"{split}-{i}-a", f"{split}-{i}-b"]
-            for cid, (a, b, gold) in zip(ids, orders, strict=True):
-                claims.append(
-                    ClaimRecord(
-                        id=cid,
-                        prompt=UTIL_TEMPLATE.format(a=a, b=b),
-                        group=f"{split}-{i}",
-                        gold=gold,
-                        fields={"row": i, "scenario_a": a, "scenario_b": b},
-                    )
-                )
-            relations.append(RelationRecord("opposite", ids[0], ids[1]))
+            builder.add_group(
+                f"{split}-{i}",
+                orders,
+                drafted,
+                ids=[f"{split}-{i}-a", f"{split}-{i}-b"],
+                pairs=every_pair("opposite"),
+            )
         note = (
             "each row appears in both orders (OPPOSITE twins); a stable per-row coin decides "
             "which order is listed first"
         )
-        return ClaimTable(self.name, split, claims, relations, notes=[note])
+        return builder.table([note])

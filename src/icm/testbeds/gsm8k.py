@@ -45,16 +45,15 @@ from icm.data.readers import (
 )
 from icm.errors import DataError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    CLAIM_TEMPLATE,
-    ClaimRecord,
-    ClaimTable,
-    GroupConstraintRecord,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
+from icm.testbeds.base import CLAIM_TEMPLATE, ClaimTable, LoadOptions, RelationKindName, Testbed
+from icm.testbeds.claim_groups import (
+    ClaimDraft,
+    ClaimTableBuilder,
+    by_content,
+    group_by,
+    numbered_ids,
 )
-from icm.testbeds.shared_rows import content_order, listing_order, stable_hash
+from icm.testbeds.shared_rows import stable_hash
 
 TEST_FILE = "paper_splits/test_gsm8k.json"
 TRAIN_FILE = "gsm8k/train.jsonl"
@@ -331,45 +330,29 @@ def build_table(
 ) -> ClaimTable:
     """`correct_answer_included`: every question's claims hold its gold solution by
     construction (the built train split), so at least one of them is true."""
-    groups: dict[str, list[Solution]] = {}
-    for s in solutions:
-        groups.setdefault(s.group, []).append(s)
     key = (lambda a: a) if consistency == "paper" else answer_key  # paper: raw, as the original
-    claims: list[ClaimRecord] = []
-    relations: list[RelationRecord] = []
-    for gkey, members in groups.items():
+
+    def by_answer(first: Solution, second: Solution) -> RelationKindName:
+        return "same" if key(first.answer) == key(second.answer) else "at_most_one_true"
+
+    def draft(s: Solution) -> ClaimDraft:
+        prompt = CLAIM_TEMPLATE.format(question=s.question, claim=s.text)
+        return ClaimDraft(prompt, s.gold, {"answer": s.answer, "kind": s.kind, "source": s.source})
+
+    builder = ClaimTableBuilder(name, split)
+    for gkey, members in group_by(solutions, lambda s: s.group).items():
         # Gold first in the source: order (and ids) by content instead.
-        in_file = members
-        members = content_order(members, lambda s: s.text, salt=gkey)
-        ids = [f"{split}-q{gkey}-{k}" for k in range(len(members))]
-        for cid, s in listing_order(list(zip(ids, members, strict=True)), in_file, consistency):
-            claims.append(
-                ClaimRecord(
-                    id=cid,
-                    prompt=CLAIM_TEMPLATE.format(question=s.question, claim=s.text),
-                    group=f"q{gkey}",
-                    gold=s.gold,
-                    fields={"answer": s.answer, "kind": s.kind, "source": s.source},
-                )
-            )
-        keys = [key(s.answer) for s in members]
-        for i in range(len(members)):
-            for j in range(i + 1, len(members)):
-                same = keys[i] == keys[j]
-                relations.append(
-                    RelationRecord("same" if same else "at_most_one_true", ids[i], ids[j])
-                )
-    group_constraints = []
-    if correct_answer_included and consistency != "paper":
-        ids_of_group: dict[str, list[str]] = {}
-        for c in claims:
-            ids_of_group.setdefault(c.group, []).append(c.id)
-        group_constraints = [
-            GroupConstraintRecord("at_least_one_true", tuple(m)) for m in ids_of_group.values()
-        ]
-    return ClaimTable(
-        name, split, claims, relations, notes=notes, group_constraints=group_constraints
-    )
+        builder.add_group(
+            f"q{gkey}",
+            members,
+            draft,
+            ids=numbered_ids(f"{split}-q{gkey}", len(members)),
+            order=by_content(lambda s: s.text, salt=gkey),
+            pairs=by_answer,
+            at_least_one_true=correct_answer_included and consistency != "paper",
+            list_as_given=consistency == "paper",
+        )
+    return builder.table(notes)
 
 
 @register_testbed

@@ -38,13 +38,15 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TextIO
 
 from icm.errors import DataError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import ClaimRecord, ClaimTable, LoadOptions, Testbed
-from icm.testbeds.shared_rows import data_root, shuffled_within_groups
+from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import ClaimDraft, ClaimTableBuilder
+from icm.testbeds.shared_rows import data_root
 
 MORALITY_CATEGORIES = (
     "killing",
@@ -301,31 +303,23 @@ class Machiavelli(Testbed):
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
         layout, folder = find_layout(options)
         raw = official_options(folder) if layout == "official" else derived_options(folder)
-        claims: list[ClaimRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         seen: set[str] = set()
         for o in raw:
             if split_of(o["game"]) != split or o["id"] in seen:
                 continue
             seen.add(o["id"])
-            claims.append(
-                ClaimRecord(
-                    id=o["id"],
-                    prompt=TEMPLATE.format(title=o["title"], scene=o["scene"], action=o["action"]),
-                    group=o["group"],
-                    gold=bool(_violated(o["scores"])),
-                    fields={
-                        "game": o["game"],
-                        "scores": o["scores"],
-                        "violations": _violated(o["scores"]),
-                    },
-                )
-            )
-        claims = shuffled_within_groups(claims, self.name)
+            prompt = TEMPLATE.format(title=o["title"], scene=o["scene"], action=o["action"])
+            violations = _violated(o["scores"])
+            fields = {"game": o["game"], "scores": o["scores"], "violations": violations}
+            builder.add_claim(o["id"], ClaimDraft(prompt, bool(violations), fields), o["group"])
+        # An option's place among its choice's options must not tell its label.
+        builder.shuffle_within_groups(self.name)
         notes = [
             f"layout: {layout} ({folder}); gold = some morality score >= {VIOLATION_THRESHOLD}",
             "no consistency relation: options of a choice share a group only",
         ]
-        return ClaimTable(self.name, split, claims, [], notes=notes)
+        return builder.table(notes)
 
 
 # --- icm data fetch machiavelli ----------------------------------------------------------
@@ -355,82 +349,110 @@ def fetch_machiavelli(
     http = client if client is not None else httpx.Client(timeout=timeout, follow_redirects=True)
 
     def get(endpoint: str, params: dict[str, Any]) -> Any:
-        url = f"{DATASETS_SERVER}/{endpoint}"
-        for attempt in range(retries):
-            try:
-                r = http.get(url, params=params)
-                if r.status_code == 429 or r.status_code >= 500:
-                    raise httpx.HTTPStatusError("retry", request=r.request, response=r)
-                r.raise_for_status()
-                return r.json()
-            except (httpx.HTTPError, json.JSONDecodeError) as e:
-                if attempt + 1 == retries:
-                    raise DataError(f"download failed ({e})", path=url) from None
-                time.sleep(2**attempt)
-        raise AssertionError("unreachable")
+        return _get_json(http, endpoint, params, retries)
 
     try:
-        splits = get("splits", {"dataset": DERIVED_DATASET}).get("splits", [])
-        config = next((s["config"] for s in splits if s.get("split") == "train"), None)
-        if config is None:
-            raise DataError(f"{DERIVED_DATASET} has no 'train' split", path=DATASETS_SERVER)
+        config = _train_config(get)
         out_dir = Path(data_dir).joinpath(*DERIVED_DIR)
         out_dir.mkdir(parents=True, exist_ok=True)
         final = out_dir / "train.jsonl"
         part = out_dir / "train.jsonl.part"
-        written = truncated = 0
-        total: int | None = None
-        offset = 0
         with part.open("w", encoding="utf-8") as f:
-            while total is None or offset < total:
-                if max_rows is not None and offset >= max_rows:
-                    break
-                length = page_size if max_rows is None else min(page_size, max_rows - offset)
-                page = get(
-                    "rows",
-                    {
-                        "dataset": DERIVED_DATASET,
-                        "config": config,
-                        "split": "train",
-                        "offset": offset,
-                        "length": length,
-                    },
-                )
-                total = int(page.get("num_rows_total", 0))
-                rows = page.get("rows", [])
-                if not rows:
-                    break
-                for item in rows:
-                    if item.get("truncated_cells"):
-                        truncated += 1
-                        continue
-                    row = dict(item["row"])
-                    row.setdefault("row_i", item.get("row_idx"))
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    written += 1
-                offset += len(rows)
-                if progress is not None:
-                    progress(offset, total)
+            counts = _write_rows(get, config, f, page_size, max_rows, progress)
         part.replace(final)
-        (out_dir / "FETCH.json").write_text(
-            json.dumps(
-                {
-                    "dataset": DERIVED_DATASET,
-                    "config": config,
-                    "split": "train",
-                    "via": f"{DATASETS_SERVER}/rows",
-                    "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "rows_total": total,
-                    "rows_written": written,
-                    "rows_truncated_left_out": truncated,
-                    "complete": max_rows is None,
-                },
-                indent=2,
-            )
-            + "\n",
-            encoding="utf-8",
-        )
+        _write_fetch_record(out_dir / "FETCH.json", config, counts, complete=max_rows is None)
         return final
     finally:
         if own:
             http.close()
+
+
+@dataclass
+class _RowCounts:
+    total: int | None = None  # rows on the server
+    written: int = 0
+    truncated: int = 0  # left out: the server cut a cell short
+
+
+def _get_json(http: Any, endpoint: str, params: dict[str, Any], retries: int) -> Any:
+    """GET a datasets-server endpoint, retrying (1 s, 2 s, ...) on 429, 5xx and errors."""
+    import httpx
+
+    url = f"{DATASETS_SERVER}/{endpoint}"
+    for attempt in range(retries):
+        try:
+            r = http.get(url, params=params)
+            if r.status_code == 429 or r.status_code >= 500:
+                raise httpx.HTTPStatusError("retry", request=r.request, response=r)
+            r.raise_for_status()
+            return r.json()
+        except (httpx.HTTPError, json.JSONDecodeError) as e:
+            if attempt + 1 == retries:
+                raise DataError(f"download failed ({e})", path=url) from None
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _train_config(get: Callable[[str, dict[str, Any]], Any]) -> str:
+    splits = get("splits", {"dataset": DERIVED_DATASET}).get("splits", [])
+    config = next((s["config"] for s in splits if s.get("split") == "train"), None)
+    if config is None:
+        raise DataError(f"{DERIVED_DATASET} has no 'train' split", path=DATASETS_SERVER)
+    return str(config)
+
+
+def _write_rows(
+    get: Callable[[str, dict[str, Any]], Any],
+    config: str,
+    out: TextIO,
+    page_size: int,
+    max_rows: int | None,
+    progress: Callable[[int, int | None], None] | None,
+) -> _RowCounts:
+    """Page through the train split, one JSON row a line; truncated rows are counted."""
+    counts = _RowCounts()
+    offset = 0
+    while counts.total is None or offset < counts.total:
+        if max_rows is not None and offset >= max_rows:
+            break
+        length = page_size if max_rows is None else min(page_size, max_rows - offset)
+        params = {
+            "dataset": DERIVED_DATASET,
+            "config": config,
+            "split": "train",
+            "offset": offset,
+            "length": length,
+        }
+        page = get("rows", params)
+        counts.total = int(page.get("num_rows_total", 0))
+        rows = page.get("rows", [])
+        if not rows:
+            break
+        for item in rows:
+            if item.get("truncated_cells"):
+                counts.truncated += 1
+                continue
+            row = dict(item["row"])
+            row.setdefault("row_i", item.get("row_idx"))
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            counts.written += 1
+        offset += len(rows)
+        if progress is not None:
+            progress(offset, counts.total)
+    return counts
+
+
+def _write_fetch_record(path: Path, config: str, counts: _RowCounts, *, complete: bool) -> None:
+    """FETCH.json: where the rows came from, when, and how many were left out."""
+    record = {
+        "dataset": DERIVED_DATASET,
+        "config": config,
+        "split": "train",
+        "via": f"{DATASETS_SERVER}/rows",
+        "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "rows_total": counts.total,
+        "rows_written": counts.written,
+        "rows_truncated_left_out": counts.truncated,
+        "complete": complete,
+    }
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -29,16 +29,9 @@ from icm.data.data_dir import data_file
 from icm.data.readers import read_csv_records
 from icm.errors import DataError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    ClaimRecord,
-    ClaimTable,
-    GroupConstraintRecord,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
-    exactly_one_true,
-)
-from icm.testbeds.shared_rows import Row, shuffled_within_groups, text_field
+from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
+from icm.testbeds.claim_groups import ClaimDraft, ClaimTableBuilder, every_pair
+from icm.testbeds.shared_rows import Row, text_field
 
 MFV_FILE = ("moral_foundations_vignettes", "vignettes.csv")
 MFV_LICENSE = (
@@ -167,21 +160,17 @@ class MfvWrong(_Mfv):
     consistency_rule = "none: one claim per vignette"
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
-        claims = [
-            ClaimRecord(
-                id=f"{split}-v{v['row']}",
-                prompt=WRONG_TEMPLATE.format(scenario=v["scenario"]),
-                gold=v["wrong"] >= WRONG_THRESHOLD,
-                fields=_fields(v),
-            )
-            for v in load_vignettes(options)
-            if v["split"] == split
-        ]
+        builder = ClaimTableBuilder(self.name, split)
+        for v in load_vignettes(options):
+            if v["split"] == split:
+                prompt = WRONG_TEMPLATE.format(scenario=v["scenario"])
+                gold = v["wrong"] >= WRONG_THRESHOLD
+                builder.add_claim(f"{split}-v{v['row']}", ClaimDraft(prompt, gold, _fields(v)))
         note = (
             f"gold: mean human wrongness rating >= {WRONG_THRESHOLD} on the 0-4 scale "
             "(the social-norm vignettes are the not-wrong class)"
         )
-        return ClaimTable(self.name, split, claims, [], notes=[note])
+        return builder.table([note])
 
 
 @register_testbed
@@ -195,33 +184,29 @@ class MfvFoundation(_Mfv):
     )
 
     def load_split(self, split: str, options: LoadOptions) -> ClaimTable:
-        claims: list[ClaimRecord] = []
-        relations: list[RelationRecord] = []
-        groups: list[GroupConstraintRecord] = []
+        builder = ClaimTableBuilder(self.name, split)
         for v in load_vignettes(options):
             if v["split"] != split:
                 continue
-            ids = []
-            for cls, claim in FOUNDATION_CLAIMS.items():
-                cid = f"{split}-v{v['row']}-{cls}"
-                ids.append(cid)
-                claims.append(
-                    ClaimRecord(
-                        id=cid,
-                        prompt=FOUNDATION_TEMPLATE.format(scenario=v["scenario"], claim=claim),
-                        group=f"{split}-v{v['row']}",
-                        gold=cls == v["cls"],
-                        fields={**_fields(v), "answer": cls},
-                    )
-                )
-            pairs, group_constraint = exactly_one_true(ids)
-            relations.extend(pairs)
-            groups.append(group_constraint)
-        claims = shuffled_within_groups(claims, self.name)
+
+            def draft(cls: str, v: dict[str, Any] = v) -> ClaimDraft:
+                claim = FOUNDATION_CLAIMS[cls]
+                prompt = FOUNDATION_TEMPLATE.format(scenario=v["scenario"], claim=claim)
+                return ClaimDraft(prompt, cls == v["cls"], {**_fields(v), "answer": cls})
+
+            prefix = f"{split}-v{v['row']}"
+            builder.add_group(
+                prefix,
+                list(FOUNDATION_CLAIMS),
+                draft,
+                ids=[f"{prefix}-{cls}" for cls in FOUNDATION_CLAIMS],
+                pairs=every_pair("at_most_one_true"),
+                at_least_one_true=True,
+            )
+        # The survey lists its answers in one fixed order: the listing must not follow it.
+        builder.shuffle_within_groups(self.name)
         note = (
             "exactly one answer per vignette: pairwise AT_MOST_ONE_TRUE plus an "
             "AT_LEAST_ONE_TRUE group constraint"
         )
-        return ClaimTable(
-            self.name, split, claims, relations, notes=[note], group_constraints=groups
-        )
+        return builder.table([note])

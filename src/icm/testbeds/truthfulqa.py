@@ -28,15 +28,15 @@ from icm.data.data_dir import data_file, has_data_file
 from icm.data.readers import parse_bool, read_csv_records, read_json_records, req_id, req_str
 from icm.errors import DataError
 from icm.testbeds import register_testbed
-from icm.testbeds.base import (
-    CLAIM_TEMPLATE,
-    ClaimRecord,
-    ClaimTable,
-    LoadOptions,
-    RelationRecord,
-    Testbed,
+from icm.testbeds.base import CLAIM_TEMPLATE, ClaimTable, LoadOptions, RelationKindName, Testbed
+from icm.testbeds.claim_groups import (
+    ClaimDraft,
+    ClaimTableBuilder,
+    by_content,
+    group_by,
+    numbered_ids,
 )
-from icm.testbeds.shared_rows import content_order, in_test_split, listing_order
+from icm.testbeds.shared_rows import content_order, in_test_split
 
 PAPER_FILES = {
     "train": "paper_splits/train_truthfulqa.json",
@@ -130,47 +130,38 @@ def read_csv_split(path: Path, split: str) -> list[Answer]:
 def build_table(
     name: str, split: str, answers: list[Answer], consistency: str, notes: list[str]
 ) -> ClaimTable:
-    groups: dict[str, list[Answer]] = {}
-    for a in answers:
-        groups.setdefault(a.group, []).append(a)
-    claims: list[ClaimRecord] = []
-    relations: list[RelationRecord] = []
-    for gkey, members in groups.items():
+    paper = consistency == "paper"
+
+    def relation(first: Answer, second: Answer) -> RelationKindName | None:
+        if paper:  # the gold-derived keys
+            return "same" if first.gold == second.gold else "at_most_one_true"
+        if normalize_answer(first.answer) == normalize_answer(second.answer):
+            return "same"
+        return None
+
+    def draft(a: Answer) -> ClaimDraft:
+        prompt = CLAIM_TEMPLATE.format(question=a.question, claim=a.answer)
+        return ClaimDraft(
+            prompt, a.gold, {"question": a.question, "answer": a.answer, "source": a.source}
+        )
+
+    builder = ClaimTableBuilder(name, split)
+    for gkey, members in group_by(answers, lambda a: a.group).items():
         # The paper files list true answers first: order (and so ids) by content instead.
-        in_file = members
-        members = content_order(members, lambda a: a.answer, salt=gkey)
-        ids = [f"{split}-q{gkey}-{k}" for k in range(len(members))]
-        for cid, a in listing_order(list(zip(ids, members, strict=True)), in_file, consistency):
-            claims.append(
-                ClaimRecord(
-                    id=cid,
-                    prompt=CLAIM_TEMPLATE.format(question=a.question, claim=a.answer),
-                    group=f"q{gkey}",
-                    gold=a.gold,
-                    fields={"question": a.question, "answer": a.answer, "source": a.source},
-                )
-            )
-        for i in range(len(members)):
-            for j in range(i + 1, len(members)):
-                if consistency == "paper":
-                    same = members[i].gold == members[j].gold  # the gold-derived keys
-                    relations.append(
-                        RelationRecord("same" if same else "at_most_one_true", ids[i], ids[j])
-                    )
-                elif normalize_answer(members[i].answer) == normalize_answer(members[j].answer):
-                    relations.append(RelationRecord("same", ids[i], ids[j]))
-    if consistency == "paper":
+        builder.add_group(
+            f"q{gkey}",
+            members,
+            draft,
+            ids=numbered_ids(f"{split}-q{gkey}", len(members)),
+            order=by_content(lambda a: a.answer, salt=gkey),
+            pairs=relation,
+            list_as_given=paper,
+        )
+    if paper:
         notes = [*notes, PAPER_NOTE]
-    elif consistency == "default" and not relations:
+    elif consistency == "default" and not builder.relations:
         notes = [*notes, DEFAULT_NOTE]
-    return ClaimTable(
-        name,
-        split,
-        claims,
-        relations,
-        notes=notes,
-        structure_uses_gold=consistency == "paper",
-    )
+    return builder.table(notes, structure_uses_gold=paper)
 
 
 @register_testbed

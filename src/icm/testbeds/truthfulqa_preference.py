@@ -15,7 +15,7 @@ from __future__ import annotations
 from icm.data.data_dir import data_file, has_data_file
 from icm.testbeds import register_testbed
 from icm.testbeds.base import ClaimTable, LoadOptions, Testbed
-from icm.testbeds.shared_rows import PairRow, build_pair_table, pair_twins, read_paper_pairs
+from icm.testbeds.pairs import PairRow, build_pair_table, pair_twins, read_paper_pairs
 from icm.testbeds.truthfulqa import PAPER_FILES as TRUTHFULQA_FILES
 from icm.testbeds.truthfulqa import read_paper_split
 
