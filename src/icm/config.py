@@ -18,13 +18,10 @@ import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import Any, get_type_hints
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
-
-if TYPE_CHECKING:
-    from icm.finetune import FinetuneConfig
 
 # The model the embedded llama.cpp server loads when neither --base-url nor --model-path
 # is given (a base, not instruction-tuned, model shipped on PyPI).
@@ -60,6 +57,20 @@ _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("finetune_epochs", 0.0, 1e4, True),
     ("finetune_lr", 0.0, 1.0, True),
 )
+
+# The paper's setting: batches of 256 claims with alpha 30. With the original code's
+# mean-gap MP, one claim's term weighs alpha / N against one violated constraint, so a
+# batch of N claims keeps the paper's balance with alpha = 30 * N / 256.
+PAPER_ALPHA = 30.0
+PAPER_BATCH = 256
+
+
+def balanced_alpha(n_batch: int) -> float:
+    """The alpha that weighs one claim's MP term against one inconsistency as the paper's
+    batches of 256 claims with alpha 30 do (for the mean-gap objective)."""
+    return round(PAPER_ALPHA * max(1, n_batch) / PAPER_BATCH, 4)
+
+
 # Fields whose flag is spelt with dashes only.
 _DASHED_FLAGS = {
     "finetune_lr": "finetune-lr",
@@ -135,20 +146,6 @@ class RunConfig:
     # A named set of defaults (PRESETS) applied under the flags given explicitly.
     preset: str | None = None
 
-    def with_preset(self, name: str, explicit: set[str]) -> RunConfig:
-        """This config with preset `name` applied to every field not in `explicit` (the
-        fields given on the command line or by the caller keep their values)."""
-        key = name.lower()
-        if key not in PRESETS:
-            raise ConfigError(f"--preset: unknown preset '{name}' (known: {', '.join(PRESETS)})")
-        values = {k: v for k, v in PRESETS[key].items() if k not in explicit}
-        testbed = values.get("testbed", self.testbed)
-        if values.get("consistency") == "paper" and not _offers_paper_consistency(testbed):
-            # The original's keys exist for its own testbeds only; the others (capitals,
-            # claims files...) keep their relations, which hold by construction.
-            values["consistency"] = "default"
-        return dataclasses.replace(self, preset=key, **values)
-
     def validate(self) -> None:
         def bad(flag: str, why: str) -> None:
             raise ConfigError(f"--{_DASHED_FLAGS.get(flag, flag)}: {why}")
@@ -206,7 +203,8 @@ class RunConfig:
                 )
             if self.model != "embedded":
                 bad("iterative", f"needs a language model, not --model {self.model}")
-            self.finetune_config().validate()
+            # The fine-tuning settings (icm.iterative.finetune_config) are in the ranges
+            # above: lora_alpha is 2 * lora_r, the others FinetuneConfig's defaults.
         try:
             self.search_params().validate()
         except ValueError as e:
@@ -221,8 +219,6 @@ class RunConfig:
         """--alpha as given, or by default the paper's balance for batches of n_batch."""
         if self.alpha is not None:
             return self.alpha
-        from icm.run_summary import PAPER_ALPHA, balanced_alpha
-
         return balanced_alpha(n_batch) if self.mp_objective == "mean-gap" else PAPER_ALPHA
 
     def search_params(self, n_batch: int = 256) -> core.SearchParams:
@@ -249,19 +245,6 @@ class RunConfig:
             else core.MpObjective.SUM_LOGPROB
         )
         return p
-
-    def finetune_config(self) -> FinetuneConfig:
-        """The fine-tuning settings of an iterative run (icm.finetune.FinetuneConfig)."""
-        from icm.finetune import FinetuneConfig
-
-        return FinetuneConfig(
-            base=self.model_path or "embedded",
-            epochs=self.finetune_epochs,
-            learning_rate=self.finetune_lr,
-            lora_r=self.lora_r,
-            lora_alpha=2 * self.lora_r,
-            seed=self.seed,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -310,7 +293,8 @@ class RunConfig:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
-# Presets: named defaults for a whole way of running, each documented in docs/algorithm.md.
+# Presets: named defaults for a whole way of running, each documented in docs/algorithm.md
+# (icm.presets applies them).
 PRESETS: dict[str, dict[str, Any]] = {
     # Everything the original code does (src/experiments/ICM.py and its command line):
     # its algorithm (schedule counter, log beta 2, ConsistencyFix, seeds = the first
@@ -336,19 +320,6 @@ PRESETS: dict[str, dict[str, Any]] = {
         "logprobs": 20,
     },
 }
-
-
-def _offers_paper_consistency(testbed: str) -> bool:
-    from icm.errors import IcmError
-    from icm.testbeds import get_testbed
-    from icm.testbeds.loading import is_claims_file
-
-    if is_claims_file(testbed):
-        return False
-    try:
-        return "paper" in get_testbed(testbed).consistency_modes
-    except IcmError:  # an unknown name: the load says so, with "Did you mean"
-        return True
 
 
 def _has_type(value: Any, expected: Any) -> bool:

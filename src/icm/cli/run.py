@@ -17,6 +17,7 @@ from icm.cli.options import (
 )
 from icm.config import PRESETS, RunConfig
 from icm.errors import ConfigError
+from icm.presets import with_preset
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -109,7 +110,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
     if args.preset:
         argv = args.argv[args.argv.index("run") + 1 :] if "run" in args.argv else []
-        cfg = cfg.with_preset(args.preset, set(explicit_options(args.run_parser, argv)))
+        cfg = with_preset(cfg, args.preset, set(explicit_options(args.run_parser, argv)))
     cfg.validate()
     return cfg
 
