@@ -122,7 +122,10 @@ def test_help_lists_the_original_flags() -> None:
         (["--initial_T", "0.001"], "--initial_T: must be >= final_T"),
         (["--consistency_fix_K", "-3"], "--consistency_fix_K: must be >= 0, got -3"),
         (["--decay", "1.5"], "--decay: must be in (0, 1]"),
-        (["--scheduler", "cosine"], "--scheduler: must be 'log' or 'exp'"),
+        (
+            ["--scheduler", "cosine"],
+            "--scheduler: invalid choice: 'cosine' (choose from 'log', 'exp')",
+        ),
         (["--batch_size", "0"], "--batch_size: must be >= 1"),
         (["--checkpoint-every", "-1"], "--checkpoint-every: must be finite and >= 0, got -1"),
         (["--K", "ten"], "argument --K: invalid int value: 'ten'"),

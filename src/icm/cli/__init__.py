@@ -58,24 +58,28 @@ class _Parser(argparse.ArgumentParser):
 def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
     """Give every multi-word option both spellings, --batch-size and --batch_size (the
     original code's flags use underscores, icm's dashes), in this parser and its
-    subcommands."""
+    subcommands. The dashed spelling is in lower case: --initial-t for --initial_T. This is
+    the only place the second spelling comes from: an option declared with both is an
+    error."""
     for action in list(parser._actions):
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
                 add_spelling_aliases(sub)
             continue
-        long = [o for o in action.option_strings if o.startswith("--")]
-        if any("-" in o[2:] for o in long) and any("_" in o[2:] for o in long):
-            continue  # both spellings given by hand (e.g. --consistency_fix_K, -k)
-        for option in long:
+        for option in [o for o in action.option_strings if o.startswith("--")]:
             if isinstance(action, argparse.BooleanOptionalAction) and option.startswith("--no-"):
                 continue  # it reads its value off the "--no-" prefix: an alias would mean yes
             body = option[2:]
-            alias = "--" + (body.replace("-", "_") if "-" in body else body.replace("_", "-"))
-            if alias == option:
-                continue
+            if "-" in body:
+                alias = "--" + body.replace("-", "_")
+            elif "_" in body:
+                alias = "--" + body.replace("_", "-").lower()
+            else:
+                continue  # one word: one spelling
+            if alias in action.option_strings:
+                raise ValueError(f"{action.option_strings}: declare one spelling, not both")
             taken = parser._option_string_actions.get(alias)
-            if taken is not None and taken is not action:
+            if taken is not None:
                 raise ValueError(f"{alias} would be both {option} and {taken.option_strings}")
             action.option_strings = [*action.option_strings, alias]
             parser._option_string_actions[alias] = action
