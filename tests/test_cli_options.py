@@ -112,6 +112,37 @@ def test_a_bad_choice_is_refused_by_argparse_and_by_validate() -> None:
         RunConfig(mp_objective="sum").validate()
 
 
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["run", "--concurency", "3"],
+            "icm run: unknown option --concurency (did you mean --concurrency?)",
+        ),
+        (
+            ["run", "--batchsize=3"],
+            "icm run: unknown option --batchsize (did you mean --batch_size?)",
+        ),
+        (["eval", "--labels", "x", "--xyzzy"], "icm eval: unknown option --xyzzy"),
+        (["run", "--bat", "4"], "icm run: unknown option --bat (did you mean --batch_size?)"),
+        (
+            ["data", "list", "--chek"],
+            "icm data list: unknown option --chek (did you mean --check?)",
+        ),
+    ],
+)
+def test_an_unknown_option_names_the_nearest_one(
+    argv: list[str], line: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from icm.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == f"icm: error: {line}"
+
+
 def test_every_command_has_a_description() -> None:
     parsers = all_parsers()
     assert len(parsers) > 12

@@ -12,6 +12,7 @@ and cache, eval, replicate, serve, data, analyze, export, finetune.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import signal
@@ -43,7 +44,8 @@ Handler = Callable[[argparse.Namespace], int]
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with status 2 and one clear line, like every icm error, and takes
     options only as spelt in full: with abbreviations, `icm run --k 5` silently meant
-    --keep-trailing-space. (Subcommand parsers are of this class too.)"""
+    --keep-trailing-space. An unknown option is named with the nearest known one.
+    (Subcommand parsers are of this class too.)"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
@@ -53,6 +55,44 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"icm: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = _command_parser(self, parsed)
+            unknown = [e.split("=", 1)[0] for e in extras if e.startswith("-")]
+            if not unknown:
+                command.error(f"unrecognized arguments: {' '.join(extras)}")
+            command.error(
+                "; ".join(f"{command.prog}: {unknown_option(command, o)}" for o in unknown)
+            )
+        return parsed
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)command parser that parsed `args`: `icm data list`'s for `icm data list`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest or "", None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
+
+
+def unknown_option(parser: argparse.ArgumentParser, option: str) -> str:
+    """'unknown option --concurency (did you mean --concurrency?)'."""
+    # Compared without the "--" every option shares (it made --bat look like --out), in
+    # lower case (--k for --K); an option that begins with it counts too (--bat, --batch_size).
+    known = {o[2:].lower(): o for o in parser._option_string_actions if o.startswith("--")}
+    typed = option.lstrip("-").lower()
+    nearest = difflib.get_close_matches(typed, list(known), n=1)
+    nearest = nearest or [body for body in known if body.startswith(typed)][:1]
+    hint = f" (did you mean {known[nearest[0]]}?)" if nearest else ""
+    return f"unknown option {option}{hint}"
 
 
 def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
