@@ -32,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    # `--cache off|default` mean no cache / the user cache to `icm run`; here they made a
-    # file named "off" or "default" in the working directory.
+    # `--cache off` means no cache to `icm run`; here it once made a file named "off".
     if args.cache == "off":
         raise ConfigError(
             f"--cache off: `icm cache {args.action}` needs a cache file; leave out --cache for "
