@@ -9,11 +9,10 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "icm"
 MAX_FUNCTION_LINES = 100  # from `def` to the last line of the body, decorators excluded
 
-# split on branches model-registry / options-once; remove at merge
+# split on branch model-registry; remove at its merge
 KNOWN_LONG = {
     "run.py:execute_run",
     "evaluate.py:run_eval",
-    "cli/options.py:add_search_options",
 }
 
 

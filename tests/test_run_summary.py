@@ -13,8 +13,8 @@ import pytest
 
 from icm.api import claims_table, label
 from icm.backends.base import LabelScorer
-from icm.config import RunConfig
-from icm.run_summary import balanced_alpha, summarize
+from icm.config import RunConfig, balanced_alpha
+from icm.run_summary import summarize
 from icm.testbeds import LoadOptions
 from icm.testbeds.loading import load_table
 

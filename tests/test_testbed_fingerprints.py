@@ -35,8 +35,7 @@ def fingerprint(table: ClaimTable, data_dir: Path | None = None) -> str:
         "group_constraints": [[g.kind, list(g.members)] for g in table.group_constraints],
         "label_words": list(table.label_words),
         "notes": [
-            n.replace(str(data_dir), "DATA_DIR") if data_dir is not None else n
-            for n in table.notes
+            n.replace(str(data_dir), "DATA_DIR") if data_dir is not None else n for n in table.notes
         ],
         "structure_uses_gold": table.structure_uses_gold,
     }

@@ -25,6 +25,7 @@ from icm.backends.base import CoreScorer, LabelScorer
 from icm.config import RunConfig
 from icm.data.readers import is_valid_text
 from icm.errors import ConfigError
+from icm.presets import with_preset
 from icm.run_summary import RunSummary, summarize_run
 from icm.search import IcmResult, gold_agreement, run_icm, scorer_for_all
 from icm.testbeds.base import CLAIM_TEMPLATE, ClaimRecord, ClaimTable, RelationRecord
@@ -236,7 +237,7 @@ def label(table: ClaimTable, scorer: ScorerLike = "embedded", **options: Any) ->
     preset = options.pop("preset", None)
     cfg = RunConfig.from_dict(options, source="label() options")
     if preset is not None:
-        cfg = cfg.with_preset(str(preset), set(options))
+        cfg = with_preset(cfg, str(preset), set(options))
     cfg.validate()
     if "size" in options:  # RunConfig's default (16 claims) is `icm run`'s, not label()'s
         table = table.sample_groups(cfg.size, cfg.seed)

@@ -2,7 +2,7 @@
 
 Flag names follow the original code (--alpha --seed --model --batch_size --num_seed --K
 --consistency_fix_K --decay --initial_T --final_T --scheduler). The defaults differ from
-the original's where a field's comment says so: `size` (how many claims to label) is
+the original's where a field's help says so: `size` (how many claims to label) is
 small so that `icm run` finishes in minutes on a laptop CPU; mutual predictability is
 `mp="sparse"` with `context_k=4` demonstrations per claim (the original: exact, every other
 labeled claim of the batch; `--mp exact`); `algorithm="paper"` follows the paper's text
@@ -11,25 +11,26 @@ where the original code differs (docs/algorithm.md lists each difference and its
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
 import types
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import Any, get_type_hints
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
-
-if TYPE_CHECKING:
-    from icm.finetune import FinetuneConfig
+from icm.option import Option, int_or_all, one_of, option, options_of
 
 # The model the embedded llama.cpp server loads when neither --base-url nor --model-path
 # is given (a base, not instruction-tuned, model shipped on PyPI).
 DEFAULT_MODEL = "embedded"
 SYNTHETIC_MODEL = "synthetic"
+# --model's help names the stand-in only where the command takes it (icm run).
+SYNTHETIC_HELP = "'synthetic' (a stand-in scorer for algorithm checks, NOT a language model), "
 
 
 _INT32_MAX = 2**31 - 1
@@ -61,101 +62,291 @@ _FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
     ("finetune_epochs", 0.0, 1e4, True),
     ("finetune_lr", 0.0, 1.0, True),
 )
-# Fields whose flag is spelt with dashes only.
-_DASHED_FLAGS = {
-    "finetune_lr": "finetune-lr",
-    "finetune_epochs": "finetune-epochs",
-    "lora_r": "lora-r",
-    "checkpoint_every": "checkpoint-every",
-    "test_fraction": "test-fraction",
+
+# The paper's setting: batches of 256 claims with alpha 30. With the original code's
+# mean-gap MP, one claim's term weighs alpha / N against one violated constraint, so a
+# batch of N claims keeps the paper's balance with alpha = 30 * N / 256.
+PAPER_ALPHA = 30.0
+PAPER_BATCH = 256
+
+
+def balanced_alpha(n_batch: int) -> float:
+    """The alpha that weighs one claim's MP term against one inconsistency as the paper's
+    batches of 256 claims with alpha 30 do (for the mean-gap objective)."""
+    return round(PAPER_ALPHA * max(1, n_batch) / PAPER_BATCH, 4)
+
+
+# Presets: named defaults for a whole way of running, each documented in docs/algorithm.md
+# (icm.presets applies them).
+PRESETS: dict[str, dict[str, Any]] = {
+    # Everything the original code does (src/experiments/ICM.py and its command line):
+    # its algorithm (schedule counter, log beta 2, ConsistencyFix, seeds = the first
+    # num_seed claims of the batch), exact MP with the mean logit gap, its consistency
+    # keys, prompts ending in "is " as sent, and one batch of 256 claims with alpha 30.
+    "original": {
+        "algorithm": "code",
+        "log_beta": None,
+        "mp": "exact",
+        "mp_objective": "mean-gap",
+        "consistency": "paper",
+        "keep_trailing_space": True,
+        "alpha": 30.0,
+        "batch_size": 256,
+        "size": 256,
+        "num_seed": 8,
+        "K": 3000,
+        "consistency_fix_K": 10,
+        "scheduler": "log",
+        "decay": 0.99,
+        "initial_T": 10.0,
+        "final_T": 0.01,
+        "logprobs": 20,
+    },
 }
 
 
 @dataclass
 class RunConfig:
+    """Every setting of a run. A field that is a command-line option declares it here, once,
+    with option(): its flag, help, choices and default (icm.cli.options makes the argparse
+    arguments of every command that takes it; `group`: where --help lists it)."""
+
     # What to label
-    testbed: str = "capitals"
-    split: str = "train"
-    size: int | None = 16  # claims to label (whole groups); None = the whole split
-    data_dir: str | None = None
-    consistency: str = "default"  # default (by construction) | none | paper
+    testbed: str = option(
+        "--testbed",
+        "capitals",
+        group="testbed",
+        help="testbed name (see `icm testbeds`) or a path to claims .jsonl/.csv",
+    )
+    split: str = option("--split", "train", group="testbed", help="which split to label")
+    size: int | None = option(
+        "--size",
+        16,
+        group="testbed",
+        type=int_or_all,
+        help="claims to label, in whole consistency groups ('all' = the whole split)",
+    )
+    data_dir: str | None = option(
+        "--data-dir",
+        None,
+        group="testbed",
+        help="folder with external dataset files (default: $ICM_DATA_DIR)",
+    )
+    consistency: str = option(
+        "--consistency",
+        "default",
+        group="testbed",
+        choices=("default", "none", "paper"),
+        help="default: relations true by construction; none; paper: the original code's "
+        "keys (for truthfulqa they are derived from gold labels, and the run says so)",
+    )
     # Label only the consistency groups outside a held-out fraction of the split, split as
     # `icm eval --test-fraction F --seed S` splits it (icm replicate on a claims file).
-    test_fraction: float | None = None
+    test_fraction: float | None = option(
+        "--test-fraction",
+        None,
+        group="held-out",
+        type=float,
+        metavar="F",
+        help="hold out a seeded fraction F of the train split's consistency groups as the "
+        "test claims, instead of the test split (needed for a claims file, which has one "
+        "split)",
+    )
     test_fraction_seed: int = 0
     # The objective and the search (the original code's flags and defaults)
-    # None: the alpha that keeps the paper's balance (30 at 256 claims per batch) for the
-    # claims per batch actually used, 30 * N / 256 (mean-gap MP); `--alpha 30` is the
-    # original code's value whatever N. See docs/algorithm.md.
-    alpha: float | None = None
-    seed: int = 27565976
-    batch_size: int = 256
-    num_seed: int = 8
-    K: int = 3000
-    consistency_fix_K: int = 10
-    decay: float = 0.99
-    initial_T: float = 10.0
-    final_T: float = 0.01
-    scheduler: str = "log"  # log | exp
-    algorithm: str = "paper"  # paper | code: see docs/algorithm.md
-    log_beta: float | None = None  # None: 0.99 (paper) or 2 (code)
-    mp: str = "sparse"  # exact (the original: all other labeled claims) | sparse
-    context_k: int = 4
+    alpha: float | None = option(
+        "--alpha",
+        None,
+        group="search",
+        type=float,
+        help="weight of MP against inconsistencies (default: the paper's balance for the "
+        "batch actually used, 30 * N / 256 for N claims per batch; --alpha 30 is the "
+        "original code's value, see docs/algorithm.md)",
+    )
+    seed: int = option("--seed", 27565976, group="search", help="random seed")
+    batch_size: int = option(
+        "--batch_size", 256, group="search", help="claims per independent search batch"
+    )
+    num_seed: int = option(
+        "--num_seed", 8, group="search", help="claims given random initial labels"
+    )
+    K: int = option("--K", 3000, group="search", help="search iterations per batch")
+    consistency_fix_K: int = option(
+        "--consistency_fix_K", 10, group="search", help="ConsistencyFix rounds"
+    )
+    decay: float = option("--decay", 0.99, group="search", help="exp schedule decay")
+    initial_T: float = option("--initial_T", 10.0, group="search", help="initial temperature")
+    final_T: float = option("--final_T", 0.01, group="search", help="final temperature")
+    scheduler: str = option(
+        "--scheduler",
+        "log",
+        group="search",
+        choices=("log", "exp"),
+        help="log: T = initial_T / (1 + beta ln(1 + n)) with beta 0.99 under --algorithm "
+        "paper (the default), 2 under --algorithm code as in the original (--log-beta sets "
+        "it; --decay is not used); exp: T = initial_T * decay^n. Both floored at final_T",
+    )
+    algorithm: str = option(
+        "--algorithm",
+        "paper",
+        group="icm-search",
+        choices=("paper", "code"),
+        help="paper: Algorithms 1-2 as written; code: the original code's behaviour "
+        "where it differs (docs/algorithm.md)",
+    )
+    log_beta: float | None = option(
+        "--log-beta",
+        None,
+        group="icm-search",
+        type=float,
+        help="beta of the log schedule (default 0.99 paper, 2 code)",
+    )
+    mp: str = option(
+        "--mp",
+        "sparse",
+        group="icm-search",
+        choices=("exact", "sparse"),
+        help="exact: every labeled claim in context (the original); sparse: a fixed "
+        "random context of --context-k claims",
+    )
+    context_k: int = option(
+        "--context-k", 4, group="icm-search", help="demonstrations per claim with --mp sparse"
+    )
     context_regrow: float = 1.25
-    mp_objective: str = "mean-gap"  # mean-gap (the original code) | sum-logprob (paper text)
-    # Where the search starts: random (num_seed random labels, the paper) | zero-shot (every
-    # claim labelled by the model's zero-shot answer; beyond the paper, see docs/results).
-    init: str = "random"
-    # Score every claim alone first and compare ICM's labels with those zero-shot labels
-    # (icm.zero_shot); --no-zero-shot skips it.
-    zero_shot: bool = True
-    # Speculative prefetch: rounds of scorer calls looked ahead (0: none). Same labels and
-    # trace; fewer rounds for more requests (docs/performance.md).
-    prefetch_depth: int = 0
-    # Speculative calls of more requests than this are guessed through, not sent (0: no
-    # limit); for exact mode, where a speculated label change costs a whole batch.
-    prefetch_call_limit: int = 0
-    # Batches searched at once over one scorer (same labels and trace as one after
-    # another). 0: auto, AUTO_PARALLEL_BATCHES against a model server, 1 otherwise.
-    parallel_batches: int = 0
+    mp_objective: str = option(
+        "--mp-objective",
+        "mean-gap",
+        group="icm-search",
+        choices=("mean-gap", "sum-logprob"),
+        help="mean-gap: the original code's mean label-signed logit gap; sum-logprob: the "
+        "paper text's sum of log P(label)",
+    )
+    init: str = option(
+        "--init",
+        "random",
+        group="icm-search",
+        choices=("random", "zero-shot"),
+        help="random: num_seed random labels (the paper); zero-shot: start from every "
+        "claim's zero-shot label (beyond the paper, docs/results/zero-shot-init.md)",
+    )
+    zero_shot: bool = option(
+        "--zero-shot",
+        True,
+        group="icm-search",
+        action=argparse.BooleanOptionalAction,
+        help="score every claim alone first and compare ICM with those zero-shot labels in "
+        "the summary (one request per claim, through the response cache)",
+    )
+    prefetch_depth: int = option(
+        "--prefetch-depth",
+        0,
+        group="icm-search",
+        help="speculative prefetch: while the search waits for the server, also send the "
+        "requests of up to this many later rounds (same labels and trace; fewer rounds, "
+        "some wasted requests; 4 suits a remote vLLM server; 0: none)",
+    )
+    prefetch_call_limit: int = option(
+        "--prefetch-call-limit",
+        0,
+        group="icm-search",
+        help="with --prefetch-depth: send only speculative calls of at most this many "
+        "requests (0: no limit). For --mp exact use 1: it hides the one-request rounds "
+        "without speculating whole-batch re-scorings (docs/performance.md)",
+    )
+    parallel_batches: int = option(
+        "--parallel-batches",
+        0,
+        group="icm-search",
+        help="batches searched at once, their requests in flight together (same labels "
+        f"and trace as one after another; 0: {AUTO_PARALLEL_BATCHES} against a model server, "
+        "1 for --model synthetic, an in-process model or --iterative)",
+    )
     # The model
-    model: str = DEFAULT_MODEL  # "embedded", "synthetic", or the server's model name
-    base_url: list[str] = field(default_factory=list)
-    model_path: str | None = None
-    logprobs: int = 20
-    concurrency: int = 4
-    timeout: float = 120.0
-    keep_trailing_space: bool = False
-    cache: str = "default"  # the response cache: "default" (user cache dir), "off", or a path
-    # Seconds between checkpoints within a batch (0: every step); see docs/reliability.md.
-    checkpoint_every: float = 2.0
+    model: str = option(
+        "--model",
+        DEFAULT_MODEL,
+        group="model",
+        help="'embedded' (local llama.cpp server with the packaged base model), "
+        f"{SYNTHETIC_HELP}or the model name to send to --base-url",
+    )
+    base_url: list[str] = option(
+        "--base-url",
+        [],
+        group="model",
+        action="append",
+        help="OpenAI-compatible server (repeat to spread requests over several)",
+    )
+    model_path: str | None = option(
+        "--model-path",
+        None,
+        group="model",
+        help="a local GGUF file for the embedded llama.cpp server, or a Hugging Face model "
+        "folder or an `icm finetune` output folder (scored in process by transformers; "
+        "needs the finetune extra)",
+    )
+    logprobs: int = option("--logprobs", 20, group="model", help="top-k logprobs to request")
+    concurrency: int = option("--concurrency", 4, group="model", help="requests in flight")
+    timeout: float = option("--timeout", 120.0, group="model", help="seconds per request")
+    keep_trailing_space: bool = option(
+        "--keep-trailing-space",
+        False,
+        group="model",
+        action=argparse.BooleanOptionalAction,
+        help="send prompts ending in 'is ' unchanged (the original code, and --preset "
+        "original); by default the trailing space is dropped, see docs/algorithm.md",
+    )
+    cache: str = option(
+        "--cache",
+        "default",
+        group="model",
+        help="response cache: a SQLite path, 'off', or 'default' ($ICM_CACHE_DIR or "
+        "~/.cache/icm/responses.sqlite)",
+    )
+    checkpoint_every: float = option(
+        "--checkpoint-every",
+        2.0,
+        group="run",
+        metavar="SECONDS",
+        help="save the search state at most this often within a batch (0: every step); "
+        "finished batches and a stop are always saved, and a kill costs at most these "
+        "seconds of work (docs/reliability.md)",
+    )
     # Iterative fine-tuning (the paper's loop over batches; needs the 'finetune' extra)
-    iterative: bool = False
-    finetune_epochs: float = 4.0
-    finetune_lr: float = 5e-4
-    lora_r: int = 8
+    iterative: bool = option(
+        "--iterative",
+        False,
+        group="finetune",
+        action="store_true",
+        help="the paper's loop: label batch 1 with the base model, then each next batch with "
+        "the base model fine-tuned (LoRA) on the labels of all batches before it; models are "
+        "scored in process (transformers) and kept in RUN_DIR/models/",
+    )
+    finetune_epochs: float = option(
+        "--finetune-epochs", 4.0, group="finetune", help="epochs of each fine-tuning round"
+    )
+    finetune_lr: float = option(
+        "--finetune-lr", 5e-4, group="finetune", help="learning rate of each fine-tuning round"
+    )
+    lora_r: int = option("--lora-r", 8, group="finetune", help="LoRA rank")
     # Output
-    out: str | None = None
-    # A named set of defaults (PRESETS) applied under the flags given explicitly.
-    preset: str | None = None
-
-    def with_preset(self, name: str, explicit: set[str]) -> RunConfig:
-        """This config with preset `name` applied to every field not in `explicit` (the
-        fields given on the command line or by the caller keep their values)."""
-        key = name.lower()
-        if key not in PRESETS:
-            raise ConfigError(f"--preset: unknown preset '{name}' (known: {', '.join(PRESETS)})")
-        values = {k: v for k, v in PRESETS[key].items() if k not in explicit}
-        testbed = values.get("testbed", self.testbed)
-        if values.get("consistency") == "paper" and not _offers_paper_consistency(testbed):
-            # The original's keys exist for its own testbeds only; the others (capitals,
-            # claims files...) keep their relations, which hold by construction.
-            values["consistency"] = "default"
-        return dataclasses.replace(self, preset=key, **values)
+    out: str | None = option(
+        "--out", None, group="run", help="run directory (default runs/<testbed>-<time>)"
+    )
+    preset: str | None = option(
+        "--preset",
+        None,
+        group="preset",
+        type=str.lower,
+        choices=tuple(sorted(PRESETS)),
+        help="original: everything as the original code does it (its algorithm, exact MP, "
+        "its consistency keys, trailing space kept, seeds at the batch start, one batch of "
+        "256 claims, alpha 30); flags given explicitly override it",
+    )
 
     def validate(self) -> None:
-        def bad(flag: str, why: str) -> None:
-            raise ConfigError(f"--{_DASHED_FLAGS.get(flag, flag)}: {why}")
+        def bad(name: str, why: str) -> None:
+            declared = RUN_OPTIONS.get(name)
+            raise ConfigError(f"{declared.flag if declared else '--' + name}: {why}")
 
         if self.size is not None and self.size < 1:
             bad("size", f"must be >= 1 ('all' for the whole split), got {self.size}")
@@ -180,26 +371,22 @@ class RunConfig:
                 )
             if number > highest:
                 bad(name, f"must be at most {highest:g}, got {number:g}")
-        if self.scheduler not in ("log", "exp"):
-            bad("scheduler", f"must be 'log' or 'exp', got '{self.scheduler}'")
-        if self.algorithm not in ("paper", "code"):
-            bad("algorithm", f"must be 'paper' or 'code', got '{self.algorithm}'")
-        if self.mp not in ("exact", "sparse"):
-            bad("mp", f"must be 'exact' or 'sparse', got '{self.mp}'")
-        if self.mp_objective not in ("mean-gap", "sum-logprob"):
-            bad("mp_objective", f"must be 'mean-gap' or 'sum-logprob', got '{self.mp_objective}'")
+        # argparse checks the choices of a flag; a config file's or the API's value comes
+        # here unchecked.
+        for name, declared in RUN_OPTIONS.items():
+            value = getattr(self, name)
+            if declared.choices and value is not None and value not in declared.choices:
+                bad(name, f"must be {one_of(declared.choices)}, got '{value}'")
         if self.test_fraction is not None and not (
             math.isfinite(self.test_fraction) and 0 < self.test_fraction < 1
         ):
             bad("test_fraction", f"must be between 0 and 1, got {self.test_fraction:g}")
-        if self.init not in ("random", "zero-shot"):
-            bad("init", f"must be 'random' or 'zero-shot', got '{self.init}'")
         if self.init == "zero-shot" and not self.zero_shot:
             bad("init", "zero-shot starts from the zero-shot pass, which --no-zero-shot skips")
         if self.init == "zero-shot" and self.iterative:
             bad("init", "zero-shot is not available with --iterative")
-        if self.consistency not in ("default", "none", "paper"):
-            bad("consistency", f"must be default, none or paper, got '{self.consistency}'")
+        if self.prefetch_call_limit > 0 and self.prefetch_depth == 0:
+            bad("prefetch_call_limit", "limits speculative calls: give --prefetch-depth too")
         if self.iterative:
             if self.base_url:
                 bad(
@@ -210,7 +397,8 @@ class RunConfig:
                 )
             if self.model != "embedded":
                 bad("iterative", f"needs a language model, not --model {self.model}")
-            self.finetune_config().validate()
+            # The fine-tuning settings (icm.iterative.finetune_config) are in the ranges
+            # above: lora_alpha is 2 * lora_r, the others FinetuneConfig's defaults.
         try:
             self.search_params().validate()
         except ValueError as e:
@@ -225,8 +413,6 @@ class RunConfig:
         """--alpha as given, or by default the paper's balance for batches of n_batch."""
         if self.alpha is not None:
             return self.alpha
-        from icm.run_summary import PAPER_ALPHA, balanced_alpha
-
         return balanced_alpha(n_batch) if self.mp_objective == "mean-gap" else PAPER_ALPHA
 
     def search_params(self, n_batch: int = 256) -> core.SearchParams:
@@ -254,19 +440,6 @@ class RunConfig:
             else core.MpObjective.SUM_LOGPROB
         )
         return p
-
-    def finetune_config(self) -> FinetuneConfig:
-        """The fine-tuning settings of an iterative run (icm.finetune.FinetuneConfig)."""
-        from icm.finetune import FinetuneConfig
-
-        return FinetuneConfig(
-            base=self.model_path or "embedded",
-            epochs=self.finetune_epochs,
-            learning_rate=self.finetune_lr,
-            lora_r=self.lora_r,
-            lora_alpha=2 * self.lora_r,
-            seed=self.seed,
-        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -316,45 +489,9 @@ class RunConfig:
         return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
 
 
-# Presets: named defaults for a whole way of running, each documented in docs/algorithm.md.
-PRESETS: dict[str, dict[str, Any]] = {
-    # Everything the original code does (src/experiments/ICM.py and its command line):
-    # its algorithm (schedule counter, log beta 2, ConsistencyFix, seeds = the first
-    # num_seed claims of the batch), exact MP with the mean logit gap, its consistency
-    # keys, prompts ending in "is " as sent, and one batch of 256 claims with alpha 30.
-    "original": {
-        "algorithm": "code",
-        "log_beta": None,
-        "mp": "exact",
-        "mp_objective": "mean-gap",
-        "consistency": "paper",
-        "keep_trailing_space": True,
-        "alpha": 30.0,
-        "batch_size": 256,
-        "size": 256,
-        "num_seed": 8,
-        "K": 3000,
-        "consistency_fix_K": 10,
-        "scheduler": "log",
-        "decay": 0.99,
-        "initial_T": 10.0,
-        "final_T": 0.01,
-        "logprobs": 20,
-    },
-}
-
-
-def _offers_paper_consistency(testbed: str) -> bool:
-    from icm.errors import IcmError
-    from icm.testbeds import get_testbed
-    from icm.testbeds.loading import is_claims_file
-
-    if is_claims_file(testbed):
-        return False
-    try:
-        return "paper" in get_testbed(testbed).consistency_modes
-    except IcmError:  # an unknown name: the load says so, with "Did you mean"
-        return True
+# RunConfig's options by field name (the fields that are not options: test_fraction_seed,
+# context_regrow).
+RUN_OPTIONS: dict[str, Option] = options_of(RunConfig)
 
 
 def _has_type(value: Any, expected: Any) -> bool:

@@ -25,12 +25,30 @@ from icm import _icm_core as core
 from icm.backends.base import BackendStats, CoreScorer, LabelScorer
 from icm.backends.transformers_scorer import TransformersScorer, load_causal_lm
 from icm.config import RunConfig
-from icm.finetune import examples_digest, finetune, finished_record, sft_example
+from icm.finetune import (
+    FinetuneConfig,
+    examples_digest,
+    finetune,
+    finished_record,
+    sft_example,
+)
 from icm.run_dir import write_json
 from icm.search import BatchResult
 from icm.testbeds.base import ClaimTable
 
 ITERATIVE_RECORD = "iterative.json"
+
+
+def finetune_config(cfg: RunConfig) -> FinetuneConfig:
+    """The fine-tuning settings of an iterative run (RunConfig.validate checks their ranges)."""
+    return FinetuneConfig(
+        base=cfg.model_path or "embedded",
+        epochs=cfg.finetune_epochs,
+        learning_rate=cfg.finetune_lr,
+        lora_r=cfg.lora_r,
+        lora_alpha=2 * cfg.lora_r,
+        seed=cfg.seed,
+    )
 
 
 class IterativeFinetuning:
@@ -49,7 +67,7 @@ class IterativeFinetuning:
         self.run_dir = run_dir
         self.log = log
         self.wrap = wrap  # the response cache, when the run has one
-        self.finetune_cfg = cfg.finetune_config()
+        self.finetune_cfg = finetune_config(cfg)
         self.records: list[dict[str, Any]] = []
         self._scorers: list[TransformersScorer] = []  # one per batch, in record order
         self._index = {c.id: i for i, c in enumerate(table.claims)}

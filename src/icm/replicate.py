@@ -31,7 +31,7 @@ class ReplicateConfig:
     testbeds: list[str]
     seeds: int = 3
     train_size: int = 32
-    test_size: int = 100
+    test_size: int | None = 100  # None: the whole test split
     run: RunConfig = field(default_factory=RunConfig)  # search and model options
     data_dir: str | None = None
     context_tokens: int = 4096

@@ -19,24 +19,13 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from icm import _icm_core as core
+from icm.config import balanced_alpha
 from icm.testbeds.base import ClaimTable
 from icm.zero_shot import ZeroShotComparison, compare
 
-if TYPE_CHECKING:  # config imports this module
+if TYPE_CHECKING:
     from icm.config import RunConfig
     from icm.search import IcmResult
-
-# The paper's setting: batches of 256 claims with alpha 30. With the original code's
-# mean-gap MP, one claim's term weighs alpha / N against one violated constraint, so a
-# batch of N claims keeps the paper's balance with alpha = 30 * N / 256.
-PAPER_ALPHA = 30.0
-PAPER_BATCH = 256
-
-
-def balanced_alpha(n_batch: int) -> float:
-    """The alpha that weighs one claim's MP term against one inconsistency as the paper's
-    batches of 256 claims with alpha 30 do (for the mean-gap objective)."""
-    return round(PAPER_ALPHA * max(1, n_batch) / PAPER_BATCH, 4)
 
 
 @dataclass

@@ -12,6 +12,7 @@ and cache, eval, replicate, serve, data, analyze, export, finetune.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
 import os
 import signal
@@ -43,7 +44,8 @@ Handler = Callable[[argparse.Namespace], int]
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with status 2 and one clear line, like every icm error, and takes
     options only as spelt in full: with abbreviations, `icm run --k 5` silently meant
-    --keep-trailing-space. (Subcommand parsers are of this class too.)"""
+    --keep-trailing-space. An unknown option is named with the nearest known one.
+    (Subcommand parsers are of this class too.)"""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs["allow_abbrev"] = False
@@ -54,28 +56,70 @@ class _Parser(argparse.ArgumentParser):
         print(f"icm: error: {message}", file=sys.stderr)
         raise SystemExit(2)
 
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = _command_parser(self, parsed)
+            unknown = [e.split("=", 1)[0] for e in extras if e.startswith("-")]
+            if not unknown:
+                command.error(f"unrecognized arguments: {' '.join(extras)}")
+            command.error(
+                "; ".join(f"{command.prog}: {unknown_option(command, o)}" for o in unknown)
+            )
+        return parsed
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The (sub)command parser that parsed `args`: `icm data list`'s for `icm data list`."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest or "", None) or "")
+            if chosen is not None:
+                return _command_parser(chosen, args)
+    return parser
+
+
+def unknown_option(parser: argparse.ArgumentParser, option: str) -> str:
+    """'unknown option --concurency (did you mean --concurrency?)'."""
+    # Compared without the "--" every option shares (it made --bat look like --out), in
+    # lower case (--k for --K); an option that begins with it counts too (--bat, --batch_size).
+    known = {o[2:].lower(): o for o in parser._option_string_actions if o.startswith("--")}
+    typed = option.lstrip("-").lower()
+    nearest = difflib.get_close_matches(typed, list(known), n=1)
+    nearest = nearest or [body for body in known if body.startswith(typed)][:1]
+    hint = f" (did you mean {known[nearest[0]]}?)" if nearest else ""
+    return f"unknown option {option}{hint}"
+
 
 def add_spelling_aliases(parser: argparse.ArgumentParser) -> None:
     """Give every multi-word option both spellings, --batch-size and --batch_size (the
     original code's flags use underscores, icm's dashes), in this parser and its
-    subcommands."""
+    subcommands. The dashed spelling is in lower case: --initial-t for --initial_T. This is
+    the only place the second spelling comes from: an option declared with both is an
+    error."""
     for action in list(parser._actions):
         if isinstance(action, argparse._SubParsersAction):
             for sub in set(action.choices.values()):
                 add_spelling_aliases(sub)
             continue
-        long = [o for o in action.option_strings if o.startswith("--")]
-        if any("-" in o[2:] for o in long) and any("_" in o[2:] for o in long):
-            continue  # both spellings given by hand (e.g. --consistency_fix_K, -k)
-        for option in long:
+        for option in [o for o in action.option_strings if o.startswith("--")]:
             if isinstance(action, argparse.BooleanOptionalAction) and option.startswith("--no-"):
                 continue  # it reads its value off the "--no-" prefix: an alias would mean yes
             body = option[2:]
-            alias = "--" + (body.replace("-", "_") if "-" in body else body.replace("_", "-"))
-            if alias == option:
-                continue
+            if "-" in body:
+                alias = "--" + body.replace("-", "_")
+            elif "_" in body:
+                alias = "--" + body.replace("_", "-").lower()
+            else:
+                continue  # one word: one spelling
+            if alias in action.option_strings:
+                raise ValueError(f"{action.option_strings}: declare one spelling, not both")
             taken = parser._option_string_actions.get(alias)
-            if taken is not None and taken is not action:
+            if taken is not None:
                 raise ValueError(f"{alias} would be both {option} and {taken.option_strings}")
             action.option_strings = [*action.option_strings, alias]
             parser._option_string_actions[alias] = action

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from icm.cli.options import add_option
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -18,20 +20,12 @@ def register(subparsers: Any) -> None:
         "and by topic group. Writes RUN_DIR/analysis.md and RUN_DIR/analysis.json.",
     )
     p.add_argument("run_dir", type=Path, help="a run directory written by `icm run`")
-    p.add_argument(
-        "--data-dir",
-        "--data_dir",
-        dest="data_dir",
-        default=None,
-        help="where the testbed's data is (default: the run's own data dir)",
-    )
+    add_option(p, "data_dir", help="where the testbed's data is (default: the run's own data dir)")
     p.add_argument(
         "--alpha", type=float, default=0.05, help="significance level after Holm (default 0.05)"
     )
     p.add_argument(
         "--min-discordant",
-        "--min_discordant",
-        dest="min_discordant",
         type=int,
         default=6,
         help="test a value only with at least this many decisions where exactly one action "

@@ -4,32 +4,41 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from icm.backends.response_cache import open_response_cache
+from icm.cli.options import add_option
 from icm.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("cache", help="the model-response cache (stats, clear)")
+    p = sub.add_parser(
+        "cache",
+        help="the model-response cache (stats, clear)",
+        description="Show how many model responses the response cache holds (by model) and "
+        "its size, or empty it.",
+    )
     p.add_argument(
         "action",
         choices=["stats", "clear"],
         help="stats: responses held, by model, and size; clear: empty it",
     )
-    p.add_argument("--cache", type=Path, default=None, help="cache file (default: the user cache)")
+    add_option(
+        p,
+        "cache",
+        help="response cache: a SQLite path or 'default' ($ICM_CACHE_DIR or "
+        "~/.cache/icm/responses.sqlite)",
+    )
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    # `--cache off|default` mean no cache / the user cache to `icm run`; here they made a
-    # file named "off" or "default" in the working directory.
-    if args.cache is not None and str(args.cache) == "off":
+    # `--cache off` means no cache to `icm run`; here it once made a file named "off".
+    if args.cache == "off":
         raise ConfigError(
             f"--cache off: `icm cache {args.action}` needs a cache file; leave out --cache for "
             "the default one, or give a path"
         )
-    cache = open_response_cache(args.cache or "default")
+    cache = open_response_cache(args.cache)
     try:
         if args.action == "stats":
             print(json.dumps(cache.stats(), indent=2))

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from icm.cli.options import add_option
 from icm.data.data_dir import DATA_DIR_ENV, default_cache_dir, not_a_folder, resolve_data_dir
 from icm.data.fetch import MIRROR_ENV, fetch_file, sha256_of, source_url
 from icm.data.manifest import DATASETS
@@ -48,16 +49,15 @@ def register(subparsers: Any) -> None:
         help=f"base URL serving the data directory layout (default ${MIRROR_ENV}, else GitHub)",
     )
     fetch.add_argument("--force", action="store_true", help="download even if already verified")
-    fetch.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    add_option(fetch, "timeout", default=60.0)
     fetch.set_defaults(handler=cmd_fetch)
-    lst = sub.add_parser("list", help="the datasets and which of their files are present")
-    lst.add_argument(
-        "--data-dir",
-        "--data_dir",
-        dest="data_dir",
-        default=None,
-        help="folder with external dataset files (default: $ICM_DATA_DIR)",
+    lst = sub.add_parser(
+        "list",
+        help="the datasets and which of their files are present",
+        description="List the datasets the testbeds read and which of their files the data "
+        "directory holds (--check: and whether each still has its recorded SHA-256).",
     )
+    add_option(lst, "data_dir")
     lst.add_argument("--check", action="store_true", help="also verify every SHA-256")
     lst.set_defaults(handler=cmd_list)
     p.set_defaults(handler=lambda args: _usage(p))

@@ -8,14 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from icm.cli.options import (
-    DATA_DIR_HELP,
-    add_model_options,
-    data_dir_of,
-    int_or_all,
-    model_options,
-    positive_int,
-)
+from icm.cli.options import add_model_options, add_option, data_dir_of, model_options
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.evaluate import (
@@ -26,6 +19,7 @@ from icm.evaluate import (
     run_eval,
     write_eval,
 )
+from icm.option import positive_int
 from icm.run_dir import now_iso, versions, write_json
 
 
@@ -38,44 +32,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "demonstrations. --labels: an ICM run directory, or " + ", ".join(LABEL_SOURCES) + ".",
     )
     p.add_argument("--labels", required=True, help="RUN_DIR or a label source")
-    p.add_argument("--testbed", default=None, help="default: the run's testbed")
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
+    add_option(p, "testbed", default=None, help="testbed name or claims file (default: the run's)")
+    add_option(p, "data_dir")
     p.add_argument(
         "--train-split", default="train", help="split the demonstrations come from (default train)"
     )
     p.add_argument("--test-split", default="test", help="split to score (default test)")
-    p.add_argument(
-        "--train-size",
-        type=int_or_all,
-        default=None,
-        help="train claims to draw from ('all', the default: the whole split)",
-    )
-    p.add_argument(
-        "--test-size",
-        type=int_or_all,
-        default=100,
-        help="test claims, in whole groups ('all' = the whole split; default 100)",
-    )
-    p.add_argument(
-        "--test-fraction",
-        type=float,
-        default=None,
-        metavar="F",
+    add_option(p, "train_size")
+    add_option(p, "test_size")
+    add_option(
+        p,
+        "test_fraction",
         help="instead of --test-split: hold out a seeded fraction F of the train split's "
         "consistency groups as the test claims (needed for a claims file, which has one "
         "split); with a run directory, its claims in that part are not used as demonstrations",
     )
-    p.add_argument(
-        "--consistency",
-        default="default",
-        choices=["default", "none", "paper"],
-        help="consistency relations of the testbed, as for icm run (default: default)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the demonstration order, random labels and the CI (default 0)",
+    add_option(p, "consistency", help="consistency relations of the testbed, as for icm run")
+    add_option(
+        p, "seed", default=0, help="seed of the demonstration order, random labels and the CI"
     )
     p.add_argument(
         "--match-run",
@@ -83,12 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="random-matched: the ICM run whose accuracy the random labels match",
     )
-    p.add_argument(
-        "--context-tokens",
-        type=positive_int,  # 0 or less held no demonstration, silently
-        default=4096,
-        help="context budget for demonstrations and the claim (default 4096)",
-    )
+    add_option(p, "context_tokens")
     p.add_argument(
         "--max-demos",
         type=positive_int,  # -1 ran with no demonstration, silently; zero-shot is a --labels
@@ -107,8 +76,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=8,
         help="bootstrap: demonstrations per prediction (default 8)",
     )
-    p.add_argument("--chat-model", default=None, help="zero-shot-chat: the chat model's name")
-    p.add_argument("--chat-base-url", default=None, help="zero-shot-chat: its server")
+    add_option(p, "chat_model")
+    add_option(p, "chat_base_url")
     add_model_options(p, synthetic=False)
     p.add_argument(
         "--finetuned",

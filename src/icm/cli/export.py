@@ -34,15 +34,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--with-gold",
-        "--with_gold",
-        dest="with_gold",
         action="store_true",
         help="add the testbed's gold label to SFT / hf rows (for analysis, not training)",
     )
     p.add_argument(
         "--label-pairs",
-        "--label_pairs",
-        dest="label_pairs",
         action="store_true",
         help="also make a pair per claim: its label word chosen over the other word",
     )

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from icm.cli.options import add_option
 from icm.errors import ConfigError, DataError
 from icm.export import load_run
 from icm.finetune import FinetuneConfig, finetune, sft_example
@@ -100,7 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=d.batch_size,
         help=f"examples per training step (default {d.batch_size})",
     )
-    p.add_argument("--lora-r", type=int, default=d.lora_r, help=f"LoRA rank (default {d.lora_r})")
+    add_option(p, "lora_r", default=d.lora_r)
     p.add_argument("--lora-alpha", type=int, default=None, help="default: 2 * lora-r")
     p.add_argument(
         "--max-length",
@@ -108,7 +109,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=d.max_length,
         help=f"maximum tokens per training example (default {d.max_length})",
     )
-    p.add_argument("--seed", type=int, default=d.seed, help=f"training seed (default {d.seed})")
+    add_option(p, "seed", default=d.seed, help="training seed")
     p.set_defaults(handler=cmd_finetune)
 
     m = sub.add_parser(

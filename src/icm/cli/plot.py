@@ -12,7 +12,13 @@ PLOT_SUFFIXES = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    plot = sub.add_parser("plot", help="plot the search trace of a run")
+    plot = sub.add_parser(
+        "plot",
+        help="plot the search trace of a run",
+        description="Plot a run's search trace (trace.jsonl) as an image: the objective, the "
+        "inconsistencies, agreement with gold where known, and the temperature, over the "
+        "search.",
+    )
     plot.add_argument("run_dir", type=Path, help="an icm run directory")
     plot.add_argument(
         "--out",

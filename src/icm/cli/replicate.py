@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from icm.cli.options import (
-    DATA_DIR_HELP,
     add_model_options,
+    add_option,
     add_search_options,
     data_dir_of,
     model_options,
@@ -26,7 +26,12 @@ from icm.run_dir import now_iso
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
-    p = sub.add_parser("replicate", help="ICM vs baselines on held-out test splits, over seeds")
+    p = sub.add_parser(
+        "replicate",
+        help="ICM vs baselines on held-out test splits, over seeds",
+        description="Run ICM and every baseline on each testbed over several seeds, evaluate "
+        "each on held-out test claims, and write report.md and figure.png to --out.",
+    )
     p.add_argument(
         "--testbeds",
         required=True,
@@ -35,29 +40,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "--seeds", type=int, default=3, help="ICM runs and baselines per testbed (default 3)"
     )
-    p.add_argument(
-        "--train-size", type=int, default=32, help="train claims ICM labels (default 32)"
-    )
-    p.add_argument("--test-size", type=int, default=100, help="test claims (default 100)")
-    p.add_argument(
-        "--test-fraction",
-        type=float,
-        default=None,
+    add_option(p, "train_size", default=32, help="train claims ICM labels")
+    add_option(p, "test_size")
+    add_option(
+        p,
+        "test_fraction",
         help="hold out this fraction of each testbed's train groups as the test claims "
         "instead of its test split; ICM never sees them (needed for a claims file, e.g. "
         "--testbeds my_claims.jsonl --test-fraction 0.3)",
     )
-    p.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
-    p.add_argument(
-        "--context-tokens",
-        type=int,
-        default=4096,
-        help="context budget for demonstrations and the claim (default 4096)",
-    )
-    p.add_argument(
-        "--chat-model", default=None, help="zero-shot-chat baseline: the chat model's name"
-    )
-    p.add_argument("--chat-base-url", default=None, help="zero-shot-chat baseline: its server")
+    add_option(p, "data_dir")
+    add_option(p, "context_tokens")
+    add_option(p, "chat_model")
+    add_option(p, "chat_base_url")
     add_search_options(p, seed_help="base seed: seed i of --seeds uses seed + i")
     add_model_options(p, synthetic=False)
     p.add_argument(

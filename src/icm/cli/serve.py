@@ -21,6 +21,7 @@ from icm.backends.llama_server import (
     ScoringServer,
     serve,
 )
+from icm.cli.options import add_option
 from icm.errors import BackendError, ConfigError
 
 
@@ -31,19 +32,11 @@ def register(subparsers: Any) -> None:
         description="Serve next-token logprobs of a GGUF base model with prefix caching, "
         "for `icm run --base-url`. Ctrl-C stops it.",
     )
-    p.add_argument(
-        "--model-path",
-        "--model_path",
-        dest="model_path",
-        default=None,
-        help="a GGUF file (default: the packaged gemma-3-270m base model)",
-    )
+    add_option(p, "model_path", help="a GGUF file (default: the packaged gemma-3-270m base model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 = a free port)")
     p.add_argument(
         "--n-ctx",
-        "--n_ctx",
-        dest="n_ctx",
         type=int,
         default=DEFAULT_N_CTX,
         help=f"longest prompt in tokens (default {DEFAULT_N_CTX})",
@@ -57,7 +50,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--max-logprobs",
-        dest="max_logprobs",
         type=int,
         default=DEFAULT_MAX_LOGPROBS,
         help=f"largest top-k a request may ask for (default {DEFAULT_MAX_LOGPROBS})",

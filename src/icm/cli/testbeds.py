@@ -5,26 +5,32 @@ from __future__ import annotations
 
 import argparse
 
-from icm.cli.options import DATA_DIR_HELP, data_dir_of, positive_int
+from icm.cli.options import add_option, data_dir_of
 from icm.errors import IcmError
+from icm.option import positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    tb = sub.add_parser("testbeds", help="list the testbeds")
-    tb.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
+    tb = sub.add_parser(
+        "testbeds",
+        help="list the testbeds",
+        description="List the testbeds with their splits' sizes (or where their data comes "
+        "from, when it is not found) and their sources.",
+    )
+    add_option(tb, "data_dir")
     tb.set_defaults(handler=cmd_testbeds)
 
-    show = sub.add_parser("show", help="print rendered claims of a testbed")
+    show = sub.add_parser(
+        "show",
+        help="print rendered claims of a testbed",
+        description="Print the first claims of a testbed's split as the model sees them, "
+        "with every consistency relation each takes part in.",
+    )
     show.add_argument("testbed", help="testbed name (see `icm testbeds`) or a claims file")
     show.add_argument("-n", type=positive_int, default=4, help="how many claims (default 4)")
-    show.add_argument("--split", default="train", help="which split (default: train)")
-    show.add_argument("--data-dir", "--data_dir", dest="data_dir", default=None, help=DATA_DIR_HELP)
-    show.add_argument(
-        "--consistency",
-        default="default",
-        choices=["default", "none", "paper"],
-        help="which consistency relations to list (as for icm run; default: default)",
-    )
+    add_option(show, "split", help="which split")
+    add_option(show, "data_dir")
+    add_option(show, "consistency", help="which consistency relations to list (as for icm run)")
     show.add_argument("--gold", action="store_true", help="also print gold labels")
     show.set_defaults(handler=cmd_show)
 

@@ -96,7 +96,7 @@ def _header_lines(
     held_out = (
         f"{cfg.test_fraction:g} of each file's groups held out"
         if cfg.test_fraction is not None
-        else f"{cfg.test_size} test claims"
+        else f"{cfg.test_size or 'all'} test claims"
     )
     return [
         "# icm replicate",
