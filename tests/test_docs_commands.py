@@ -184,6 +184,30 @@ def test_no_doc_command_reads_this_checkouts_shared_data() -> None:
     assert [c.where for c in doc_commands() if "shared/data" in c.text] == []
 
 
+# Paths of the original code (Wen et al.'s repository) that the docs name.
+ORIGINAL_CODE_PATHS = {"src/experiments/ICM.py", "src/pipeline", "core/llm_api"}
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    """A doc that names `src/...`, `core/...`, `tests/...`, `benchmarks/...` or a results
+    link must point at something in this checkout (files move; the docs must follow)."""
+    missing = []
+    for doc in DOCS:
+        for n, line in enumerate(doc.read_text().splitlines(), 1):
+            named = re.findall(
+                r"`((?:src|core|tests|benchmarks|docs|examples|bindings|\.ci)/[^`\s:]*)`", line
+            )
+            for path in (p.rstrip(".,)") for p in named):
+                if any(c in path for c in "*<>{}") or path in ORIGINAL_CODE_PATHS:
+                    continue
+                if not (ROOT / path).exists():
+                    missing.append(f"{doc.name}:{n}: {path}")
+            for link in re.findall(r"\]\(((?:results/|\.\./)[^)#\s]*)\)", line):
+                if not (doc.parent / link).exists():
+                    missing.append(f"{doc.name}:{n}: link {link}")
+    assert missing == []
+
+
 def test_the_docs_show_commands_to_check() -> None:
     """The extraction itself: the README's two commands and a synopsis are found."""
     texts = {c.text for c in doc_commands()}
