@@ -177,27 +177,33 @@ class Labels:
 
 @contextlib.contextmanager
 def _scorer(scorer: ScorerLike, table: ClaimTable, cfg: RunConfig) -> Iterator[Any]:
+    """The search's scorer: the one given, or a model of the registry by name
+    (icm.backends.registry); "embedded", the default, is the model the options select, as
+    for `icm run` (the embedded server unless base_url or a model_path folder is given)."""
     if isinstance(scorer, core.Scorer):
         yield scorer
-    elif isinstance(scorer, LabelScorer):
+        return
+    if isinstance(scorer, LabelScorer):
         yield CoreScorer(scorer)
-    elif scorer == "synthetic":
-        from icm.run import ScorerHandle, synthetic_scorer_factory
+        return
+    from icm.backends.registry import model_name, open_model
 
-        handle = ScorerHandle(None, "synthetic")  # type: ignore[arg-type]
-        yield synthetic_scorer_factory(table, cfg.seed, handle)
-    elif scorer == "embedded":
-        from icm.backends import open_backend
+    if not isinstance(scorer, str):
+        raise ConfigError(
+            f"scorer: expected a LabelScorer, a core.Scorer or a model name, got {scorer!r}"
+        )
+    with open_model(cfg, model_name(cfg) if scorer == "embedded" else scorer) as model:
+        if model.name == "synthetic":
+            from icm.run import ScorerHandle, synthetic_scorer_factory
+
+            handle = ScorerHandle(None, "synthetic")  # type: ignore[arg-type]
+            yield synthetic_scorer_factory(table, cfg.seed, handle)
+            return
         from icm.backends.response_cache import cache_wrapper
 
         # The same response cache as `icm run` (the `cache` option: default, off, a path).
-        with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
+        with cache_wrapper(cfg.cache) as cached, model.scorer(table.label_words) as backend:
             yield CoreScorer(cached(backend))
-    else:
-        raise ConfigError(
-            f"scorer: expected a LabelScorer, a core.Scorer, 'embedded' or "
-            f"'synthetic', got {scorer!r}"
-        )
 
 
 # RunConfig fields that name what `icm run` loads or where it writes: label() is given its

@@ -23,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from icm.backends.base import LabelScorer
+from icm.backends.registry import OpenModel
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.run_dir import now_iso, versions, write_json, write_jsonl
@@ -128,6 +129,7 @@ class EvalResult:
     ci95: tuple[float, float]
     gaps: list[float] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    test_claims: list[ClaimRecord] = field(default_factory=list)  # in the order of gaps
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -347,81 +349,28 @@ def load_split(cfg: EvalConfig, testbed: str, split: str, size: int | None) -> C
     return load_table(testbed, split, options)
 
 
-@contextlib.contextmanager
-def open_model(cfg: EvalConfig, label_words: tuple[str, str]) -> Iterator[LabelScorer]:
-    from icm.backends import open_backend
-    from icm.backends.response_cache import cache_wrapper
+@dataclass
+class EvalClaims:
+    """The claims an evaluation shows (train) and scores (test), and the labels of a run."""
 
-    model = cfg.model or RunConfig()
-    with cache_wrapper(model.cache) as cached, open_backend(model, label_words) as backend:
-        yield cached(backend)
+    testbed: str
+    train: ClaimTable
+    test: ClaimTable | None  # None until read (with_test_claims) unless --test-fraction
+    labels: dict[str, bool | None]  # an ICM run's; other sources label the train claims later
 
 
-def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
-    """Evaluate one label source. `scorer` overrides the configured model (for notebooks)."""
+def run_eval(
+    cfg: EvalConfig, scorer: LabelScorer | None = None, model: OpenModel | None = None
+) -> EvalResult:
+    """Evaluate one label source. `scorer` overrides the configured model (for notebooks);
+    `model` is one the caller opened (icm replicate), else it is opened here."""
     details: dict[str, Any] = {"seed": cfg.seed, "train_split": cfg.train_split}
     is_run = cfg.labels not in LABEL_SOURCES
-    if is_run:
-        run_dir = Path(cfg.labels)
-        if not run_dir.is_dir():
-            raise ConfigError(
-                f"--labels: '{cfg.labels}' is neither a run directory nor one of "
-                f"{', '.join(LABEL_SOURCES)}"
-            )
-        train, labels, info = labels_from_run(run_dir)
-        details.update(info)
-        run_cfg = RunConfig.load(run_dir / "config.json")
-        testbed = cfg.testbed or run_cfg.testbed
-        details["train_split"] = run_cfg.split
-        if cfg.test_fraction is not None:
-            _, test = load_split(cfg, testbed, run_cfg.split, None).split_groups(
-                cfg.test_fraction, cfg.seed
-            )
-            # The run labeled claims of the whole file: those in the held-out part must not
-            # be shown as demonstrations.
-            held_out = {c.id for c in test.claims} | {c.prompt for c in test.claims}
-            kept = [c.id for c in train.claims if c.id not in held_out and c.prompt not in held_out]
-            details["run_claims_held_out"] = len(train) - len(kept)
-            train = train.subset(kept)
-            test = test.sample_groups(cfg.test_size, cfg.seed)
-    else:
-        if cfg.testbed is None:
-            raise ConfigError("--testbed: needed unless --labels is a run directory")
-        testbed = cfg.testbed
-        check_claims_file_split(testbed, cfg.train_split, "--train-split")
-        if cfg.test_fraction is None:
-            train = load_split(cfg, testbed, cfg.train_split, cfg.train_size)
-        else:
-            train, test = load_split(cfg, testbed, cfg.train_split, None).split_groups(
-                cfg.test_fraction, cfg.seed
-            )
-            train = train.sample_groups(cfg.train_size, cfg.seed)
-            test = test.sample_groups(cfg.test_size, cfg.seed)
-        labels = {}
-    if cfg.test_fraction is None:
-        if is_claims_file(testbed):
-            raise ConfigError(
-                f"{testbed}: a claims file has no separate test split; give --test-fraction F "
-                "(e.g. 0.3) to hold out that fraction of its consistency groups"
-            )
-        test = load_split(cfg, testbed, cfg.test_split, cfg.test_size)
-    else:
-        if cfg.test_split != EvalConfig.test_split:  # it would be ignored
-            raise ConfigError(
-                f"--test-split {cfg.test_split}: with --test-fraction the test claims are "
-                "held-out groups of the train split; leave out one of the two"
-            )
-        details["test_fraction"] = cfg.test_fraction
-    train_ids = {c.id for c in train.claims}
-    train_prompts = {c.prompt for c in train.claims}
-    shared = sum(c.id in train_ids or c.prompt in train_prompts for c in test.claims)
-    if shared:
-        raise ConfigError(
-            f"{testbed}: {shared} of {len(test)} test claims are also train claims (same id "
-            "or prompt); the test split must be held out"
-        )
+    claims = load_run_claims(cfg, details) if is_run else load_source_claims(cfg)
+    test = load_test_claims(cfg, claims, details)
+    check_held_out(claims.testbed, claims.train, test)
 
-    def fit(demos: list) -> list:
+    def fit(demos: list[Demonstration]) -> list[Demonstration]:
         return fit_demonstrations(
             demos,
             test,
@@ -432,79 +381,23 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         )
 
     with contextlib.ExitStack() as stack:
-        if cfg.labels == "zero-shot-chat":
-            from icm.backends.chat import ChatScorer
-
-            if not cfg.chat_base_url:
-                raise ConfigError("--labels zero-shot-chat: give a chat model with --chat-base-url")
-            # --logprobs, --timeout and --concurrency apply to the chat baseline too.
-            options = cfg.model or RunConfig()
-            model = stack.enter_context(
-                ChatScorer(
-                    cfg.chat_base_url,
-                    cfg.chat_model,
-                    label_words=test.label_words,
-                    logprobs=options.logprobs,
-                    timeout=options.timeout,
-                    concurrency=options.concurrency,
-                )
-            )
-        elif scorer is not None:
-            model = scorer
-        else:
-            model = stack.enter_context(open_model(cfg, test.label_words))
-
-        if cfg.labels == "golden":
-            labels = {c.id: c.gold for c in train.claims}
-        elif cfg.labels == "random":
-            labels = random_labels(train, cfg.seed)
-        elif cfg.labels == "random-matched":
-            if not cfg.matched_run:
-                raise ConfigError("--labels random-matched: name the ICM run with --match-run DIR")
-            _, _, info = labels_from_run(Path(cfg.matched_run))
-            accuracy = info["icm_agreement_with_gold"]
-            if accuracy is None:
-                raise ConfigError(f"--match-run: '{cfg.matched_run}' has no gold labels to match")
-            labels = matched_random_labels(train, accuracy, cfg.seed)
-            details["matched_accuracy"] = accuracy
-        elif cfg.labels == "bootstrap":
-            labels = bootstrap_labels(
-                model,
-                train,
-                rounds=cfg.bootstrap_rounds,
-                shots=cfg.bootstrap_shots,
-                seed=cfg.seed,
-                fit=fit,
-            )
-            details["bootstrap"] = {"rounds": cfg.bootstrap_rounds, "shots": cfg.bootstrap_shots}
+        label_scorer = scorer_for_eval(stack, cfg, test.label_words, scorer, model)
+        labels = source_labels(cfg, label_scorer, claims, fit, details)
         demos = (
             []
             if cfg.labels.startswith("zero-shot")
-            else fit(order_demonstrations(train, labels, cfg.seed))
+            else fit(order_demonstrations(claims.train, labels, cfg.seed))
         )
-        gaps = predict(model, test, demos)
-        details["model"] = model.model_id
-        details["backend"] = model.stats.as_dict()
+        gaps = predict(label_scorer, test, demos)
+        details["model"] = label_scorer.model_id
+        details["backend"] = label_scorer.stats.as_dict()
 
     accuracy, ci, _ = score_predictions(test, gaps, seed=cfg.seed)
-    # Threshold-free views of the same predictions: small base models often put every
-    # claim on one side of gap 0 (argmax accuracy 50%) while still ranking them.
-    details["auroc"] = auroc(gaps, test.gold_labels())
-    details["group_argmax_accuracy"] = group_argmax_accuracy(test, gaps)
-    details["group_argmax_coverage"] = group_argmax_coverage(test)
-    details["share_predicted_true"] = sum(g > 0 for g in gaps) / len(gaps) if gaps else None
-    # Accuracy alone ranks a labelling that predicts the majority class first.
-    details["balanced_accuracy"] = balanced_accuracy(gaps, test.gold_labels())
-    majority = majority_class(test.gold_labels())
-    details["majority_class"] = None if majority is None else majority[0]
-    details["majority_class_rate"] = None if majority is None else majority[1]
-    details["robust_metric"], details["robust_value"] = robust_metric(details)
-    gold_of = {c.prompt: c.gold for c in train.claims}
-    demo_acc = [d.label == gold_of[d.prompt] for d in demos if gold_of.get(d.prompt) is not None]
-    details["demo_label_accuracy"] = sum(demo_acc) / len(demo_acc) if demo_acc else None
+    details.update(prediction_metrics(test, gaps))
+    details["demo_label_accuracy"] = demo_label_accuracy(claims.train, demos)
     details["warnings"] = eval_warnings(details, demos, gaps, test, accuracy)
     return EvalResult(
-        testbed=testbed,
+        testbed=claims.testbed,
         source=("icm" if is_run else cfg.labels),
         n_test=len(test),
         n_demos=len(demos),
@@ -512,7 +405,185 @@ def run_eval(cfg: EvalConfig, scorer: LabelScorer | None = None) -> EvalResult:
         ci95=ci,
         gaps=gaps,
         details=details,
+        test_claims=list(test.claims),
     )
+
+
+def load_run_claims(cfg: EvalConfig, details: dict[str, Any]) -> EvalClaims:
+    """The train claims and labels of the ICM run --labels names; with --test-fraction
+    also its held-out test claims (the run's claims among them are not shown)."""
+    run_dir = Path(cfg.labels)
+    if not run_dir.is_dir():
+        raise ConfigError(
+            f"--labels: '{cfg.labels}' is neither a run directory nor one of "
+            f"{', '.join(LABEL_SOURCES)}"
+        )
+    train, labels, info = labels_from_run(run_dir)
+    details.update(info)
+    run_cfg = RunConfig.load(run_dir / "config.json")
+    testbed = cfg.testbed or run_cfg.testbed
+    details["train_split"] = run_cfg.split
+    if cfg.test_fraction is None:
+        return EvalClaims(testbed, train, None, labels)
+    _, test = load_split(cfg, testbed, run_cfg.split, None).split_groups(
+        cfg.test_fraction, cfg.seed
+    )
+    # The run labeled claims of the whole file: those in the held-out part must not be
+    # shown as demonstrations.
+    held_out = {c.id for c in test.claims} | {c.prompt for c in test.claims}
+    kept = [c.id for c in train.claims if c.id not in held_out and c.prompt not in held_out]
+    details["run_claims_held_out"] = len(train) - len(kept)
+    test = test.sample_groups(cfg.test_size, cfg.seed)
+    return EvalClaims(testbed, train.subset(kept), test, labels)
+
+
+def load_source_claims(cfg: EvalConfig) -> EvalClaims:
+    """The train claims of --testbed (--train-split, or with --test-fraction the groups it
+    does not hold out, which are then the test claims)."""
+    if cfg.testbed is None:
+        raise ConfigError("--testbed: needed unless --labels is a run directory")
+    testbed = cfg.testbed
+    check_claims_file_split(testbed, cfg.train_split, "--train-split")
+    if cfg.test_fraction is None:
+        train = load_split(cfg, testbed, cfg.train_split, cfg.train_size)
+        return EvalClaims(testbed, train, None, {})
+    train, test = load_split(cfg, testbed, cfg.train_split, None).split_groups(
+        cfg.test_fraction, cfg.seed
+    )
+    train = train.sample_groups(cfg.train_size, cfg.seed)
+    return EvalClaims(testbed, train, test.sample_groups(cfg.test_size, cfg.seed), {})
+
+
+def load_test_claims(cfg: EvalConfig, claims: EvalClaims, details: dict[str, Any]) -> ClaimTable:
+    """The test claims: those --test-fraction held out, else the test split, read here."""
+    if claims.test is not None:
+        assert cfg.test_fraction is not None
+        if cfg.test_split != EvalConfig.test_split:  # it would be ignored
+            raise ConfigError(
+                f"--test-split {cfg.test_split}: with --test-fraction the test claims are "
+                "held-out groups of the train split; leave out one of the two"
+            )
+        details["test_fraction"] = cfg.test_fraction
+        return claims.test
+    if is_claims_file(claims.testbed):
+        raise ConfigError(
+            f"{claims.testbed}: a claims file has no separate test split; give "
+            "--test-fraction F (e.g. 0.3) to hold out that fraction of its consistency groups"
+        )
+    return load_split(cfg, claims.testbed, cfg.test_split, cfg.test_size)
+
+
+def check_held_out(testbed: str, train: ClaimTable, test: ClaimTable) -> None:
+    """No test claim may be a train claim (the same id or prompt)."""
+    train_ids = {c.id for c in train.claims}
+    train_prompts = {c.prompt for c in train.claims}
+    shared = sum(c.id in train_ids or c.prompt in train_prompts for c in test.claims)
+    if shared:
+        raise ConfigError(
+            f"{testbed}: {shared} of {len(test)} test claims are also train "
+            "claims (same id or prompt); the test split must be held out"
+        )
+
+
+def scorer_for_eval(
+    stack: contextlib.ExitStack,
+    cfg: EvalConfig,
+    label_words: tuple[str, str],
+    scorer: LabelScorer | None,
+    model: OpenModel | None,
+) -> LabelScorer:
+    """The scorer of the evaluation, closed with `stack`: the chat model of zero-shot-chat,
+    else `scorer` when given, else a scorer on `model` (opened here when not given),
+    behind the response cache."""
+    options = cfg.model or RunConfig()
+    if cfg.labels == "zero-shot-chat":
+        from icm.backends.chat import ChatScorer
+
+        if not cfg.chat_base_url:
+            raise ConfigError("--labels zero-shot-chat: give a chat model with --chat-base-url")
+        # --logprobs, --timeout and --concurrency apply to the chat baseline too.
+        return stack.enter_context(
+            ChatScorer(
+                cfg.chat_base_url,
+                cfg.chat_model,
+                label_words=label_words,
+                logprobs=options.logprobs,
+                timeout=options.timeout,
+                concurrency=options.concurrency,
+            )
+        )
+    if scorer is not None:
+        return scorer
+    from icm.backends.registry import open_model
+    from icm.backends.response_cache import cache_wrapper
+
+    if model is None:
+        model = stack.enter_context(open_model(options))
+    cached = stack.enter_context(cache_wrapper(options.cache))
+    return cached(stack.enter_context(model.scorer(label_words)))
+
+
+def source_labels(
+    cfg: EvalConfig,
+    scorer: LabelScorer,
+    claims: EvalClaims,
+    fit: Callable[[list[Demonstration]], list[Demonstration]],
+    details: dict[str, Any],
+) -> dict[str, bool | None]:
+    """The demonstrations' labels of the train claims, from the label source (a run's are
+    read with its claims)."""
+    train = claims.train
+    if cfg.labels == "golden":
+        return {c.id: c.gold for c in train.claims}
+    if cfg.labels == "random":
+        return random_labels(train, cfg.seed)
+    if cfg.labels == "random-matched":
+        if not cfg.matched_run:
+            raise ConfigError("--labels random-matched: name the ICM run with --match-run DIR")
+        _, _, info = labels_from_run(Path(cfg.matched_run))
+        accuracy = info["icm_agreement_with_gold"]
+        if accuracy is None:
+            raise ConfigError(f"--match-run: '{cfg.matched_run}' has no gold labels to match")
+        details["matched_accuracy"] = accuracy
+        return matched_random_labels(train, accuracy, cfg.seed)
+    if cfg.labels == "bootstrap":
+        details["bootstrap"] = {"rounds": cfg.bootstrap_rounds, "shots": cfg.bootstrap_shots}
+        return bootstrap_labels(
+            scorer,
+            train,
+            rounds=cfg.bootstrap_rounds,
+            shots=cfg.bootstrap_shots,
+            seed=cfg.seed,
+            fit=fit,
+        )
+    return claims.labels
+
+
+def prediction_metrics(test: ClaimTable, gaps: Sequence[float]) -> dict[str, Any]:
+    """The views of the predictions beside accuracy, and the metric results rank by."""
+    gold = test.gold_labels()
+    majority = majority_class(gold)
+    out: dict[str, Any] = {
+        # Threshold-free views of the same predictions: small base models often put every
+        # claim on one side of gap 0 (argmax accuracy 50%) while still ranking them.
+        "auroc": auroc(gaps, gold),
+        "group_argmax_accuracy": group_argmax_accuracy(test, gaps),
+        "group_argmax_coverage": group_argmax_coverage(test),
+        "share_predicted_true": sum(g > 0 for g in gaps) / len(gaps) if gaps else None,
+        # Accuracy alone ranks a labelling that predicts the majority class first.
+        "balanced_accuracy": balanced_accuracy(gaps, gold),
+        "majority_class": None if majority is None else majority[0],
+        "majority_class_rate": None if majority is None else majority[1],
+    }
+    out["robust_metric"], out["robust_value"] = robust_metric(out)
+    return out
+
+
+def demo_label_accuracy(train: ClaimTable, demos: Sequence[Demonstration]) -> float | None:
+    """How many of the demonstrations carry their gold label (of those that have one)."""
+    gold_of = {c.prompt: c.gold for c in train.claims}
+    right = [d.label == gold_of[d.prompt] for d in demos if gold_of.get(d.prompt) is not None]
+    return sum(right) / len(right) if right else None
 
 
 def eval_warnings(
@@ -559,19 +630,32 @@ def eval_warnings(
     return out
 
 
-def write_eval(out: Path, result: EvalResult, test_ids: list[str] | None = None) -> None:
+PREDICTIONS_FILE = "predictions.jsonl"
+
+
+def prediction_rows(result: EvalResult) -> list[dict[str, Any]]:
+    """One row per test claim: its id, group and gold label, the model's gap
+    log P(true) - log P(false) and prediction (gap > 0), and the demonstrations' source."""
+    return [
+        {
+            "id": c.id,
+            "group": c.group,
+            "gold": c.gold,
+            "prediction": gap > 0,
+            "gap": gap,
+            "source": result.source,
+        }
+        for c, gap in zip(result.test_claims, result.gaps, strict=True)
+    ]
+
+
+def write_eval(out: Path, result: EvalResult) -> None:
+    """eval.json (the summary) and predictions.jsonl (prediction_rows) in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(
         out / "eval.json", {**result.summary(), "versions": versions(), "created": now_iso()}
     )
-    if test_ids is not None:
-        write_jsonl(
-            out / "predictions.jsonl",
-            (
-                {"id": i, "gap": g, "prediction": g > 0}
-                for i, g in zip(test_ids, result.gaps, strict=True)
-            ),
-        )
+    write_jsonl(out / PREDICTIONS_FILE, prediction_rows(result))
 
 
 def evaluate_finetuned(

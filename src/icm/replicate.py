@@ -16,12 +16,16 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from icm.config import RunConfig
 from icm.evaluate import EvalConfig, EvalResult, run_eval
+
+if TYPE_CHECKING:
+    from icm.backends.registry import OpenModel
 
 METHODS = ("zero-shot", "zero-shot-chat", "random", "random-matched", "bootstrap", "golden", "icm")
 
@@ -57,7 +61,6 @@ class Cell:
 
 def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
     from icm.errors import ConfigError
-    from icm.run import start_run
     from icm.testbeds.loading import is_claims_file
 
     files = [t for t in cfg.testbeds if is_claims_file(t)]
@@ -82,54 +85,68 @@ def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
         with cells_path.open("a") as f:
             f.write(json.dumps(cell.__dict__) + "\n")
 
-    for testbed in cfg.testbeds:
-        for seed in range(cfg.seeds):
-            variants = [("icm", "default")]
-            if testbed == "truthfulqa":
-                variants.append(("icm-paper-consistency", "paper"))
-            run_dirs: dict[str, Path] = {}
-            for method, consistency in variants:
-                run_dir = cfg.out / "runs" / f"{run_name(testbed)}-{method}-seed{seed}"
-                run_dirs[method] = run_dir
-                if (testbed, method, seed) in done:
-                    continue
-                if not (run_dir / "labels.jsonl").exists():
-                    run_cfg = replace(
-                        cfg.run,
-                        testbed=testbed,
-                        split="train",
-                        size=cfg.train_size,
-                        seed=cfg.run.seed + seed,
-                        consistency=consistency,
-                        data_dir=cfg.data_dir,
-                        out=str(run_dir),
-                        test_fraction=cfg.test_fraction,
-                        test_fraction_seed=seed,
-                    )
-                    started = time.monotonic()
-                    if (run_dir / "config.json").exists():
-                        from icm.run import resume_run
+    from icm.backends.registry import open_model
 
-                        resume_run(run_dir, {}, progress=False)
-                    else:
-                        start_run(run_cfg, progress=False)
-                    log(
-                        f"{testbed} seed {seed}: ICM ({consistency}) in "
-                        f"{time.monotonic() - started:.0f}s"
-                    )
-                record(evaluate_cell(cfg, testbed, method, seed, labels=str(run_dir)))
-            for method in METHODS:
-                if method == "icm" or (testbed, method, seed) in done:
-                    continue
-                if method == "zero-shot-chat" and not cfg.chat_base_url:
-                    continue
-                record(
-                    evaluate_cell(
-                        cfg, testbed, method, seed, labels=method, matched_run=str(run_dirs["icm"])
-                    )
-                )
-                log(f"{testbed} seed {seed}: {method} {100 * cells[-1].accuracy:.1f}%")
+    # One model for every run and evaluation: the embedded server starts once.
+    with open_model(cfg.run) as model:
+        for testbed in cfg.testbeds:
+            for seed in range(cfg.seeds):
+                replicate_seed(cfg, testbed, seed, model, done, record, log)
     return cells
+
+
+def replicate_seed(
+    cfg: ReplicateConfig,
+    testbed: str,
+    seed: int,
+    model: OpenModel,
+    done: set[tuple[str, str, int]],
+    record: Callable[[Cell], None],
+    log: Any,
+) -> None:
+    """ICM on one testbed and seed (and, for truthfulqa, with --consistency paper), each
+    evaluated, then every baseline: the cells not `done` yet, each passed to `record`."""
+    from icm.run import resume_run, start_run
+
+    variants = [("icm", "default")]
+    if testbed == "truthfulqa":
+        variants.append(("icm-paper-consistency", "paper"))
+    run_dirs: dict[str, Path] = {}
+    for method, consistency in variants:
+        run_dir = cfg.out / "runs" / f"{run_name(testbed)}-{method}-seed{seed}"
+        run_dirs[method] = run_dir
+        if (testbed, method, seed) in done:
+            continue
+        if not (run_dir / "labels.jsonl").exists():
+            run_cfg = replace(
+                cfg.run,
+                testbed=testbed,
+                split="train",
+                size=cfg.train_size,
+                seed=cfg.run.seed + seed,
+                consistency=consistency,
+                data_dir=cfg.data_dir,
+                out=str(run_dir),
+                test_fraction=cfg.test_fraction,
+                test_fraction_seed=seed,
+            )
+            started = time.monotonic()
+            if (run_dir / "config.json").exists():
+                resume_run(run_dir, {}, progress=False, model=model)
+            else:
+                start_run(run_cfg, progress=False, model=model)
+            log(f"{testbed} seed {seed}: ICM ({consistency}) in {time.monotonic() - started:.0f}s")
+        record(evaluate_cell(cfg, testbed, method, seed, model, labels=str(run_dir)))
+    for method in METHODS:
+        if method == "icm" or (testbed, method, seed) in done:
+            continue
+        if method == "zero-shot-chat" and not cfg.chat_base_url:
+            continue
+        cell = evaluate_cell(
+            cfg, testbed, method, seed, model, labels=method, matched_run=str(run_dirs["icm"])
+        )
+        record(cell)
+        log(f"{testbed} seed {seed}: {method} {100 * cell.accuracy:.1f}%")
 
 
 def run_name(testbed: str) -> str:
@@ -145,6 +162,7 @@ def evaluate_cell(
     testbed: str,
     method: str,
     seed: int,
+    model: OpenModel,
     *,
     labels: str,
     matched_run: str | None = None,
@@ -163,7 +181,7 @@ def evaluate_cell(
         chat_base_url=cfg.chat_base_url,
         test_fraction=cfg.test_fraction,
     )
-    result: EvalResult = run_eval(ecfg)
+    result: EvalResult = run_eval(ecfg, model=model)
     return Cell(
         testbed,
         method,

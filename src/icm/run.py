@@ -8,12 +8,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from icm import _icm_core as core
 from icm.backends import check_model_options
 from icm.backends.base import FloorWatch
 from icm.backends.completions import redact_credentials
+from icm.backends.registry import OpenModel, open_model
 from icm.checkpoint import (
     STATE_FILE,
     TRACE_FILE,
@@ -169,12 +170,26 @@ def synthetic_scorer_factory(table: ClaimTable, seed: int, handle: ScorerHandle)
 
 
 @contextlib.contextmanager
+def run_model(cfg: RunConfig, model: OpenModel | None = None) -> Iterator[OpenModel | None]:
+    """The model a run scores with: `model` when the caller opened it (icm replicate opens
+    one for all its runs), else opened here through the registry. None for --iterative,
+    whose models icm.iterative loads batch by batch."""
+    if model is not None or cfg.iterative:
+        yield model
+        return
+    with open_model(cfg) as opened:
+        yield opened
+
+
+@contextlib.contextmanager
 def open_scorer(
+    model: OpenModel | None,
     cfg: RunConfig,
     table: ClaimTable,
     run_dir: Path | None = None,
     log: Any = print,
 ) -> Iterator[ScorerHandle]:
+    """The search's scorer on `model` (see run_model) for this table's label words."""
     if cfg.model == SYNTHETIC_MODEL:
         handle = ScorerHandle(None, SYNTHETIC_WARNING)  # type: ignore[arg-type]
         handle.core = synthetic_scorer_factory(table, cfg.seed, handle)
@@ -202,9 +217,8 @@ def open_scorer(
             finally:
                 iterative.close()
         return
-    from icm.backends import open_backend
-
-    with cache_wrapper(cfg.cache) as cached, open_backend(cfg, table.label_words) as backend:
+    assert model is not None  # run_model opens one for every run but --iterative
+    with cache_wrapper(cfg.cache) as cached, model.scorer(table.label_words) as backend:
         scorer = cached(backend)
         if run_dir is not None:  # warnings said while scoring go to log.txt too
             note = RunLog(run_dir, echo=False)
@@ -284,8 +298,15 @@ class ProgressBar:
             self.bar.close()
 
 
-def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None = None) -> Path:
-    """A new run: check everything, create its directory and config.json, then run it."""
+def start_run(
+    cfg: RunConfig,
+    *,
+    progress: bool = True,
+    argv: list[str] | None = None,
+    model: OpenModel | None = None,
+) -> Path:
+    """A new run: check everything and open the model (unless `model` is given, opened by
+    the caller), then create its directory and config.json, then run it."""
     cfg.validate()
     check_claims_file_split(cfg.testbed, cfg.split)
     table = load_run_table(cfg)
@@ -294,48 +315,65 @@ def start_run(cfg: RunConfig, *, progress: bool = True, argv: list[str] | None =
     if cfg.model == SYNTHETIC_MODEL:  # before the run directory: a resume could not help
         check_synthetic_gold(table)
     check_model_options(cfg)  # the same: a model name without a server, a path that is no model
-    run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
-    # Held until the run ends: two runs writing one directory would corrupt both.
-    with run_dir_lock(run_dir):
-        if (run_dir / STATE_FILE).exists() or (run_dir / "config.json").exists():
-            raise ConfigError(
-                f"--out: '{run_dir}' already holds a run; continue it with "
-                f"`icm run --resume {run_dir}` or choose another --out"
-            )
-        params = cfg.search_params(cfg.batch_claims(len(table)))
-        write_json(
-            run_dir / "config.json",
-            {
-                # URLs without their user:password (a resume asks for --base-url again).
-                "config": {
-                    **cfg.to_dict(),
-                    "base_url": [redact_credentials(u) for u in cfg.base_url],
-                },
-                "search_params": {
-                    k: str(getattr(params, k))
-                    for k in dir(params)
-                    if not k.startswith("_") and k != "validate"
-                },
-                "versions": versions(),
-                "created": now_iso(),
-                "argv": None if argv is None else [redact_credentials(a) for a in argv],
-                "testbed": {
-                    "name": table.testbed,
-                    "split": table.split,
-                    "n_claims": len(table),
-                    "n_relations": len(table.relations),
-                    "label_words": list(table.label_words),
-                    "notes": table.notes,
-                    "structure_uses_gold": table.structure_uses_gold,
-                    "claims_sha256": claims_fingerprint(table),
-                },
+    # The model is opened (a server started, weights loaded) before the run directory
+    # exists: a model that fails to open leaves no run behind to resume.
+    with run_model(cfg, model) as opened:
+        run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
+        # Held until the run ends: two runs writing one directory would corrupt both.
+        with run_dir_lock(run_dir):
+            if (run_dir / STATE_FILE).exists() or (run_dir / "config.json").exists():
+                raise ConfigError(
+                    f"--out: '{run_dir}' already holds a run; continue it with "
+                    f"`icm run --resume {run_dir}` or choose another --out"
+                )
+            write_run_config(run_dir, cfg, table, argv)
+            return execute_run(run_dir, cfg, table, opened, resume=None, progress=progress)
+
+
+def write_run_config(
+    run_dir: Path, cfg: RunConfig, table: ClaimTable, argv: list[str] | None
+) -> None:
+    """config.json: what a resume and the reports read of how the run was started."""
+    params = cfg.search_params(cfg.batch_claims(len(table)))
+    write_json(
+        run_dir / "config.json",
+        {
+            # URLs without their user:password (a resume asks for --base-url again).
+            "config": {
+                **cfg.to_dict(),
+                "base_url": [redact_credentials(u) for u in cfg.base_url],
             },
-        )
-        return execute_run(run_dir, cfg, table, resume=None, progress=progress)
+            "search_params": {
+                k: str(getattr(params, k))
+                for k in dir(params)
+                if not k.startswith("_") and k != "validate"
+            },
+            "versions": versions(),
+            "created": now_iso(),
+            "argv": None if argv is None else [redact_credentials(a) for a in argv],
+            "testbed": {
+                "name": table.testbed,
+                "split": table.split,
+                "n_claims": len(table),
+                "n_relations": len(table.relations),
+                "label_words": list(table.label_words),
+                "notes": table.notes,
+                "structure_uses_gold": table.structure_uses_gold,
+                "claims_sha256": claims_fingerprint(table),
+            },
+        },
+    )
 
 
-def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = True) -> Path:
-    """Continue a stopped run exactly where its last checkpoint left it."""
+def resume_run(
+    run_dir: Path,
+    overrides: dict[str, Any],
+    *,
+    progress: bool = True,
+    model: OpenModel | None = None,
+) -> Path:
+    """Continue a stopped run exactly where its last checkpoint left it (on `model` when
+    the caller opened it; a completed run needs none)."""
     cfg = RunConfig.load(run_dir / "config.json")
     changed = sorted(
         k
@@ -373,7 +411,8 @@ def resume_run(run_dir: Path, overrides: dict[str, Any], *, progress: bool = Tru
         if saved is not None:
             batches = plan_batches(table, cfg.batch_size, cfg.seed)
             check_progress(saved, batches, table.ids, cfg.K, run_dir)
-        return execute_run(run_dir, cfg, table, resume=saved, progress=progress)
+        with run_model(cfg, model) as opened:
+            return execute_run(run_dir, cfg, table, opened, resume=saved, progress=progress)
 
 
 def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
@@ -406,227 +445,322 @@ def repair_outputs(run_dir: Path, cfg: RunConfig) -> list[str]:
             f"{len(missing)} claim(s) (e.g. '{missing[0]}'); delete metrics.json and resume "
             "to finish the run"
         )
-    repaired = []
-    trace_path, plot_path = run_dir / TRACE_FILE, run_dir / "trace.png"
-    if not plot_path.exists() and trace_path.exists():
-        from icm.report.trace_plot import plot_trace
-        from icm.run_dir import read_jsonl
-
-        plot_trace(read_jsonl(trace_path), plot_path, **trace_plot_labels(cfg, table))
-        repaired.append("trace.png")
     zs_gaps = read_zero_shot(run_dir, table)
+    repaired = []
+    if rebuild_trace_plot(run_dir, cfg, table):
+        repaired.append("trace.png")
+    if rebuild_labels(run_dir, table, result, zs_gaps):
+        repaired.insert(0, "labels.jsonl")
+    if refigure_against_gold(run_dir, cfg, table, result, zs_gaps):
+        repaired.append("metrics.json (figures against gold: the gold labels changed)")
+    return repaired
+
+
+def rebuild_trace_plot(run_dir: Path, cfg: RunConfig, table: ClaimTable) -> bool:
+    """Draw a missing trace.png from trace.jsonl; whether it was drawn."""
+    trace_path, plot_path = run_dir / TRACE_FILE, run_dir / "trace.png"
+    if plot_path.exists() or not trace_path.exists():
+        return False
+    from icm.report.trace_plot import plot_trace
+    from icm.run_dir import read_jsonl
+
+    plot_trace(read_jsonl(trace_path), plot_path, **trace_plot_labels(cfg, table))
+    return True
+
+
+def rebuild_labels(
+    run_dir: Path, table: ClaimTable, result: IcmResult, zs_gaps: dict[str, float] | None
+) -> bool:
+    """Rewrite labels.jsonl if it is missing, unreadable or not what the checkpoint's
+    batches give; whether it was rewritten."""
     expected = [json.loads(json.dumps(r, default=str)) for r in label_rows(table, result, zs_gaps)]
     labels_path = run_dir / "labels.jsonl"
     try:
         found = [json.loads(line) for line in labels_path.read_text().splitlines() if line]
     except (OSError, ValueError):
         found = None
-    if found != expected:
-        write_labels(run_dir, table, result, zs_gaps)
-        why = "missing or unreadable" if found is None else "different from batches.jsonl"
-        RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
-        repaired.insert(0, "labels.jsonl")
-    # Gold labels are no part of the claims' fingerprint (the search never sees them): an
-    # edited gold rewrites labels.jsonl's gold column, and metrics.json's figures read
-    # against gold (the agreement, and ICM against zero-shot with the verdict).
+    if found == expected:
+        return False
+    write_labels(run_dir, table, result, zs_gaps)
+    why = "missing or unreadable" if found is None else "different from batches.jsonl"
+    RunLog(run_dir, echo=False)(f"labels.jsonl was {why}: rebuilt from batches.jsonl")
+    return True
+
+
+def refigure_against_gold(
+    run_dir: Path,
+    cfg: RunConfig,
+    table: ClaimTable,
+    result: IcmResult,
+    zs_gaps: dict[str, float] | None,
+) -> bool:
+    """Gold labels are no part of the claims' fingerprint (the search never sees them): an
+    edited gold rewrites labels.jsonl's gold column, and metrics.json's figures read
+    against gold (the agreement, and ICM against zero-shot with the verdict). Whether
+    metrics.json was rewritten."""
     metrics_path = run_dir / "metrics.json"
     figures = read_json_object(metrics_path)
     labels, gold = result.labels, {c.id: c.gold for c in table.claims}
     agreement = gold_agreement([labels[i] for i in labels], [gold[i] for i in labels])
-    if "agreement_with_gold" in figures and figures["agreement_with_gold"] != agreement:
-        RunLog(run_dir, echo=False)(
-            f"the gold labels differ from those the run was measured with: "
-            f"agreement_with_gold {figures['agreement_with_gold']} -> {agreement}"
+    if "agreement_with_gold" not in figures or figures["agreement_with_gold"] == agreement:
+        return False
+    RunLog(run_dir, echo=False)(
+        f"the gold labels differ from those the run was measured with: "
+        f"agreement_with_gold {figures['agreement_with_gold']} -> {agreement}"
+    )
+    updated = {**figures, "agreement_with_gold": agreement}
+    old_summary = figures.get("summary")
+    if isinstance(old_summary, dict):
+        summary = summarize_run(
+            cfg,
+            table,
+            result,
+            cfg.batch_claims(len(table)),
+            zero_shot_gaps=zs_gaps,
+            floored=old_summary.get("floored"),
         )
-        updated = {**figures, "agreement_with_gold": agreement}
-        old_summary = figures.get("summary")
-        if isinstance(old_summary, dict):
-            summary = summarize_run(
-                cfg,
-                table,
-                result,
-                cfg.batch_claims(len(table)),
-                zero_shot_gaps=zs_gaps,
-                floored=old_summary.get("floored"),
-            )
-            scorer_warnings = [
-                w for w in figures.get("warnings") or [] if w not in old_summary["warnings"]
-            ]
-            updated.update(
-                summary=summary.as_dict(),
-                verdict=summary.verdict,
-                warnings=[*summary.warnings, *scorer_warnings],
-                zero_shot=summary.as_dict()["zero_shot"],
-            )
-        write_json(metrics_path, updated)
-        repaired.append("metrics.json (figures against gold: the gold labels changed)")
-    return repaired
+        scorer_warnings = [
+            w for w in figures.get("warnings") or [] if w not in old_summary["warnings"]
+        ]
+        updated.update(
+            summary=summary.as_dict(),
+            verdict=summary.verdict,
+            warnings=[*summary.warnings, *scorer_warnings],
+            zero_shot=summary.as_dict()["zero_shot"],
+        )
+    write_json(metrics_path, updated)
+    return True
+
+
+class Execution:
+    """One execution of a run (its start or a resume), as metrics.json reports it."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.started = time.monotonic()
+        self.segment_started = now_iso()
+        # Costs add up over the executions of a run: a resumed run reports all it took.
+        # A resume without a checkpoint (the run failed before its first) still adds to
+        # the costs its failed executions left in metrics.json; a fresh directory has none.
+        self.earlier = earlier_segments(run_dir)
+        self.status = "failed"
+        self.error: str | None = None
+        self.resumable = True
+        self.handle: ScorerHandle | None = None
+        self.result: IcmResult | None = None
+        self.zs_gaps: dict[str, float] | None = None
+        self.bar = ProgressBar(total=0, enabled=False)
+
+    def segments(self, segment_status: str = "running") -> list[dict[str, Any]]:
+        return [
+            *self.earlier,
+            {
+                "started": self.segment_started,
+                "status": segment_status,
+                "wall_seconds": round(time.monotonic() - self.started, 3),
+                "backend": self.handle.stats() if self.handle is not None else {},
+            },
+        ]
 
 
 def execute_run(
     run_dir: Path,
     cfg: RunConfig,
     table: ClaimTable,
+    model: OpenModel | None,
     *,
     resume: SearchProgress | None,
     progress: bool,
 ) -> Path:
+    """Search (from `resume`, or from the start), then write the run's outputs: those of a
+    failed or interrupted search too, with how to continue it."""
     log = RunLog(run_dir, echo=progress)
-    n_batch = cfg.batch_claims(len(table))
-    params = cfg.search_params(n_batch)
+    log_start(log, cfg, table, resume)
+    trace_path = run_dir / TRACE_FILE
     if resume is None:
-        log(
-            f"icm run: {table.testbed}/{table.split}, {len(table)} claims, "
-            f"{len(table.relations)} relations"
-        )
-        for note in table.notes:
-            log(f"note: {note}")
-        if table.structure_uses_gold:
-            log(
-                "WARNING: the consistency relations of this run were derived from GOLD labels "
-                "(--consistency paper); its labels are not unsupervised."
-            )
-        if cfg.mp_objective == "mean-gap":
-            log(alpha_note(cfg, n_batch))
-    else:
+        trace_path.unlink(missing_ok=True)
+    run = Execution(run_dir)
+    try:
+        with (
+            open_scorer(model, cfg, table, run_dir, log) as run.handle,
+            trace_path.open("a", encoding="utf-8") as trace_file,
+        ):
+            search_run(run, run_dir, cfg, table, resume, log, trace_file, progress)
+            run.status = "completed"
+    except KeyboardInterrupt:
+        run.status = "interrupted"
+        raise
+    except IcmError as e:
+        run.error = str(e)
+        run.resumable = getattr(e, "resumable", True)
+        raise
+    finally:
+        run.bar.close()
+        finish_run(run, run_dir, cfg, table, log, progress)
+    return run_dir
+
+
+def log_start(
+    log: RunLog, cfg: RunConfig, table: ClaimTable, resume: SearchProgress | None
+) -> None:
+    """What log.txt says first: the run and its caveats, or where a resume goes on."""
+    if resume is not None:
         log(
             f"resuming: {len(resume.completed)} batch(es) done, batch {resume.batch} at "
             f"iteration {resume.state.iteration if resume.state else 0}"
         )
-    trace_path = run_dir / TRACE_FILE
-    if resume is None:
-        trace_path.unlink(missing_ok=True)
-    started = time.monotonic()
-    status, error, resumable = "failed", None, True
-    result: IcmResult | None = None
-    handle: ScorerHandle | None = None
-    zs_gaps: dict[str, float] | None = None
-    # Costs add up over the executions of a run: a resumed run reports all it took.
-    # A resume without a checkpoint (the run failed before its first) still adds to the
-    # costs its failed executions left in metrics.json; a fresh directory has none.
-    earlier = earlier_segments(run_dir)
-    segment_started = now_iso()
-
-    def segments(segment_status: str = "running") -> list[dict[str, Any]]:
-        return [
-            *earlier,
-            {
-                "started": segment_started,
-                "status": segment_status,
-                "wall_seconds": round(time.monotonic() - started, 3),
-                "backend": handle.stats() if handle is not None else {},
-            },
-        ]
-
-    bar = ProgressBar(total=0, enabled=False)
-    try:
-        with (
-            open_scorer(cfg, table, run_dir, log) as handle,
-            trace_path.open("a", encoding="utf-8") as trace_file,
-        ):
-            log(handle.description)
-            for warning in getattr(handle.backend, "warnings", []):
-                log(f"warning: {warning}")
-            batches = plan_batches(table, cfg.batch_size, cfg.seed)
-            n_batches = len(batches)
-            dropped = relations_across_batches(table, batches)
-            if dropped:  # said, and counted in metrics.json, never dropped silently
-                log(
-                    f"warning: {dropped} of {len(table.relations) + len(table.group_constraints)}"
-                    " relations join claims of different batches (their groups together "
-                    f"exceed --batch_size {cfg.batch_size}); the search cannot enforce them"
-                )
-            zs_gaps = zero_shot_reference(cfg, table, handle, run_dir, log)
-            initial = None
-            if cfg.init == "zero-shot":
-                assert zs_gaps is not None  # validate() refuses --init zero-shot without it
-                initial = zero_shot_labels(table, zs_gaps).labels
-            bar = ProgressBar(total=n_batches * cfg.K, enabled=progress)
-            if resume is not None and bar.bar is not None:
-                bar.bar.update(
-                    resume.n_trace_rows - len(resume.completed) - (resume.batch is not None)
-                )
-
-            def on_step(batch: int, n: int, rec: dict[str, Any]) -> None:
-                # Flushed for readers (tail -f) but fsynced only by a checkpoint: an fsync
-                # every step made a fast search 20x slower.
-                with naming_path(trace_path):  # a full disk names the file
-                    trace_file.write(json.dumps(rec) + "\n")
-                    trace_file.flush()
-                bar(batch, n, rec)
-
-            checkpoint = CheckpointWriter(
-                run_dir, segments, trace_file=trace_file, every_seconds=cfg.checkpoint_every
-            )
-            try:
-                result = run_icm(
-                    table,
-                    handle.core,
-                    params,
-                    cfg.batch_size,
-                    on_step=on_step,
-                    resume=resume,
-                    on_progress=checkpoint,
-                    initial_labels=initial,
-                    parallel_batches=parallel_batches(cfg),
-                )
-            finally:  # interrupted or failed: keep every step finished so far
-                checkpoint.flush()
-            status = "completed"
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    except IcmError as e:
-        error = str(e)
-        resumable = getattr(e, "resumable", True)
-        raise
-    finally:
-        bar.close()
-        watch = handle.floor_watch if handle is not None else None
-        summary = None
-        if result is not None:
-            summary = summarize_run(
-                cfg,
-                table,
-                result,
-                n_batch,
-                zero_shot_gaps=zs_gaps,
-                floored=watch.line() if watch is not None else None,
-            )
-        write_json(
-            run_dir / "metrics.json",
-            metrics(cfg, table, result, handle, status, segments(status), error, summary),
+        return
+    log(
+        f"icm run: {table.testbed}/{table.split}, {len(table)} claims, "
+        f"{len(table.relations)} relations"
+    )
+    for note in table.notes:
+        log(f"note: {note}")
+    if table.structure_uses_gold:
+        log(
+            "WARNING: the consistency relations of this run were derived from GOLD labels "
+            "(--consistency paper); its labels are not unsupervised."
         )
-        if result is not None:
-            write_labels(run_dir, table, result, zs_gaps)
-            from icm.report.trace_plot import plot_trace
-            from icm.run_dir import read_jsonl
+    if cfg.mp_objective == "mean-gap":
+        log(alpha_note(cfg, cfg.batch_claims(len(table))))
 
-            plot_trace(
-                read_jsonl(trace_path),
-                run_dir / "trace.png",
-                **trace_plot_labels(cfg, table, summary),
-            )
-            # The summary is said even by quiet runs: a degenerate result must not pass
-            # as a plain "completed".
-            assert summary is not None
-            for line in summary.lines():
-                log(line)
-                if not progress:
-                    print(f"icm: {line}", file=sys.stderr)
-            verdict = "" if summary.verdict == "ok" else f" ({summary.verdict}, see WARNING)"
-            log(f"{status}{verdict}: {run_dir}")
-        elif not resumable:  # the same run would fail the same way: a resume cannot help
-            hint = f"{status}: {run_dir}"
-            log(hint)
-            if not progress:
-                print(f"icm: {hint}", file=sys.stderr)
-        else:
-            hint = f"{status}: {run_dir}; continue with: icm run --resume {run_dir}"
-            log(hint)
-            if not progress:  # quiet runs still say how to continue
-                print(f"icm: {hint}", file=sys.stderr)
-    return run_dir
+
+def search_run(
+    run: Execution,
+    run_dir: Path,
+    cfg: RunConfig,
+    table: ClaimTable,
+    resume: SearchProgress | None,
+    log: RunLog,
+    trace_file: IO[str],
+    progress: bool,
+) -> None:
+    """The zero-shot reference, then the search, with its trace, progress bar and
+    checkpoints; sets run.zs_gaps and run.result."""
+    handle = run.handle
+    assert handle is not None
+    log(handle.description)
+    for warning in getattr(handle.backend, "warnings", []):
+        log(f"warning: {warning}")
+    n_batches = len(plan_batches(table, cfg.batch_size, cfg.seed))
+    warn_dropped_relations(log, cfg, table)
+    run.zs_gaps = zero_shot_reference(cfg, table, handle, run_dir, log)
+    initial = None
+    if cfg.init == "zero-shot":
+        assert run.zs_gaps is not None  # validate() refuses --init zero-shot without it
+        initial = zero_shot_labels(table, run.zs_gaps).labels
+    run.bar = bar = ProgressBar(total=n_batches * cfg.K, enabled=progress)
+    if resume is not None and bar.bar is not None:
+        bar.bar.update(resume.n_trace_rows - len(resume.completed) - (resume.batch is not None))
+    trace_path = run_dir / TRACE_FILE
+
+    def on_step(batch: int, n: int, rec: dict[str, Any]) -> None:
+        # Flushed for readers (tail -f) but fsynced only by a checkpoint: an fsync
+        # every step made a fast search 20x slower.
+        with naming_path(trace_path):  # a full disk names the file
+            trace_file.write(json.dumps(rec) + "\n")
+            trace_file.flush()
+        bar(batch, n, rec)
+
+    checkpoint = CheckpointWriter(
+        run_dir, run.segments, trace_file=trace_file, every_seconds=cfg.checkpoint_every
+    )
+    try:
+        run.result = run_icm(
+            table,
+            handle.core,
+            cfg.search_params(cfg.batch_claims(len(table))),
+            cfg.batch_size,
+            on_step=on_step,
+            resume=resume,
+            on_progress=checkpoint,
+            initial_labels=initial,
+            parallel_batches=parallel_batches(cfg),
+        )
+    finally:  # interrupted or failed: keep every step finished so far
+        checkpoint.flush()
+
+
+def warn_dropped_relations(log: RunLog, cfg: RunConfig, table: ClaimTable) -> None:
+    """Relations between claims of different batches are said, and counted in
+    metrics.json, never dropped silently."""
+    dropped = relations_across_batches(table, plan_batches(table, cfg.batch_size, cfg.seed))
+    if dropped:
+        log(
+            f"warning: {dropped} of {len(table.relations) + len(table.group_constraints)}"
+            " relations join claims of different batches (their groups together "
+            f"exceed --batch_size {cfg.batch_size}); the search cannot enforce them"
+        )
+
+
+def finish_run(
+    run: Execution, run_dir: Path, cfg: RunConfig, table: ClaimTable, log: RunLog, progress: bool
+) -> None:
+    """metrics.json, and for a finished search labels.jsonl, trace.png and its summary;
+    else how to continue (if a resume can help)."""
+    watch = run.handle.floor_watch if run.handle is not None else None
+    summary = None
+    if run.result is not None:
+        summary = summarize_run(
+            cfg,
+            table,
+            run.result,
+            cfg.batch_claims(len(table)),
+            zero_shot_gaps=run.zs_gaps,
+            floored=watch.line() if watch is not None else None,
+        )
+    write_json(
+        run_dir / "metrics.json",
+        metrics(
+            cfg,
+            table,
+            run.result,
+            run.handle,
+            run.status,
+            run.segments(run.status),
+            run.error,
+            summary,
+        ),
+    )
+    if run.result is None:
+        # Quiet runs still say how it ended; a resume is offered where it can help (the
+        # same run would fail the same way otherwise).
+        hint = f"{run.status}: {run_dir}"
+        if run.resumable:
+            hint += f"; continue with: icm run --resume {run_dir}"
+        log(hint)
+        if not progress:
+            print(f"icm: {hint}", file=sys.stderr)
+        return
+    assert summary is not None
+    write_finished_outputs(run_dir, cfg, table, run.result, run.zs_gaps, summary)
+    # The summary is said even by quiet runs: a degenerate result must not pass as a
+    # plain "completed".
+    for line in summary.lines():
+        log(line)
+        if not progress:
+            print(f"icm: {line}", file=sys.stderr)
+    verdict = "" if summary.verdict == "ok" else f" ({summary.verdict}, see WARNING)"
+    log(f"{run.status}{verdict}: {run_dir}")
+
+
+def write_finished_outputs(
+    run_dir: Path,
+    cfg: RunConfig,
+    table: ClaimTable,
+    result: IcmResult,
+    zs_gaps: dict[str, float] | None,
+    summary: RunSummary,
+) -> None:
+    """labels.jsonl and trace.png of a finished search."""
+    from icm.report.trace_plot import plot_trace
+    from icm.run_dir import read_jsonl
+
+    write_labels(run_dir, table, result, zs_gaps)
+    plot_trace(
+        read_jsonl(run_dir / TRACE_FILE),
+        run_dir / "trace.png",
+        **trace_plot_labels(cfg, table, summary),
+    )
 
 
 def trace_plot_labels(
@@ -779,35 +913,7 @@ def metrics(
         "created": now_iso(),
     }
     if result is not None:
-        labels = result.labels
-        gold = {c.id: c.gold for c in table.claims}
-        index_of = {c.id: i for i, c in enumerate(table.claims)}
-        ids = list(labels)
-        out.update(
-            {
-                "n_labeled": sum(v is not None for v in labels.values()),
-                "n_batches": len(result.batches),
-                "agreement_with_gold": gold_agreement(
-                    [labels[i] for i in ids], [gold[i] for i in ids]
-                ),
-                "inconsistencies": sum(b.inconsistencies for b in result.batches),
-                "relations_dropped_across_batches": relations_across_batches(
-                    table, [[index_of[cid] for cid in b.claim_ids] for b in result.batches]
-                ),
-                "utility_per_batch": [b.utility for b in result.batches],
-                "mp_per_batch": [b.mp for b in result.batches],
-                "search_requests": sum(b.n_requests for b in result.batches),
-                "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
-                # Scorer calls (rounds), and --prefetch-depth's speculative requests: sent,
-                # and never needed (the waste). Since each batch's last start or resume.
-                "search_rounds": sum(b.n_rounds for b in result.batches),
-                "prefetched_requests": sum(b.n_prefetched for b in result.batches),
-                "prefetched_unused": sum(
-                    b.n_prefetched - b.n_prefetched_used for b in result.batches
-                ),
-                "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
-            }
-        )
+        out.update(search_figures(cfg, table, result))
     # The backend's warnings (no prompt-token details, an endpoint dropped, a cache that
     # cannot store) after the summary's: readers take the first as the run's verdict.
     scorer_warnings = list(getattr(handle.backend, "warnings", [])) if handle else []
@@ -828,3 +934,30 @@ def metrics(
         if records is not None:  # --iterative: which model labelled which batch
             out["iterative"] = records
     return out
+
+
+def search_figures(cfg: RunConfig, table: ClaimTable, result: IcmResult) -> dict[str, Any]:
+    """metrics.json's figures of a finished search."""
+    labels = result.labels
+    gold = {c.id: c.gold for c in table.claims}
+    index_of = {c.id: i for i, c in enumerate(table.claims)}
+    ids = list(labels)
+    return {
+        "n_labeled": sum(v is not None for v in labels.values()),
+        "n_batches": len(result.batches),
+        "agreement_with_gold": gold_agreement([labels[i] for i in ids], [gold[i] for i in ids]),
+        "inconsistencies": sum(b.inconsistencies for b in result.batches),
+        "relations_dropped_across_batches": relations_across_batches(
+            table, [[index_of[cid] for cid in b.claim_ids] for b in result.batches]
+        ),
+        "utility_per_batch": [b.utility for b in result.batches],
+        "mp_per_batch": [b.mp for b in result.batches],
+        "search_requests": sum(b.n_requests for b in result.batches),
+        "search_cache_hits": sum(b.n_cache_hits for b in result.batches),
+        # Scorer calls (rounds), and --prefetch-depth's speculative requests: sent,
+        # and never needed (the waste). Since each batch's last start or resume.
+        "search_rounds": sum(b.n_rounds for b in result.batches),
+        "prefetched_requests": sum(b.n_prefetched for b in result.batches),
+        "prefetched_unused": sum(b.n_prefetched - b.n_prefetched_used for b in result.batches),
+        "alpha": cfg.resolved_alpha(cfg.batch_claims(len(table))),
+    }

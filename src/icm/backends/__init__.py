@@ -1,4 +1,5 @@
-"""Language-model backends. `open_backend` picks one from the run configuration.
+"""Language-model backends, opened through registry.py (`open_model`, or `open_backend`
+for a single scorer); the flags pick one:
 
 --base-url URL [--base-url URL2 ...]  OpenAI-compatible servers (completions.py)
 (no --base-url)                       icm's llama.cpp server as a child process
@@ -12,7 +13,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -75,51 +76,9 @@ def check_model_options(cfg: RunConfig) -> None:
 
 @contextlib.contextmanager
 def open_backend(cfg: RunConfig, label_words: tuple[str, str]) -> Iterator[LabelScorer]:
-    from icm.backends.completions import CompletionsScorer
+    """A scorer for `label_words` on the model the flags select, opened through the
+    registry (registry.py) and closed with the context."""
+    from icm.backends.registry import open_model
 
-    check_model_options(cfg)
-
-    def scorer_on(
-        base_urls: list[str], model: str, revive: Callable[[str], str] | None = None
-    ) -> CompletionsScorer:
-        return CompletionsScorer(
-            base_urls,
-            model,
-            label_words=label_words,
-            logprobs=cfg.logprobs,
-            concurrency=cfg.concurrency,
-            timeout=cfg.timeout,
-            keep_trailing_space=cfg.keep_trailing_space,
-            revive=revive,
-        )
-
-    if cfg.base_url:
-        with scorer_on(cfg.base_url, cfg.model) as scorer:
-            yield scorer
-        return
-
-    from icm.backends.default_model import packaged_model_path
-    from icm.backends.embedded import embedded_server
-
-    model_path = Path(cfg.model_path).expanduser() if cfg.model_path else None
-    if model_path is not None and model_path.is_dir():
-        # A Hugging Face model folder or an `icm finetune` output (its LoRA merged into
-        # its base): llama.cpp cannot serve these, transformers scores them in process.
-        from icm.backends.transformers_scorer import TransformersScorer, load_causal_lm
-
-        with TransformersScorer(
-            load_causal_lm(model_path),
-            label_words=label_words,
-            logprobs=cfg.logprobs,
-            keep_trailing_space=cfg.keep_trailing_space,
-        ) as scorer:
-            yield scorer
-        return
-    if model_path is None:  # --model embedded (check_model_options refused other names)
-        model_path = packaged_model_path()
-    with (
-        embedded_server(model_path) as server,
-        # A server that dies (OOM killer, a crash) is restarted once (server.revive).
-        scorer_on([server.base_url], "embedded", server.revive) as scorer,
-    ):
+    with open_model(cfg) as model, model.scorer(label_words) as scorer:
         yield scorer

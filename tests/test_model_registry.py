@@ -1,0 +1,223 @@
+"""One way to open a model (icm.backends.registry): names, errors, and every caller
+(icm run, icm eval, icm replicate, icm.api) opening its model through it, once."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from icm.backends import registry
+from icm.backends.base import LabelScorer
+from icm.backends.registry import MODELS, OpenModel, model_name, open_model
+from icm.config import RunConfig
+from icm.errors import ConfigError
+
+
+class HashScorer(LabelScorer):
+    """A stand-in for a model: a gap that is a fixed function of the prompt."""
+
+    model_id = "hash-scorer"
+
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
+        self.stats.requests += len(prompts)
+        out = []
+        for p in prompts:
+            h = hashlib.sha256(p.encode()).digest()[0] / 255
+            out.append((-0.5 - h, -0.5 - (1 - h)))
+        return out
+
+
+class CountingModel(OpenModel):
+    name = "embedded"
+
+    def __init__(self, cfg: RunConfig, log: list[str]) -> None:
+        super().__init__(cfg)
+        self.log = log
+
+    def scorer(self, label_words: tuple[str, str]) -> LabelScorer:
+        self.log.append(f"scorer {'/'.join(label_words)}")
+        scorer = HashScorer()
+        scorer.label_words = label_words
+        return scorer
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the embedded model of the registry by a stand-in that records its opens
+    and closes (and the run directory's state at the open) in the returned list."""
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def open_counting(cfg: RunConfig) -> Iterator[OpenModel]:
+        out = Path(cfg.out) if cfg.out else None
+        events.append(f"open (out exists: {out is not None and out.exists()})")
+        yield CountingModel(cfg, events)
+        events.append("close")
+
+    monkeypatch.setitem(MODELS, "embedded", open_counting)
+    return events
+
+
+def test_an_unknown_model_name_is_one_line_listing_the_names() -> None:
+    with pytest.raises(ConfigError) as e:
+        open_model(RunConfig(), "llama")
+    assert str(e.value) == (
+        "model 'llama': unknown; the models are embedded, completions, transformers, synthetic"
+    )
+    from icm.api import claims_table, label
+
+    table = claims_table([{"id": "a", "prompt": "x"}])
+    with pytest.raises(ConfigError, match=r"^model 'llama': unknown; the models are embedded, "):
+        label(table, scorer="llama")
+
+
+def test_the_flags_select_the_model_by_name(tmp_path: Path) -> None:
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    assert model_name(RunConfig()) == "embedded"
+    assert model_name(RunConfig(model="synthetic")) == "synthetic"
+    assert model_name(RunConfig(model="m", base_url=["http://127.0.0.1:1/v1"])) == "completions"
+    assert model_name(RunConfig(model_path=str(folder))) == "transformers"
+    assert model_name(RunConfig(model_path=str(tmp_path / "m.gguf"))) == "embedded"
+    # A name the flags do not fit is refused before anything starts.
+    for name, needs in [("completions", "--base-url"), ("transformers", "--model-path FOLDER")]:
+        with pytest.raises(ConfigError, match=f"model '{name}': needs {needs}"):
+            open_model(RunConfig(), name).__enter__()
+
+
+def test_the_synthetic_model_scores_only_the_search() -> None:
+    """synthetic is icm run's stand-in: it has no label scorer, so eval refuses it."""
+    from icm.evaluate import EvalConfig, run_eval
+
+    with open_model(RunConfig(model="synthetic")) as model, pytest.raises(ConfigError) as e:
+        model.scorer(("True", "False"))
+    assert str(e.value).startswith("--model synthetic: a stand-in for the search only")
+    cfg = EvalConfig(labels="golden", testbed="arithmetic", model=RunConfig(model="synthetic"))
+    with pytest.raises(ConfigError, match="--model synthetic: a stand-in"):
+        run_eval(cfg)
+
+
+def test_icm_run_opens_its_model_through_the_registry_before_the_run_directory(
+    tmp_path: Path, opened: list[str]
+) -> None:
+    from icm.run import start_run
+
+    out = tmp_path / "run"
+    cfg = RunConfig(testbed="arithmetic", size=8, K=5, cache="off", out=str(out))
+    start_run(cfg, progress=False)
+    assert opened == ["open (out exists: False)", "scorer True/False", "close"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["scorer"] == "model: hash-scorer"
+
+
+def test_a_model_that_fails_to_open_leaves_no_run_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from icm.errors import BackendError
+    from icm.run import start_run
+
+    @contextlib.contextmanager
+    def failing(cfg: RunConfig) -> Iterator[OpenModel]:
+        raise BackendError("the server did not start")
+        yield  # pragma: no cover
+
+    monkeypatch.setitem(MODELS, "embedded", failing)
+    out = tmp_path / "run"
+    with pytest.raises(BackendError, match="did not start"):
+        start_run(RunConfig(testbed="arithmetic", size=8, K=5, out=str(out)), progress=False)
+    assert not out.exists()
+
+
+def test_icm_eval_and_the_api_open_their_model_through_the_registry(opened: list[str]) -> None:
+    from icm.api import claims_table, label
+    from icm.evaluate import EvalConfig, run_eval
+
+    model = RunConfig(cache="off")
+    cfg = EvalConfig(labels="golden", testbed="arithmetic", train_size=8, test_size=6, model=model)
+    result = run_eval(cfg)
+    assert result.details["model"] == "hash-scorer" and result.n_test == 6
+    assert opened == ["open (out exists: False)", "scorer True/False", "close"]
+    opened.clear()
+    table = claims_table(
+        [{"id": str(i), "prompt": f"claim {i}"} for i in range(4)], label_words=("Yes", "No")
+    )
+    labels = label(table, K=5, zero_shot=False, cache="off")
+    assert len(labels.records()) == 4
+    assert opened == ["open (out exists: False)", "scorer Yes/No", "close"]
+
+
+def test_icm_replicate_opens_the_model_once(tmp_path: Path, opened: list[str]) -> None:
+    """2 testbeds x 2 seeds: every ICM run and every baseline on one model (the embedded
+    server started 28 times before)."""
+    from icm.replicate import ReplicateConfig, run_replicate
+
+    cfg = ReplicateConfig(
+        testbeds=["arithmetic", "capitals"],
+        seeds=2,
+        train_size=8,
+        test_size=6,
+        run=RunConfig(K=5, cache="off"),
+        out=tmp_path / "rep",
+    )
+    cells = run_replicate(cfg, log=lambda _: None)
+    assert len(cells) == 2 * 2 * 6  # icm and 5 baselines (no chat model) per testbed and seed
+    assert opened[0] == "open (out exists: False)" and opened[-1] == "close"
+    assert sum(e.startswith("open") for e in opened) == sum(e == "close" for e in opened) == 1
+    # A scorer per run and evaluation, on the testbed's label words.
+    assert len([e for e in opened if e.startswith("scorer")]) >= len(cells)
+
+
+def test_eval_out_writes_the_predictions_it_promises(
+    tmp_path: Path, opened: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from icm.cli import main
+    from icm.testbeds import LoadOptions
+    from icm.testbeds.loading import load_table
+
+    out = tmp_path / "eval"
+    code = main(
+        ["eval", "--labels", "golden", "--testbed", "arithmetic", "--train-size", "8",
+         "--test-size", "6", "--seed", "2", "--cache", "off", "--out", str(out)]
+    )  # fmt: skip
+    assert code == 0
+    summary = json.loads((out / "eval.json").read_text())
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    test = load_table("arithmetic", "test", LoadOptions(size=6, seed=2))
+    assert [r["id"] for r in rows] == test.ids and len(rows) == summary["n_test"] == 6
+    for row, claim in zip(rows, test.claims, strict=True):
+        assert set(row) == {"id", "group", "gold", "prediction", "gap", "source"}
+        assert (row["group"], row["gold"], row["source"]) == (claim.group, claim.gold, "golden")
+        assert row["prediction"] == (row["gap"] > 0)
+    assert len({r["gap"] for r in rows}) > 1  # the model's gaps, claim by claim
+    correct = [r["prediction"] == r["gold"] for r in rows]
+    assert summary["accuracy"] == pytest.approx(sum(correct) / len(correct))
+
+
+SERVER_START = re.compile(r"embedded llama\.cpp server pid \d+")
+
+
+@pytest.mark.model
+def test_icm_replicate_starts_the_embedded_server_once(tmp_path: Path) -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "icm.cli", "replicate", "--testbeds", "arithmetic,capitals",
+         "--seeds", "2", "--train-size", "8", "--test-size", "6", "--K", "10",
+         "--cache", "off", "--out", str(tmp_path / "rep")],
+        capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(SERVER_START.findall(r.stderr)) == 1, r.stderr
+    cells = (tmp_path / "rep" / "cells.jsonl").read_text().splitlines()
+    assert len(cells) == 2 * 2 * 6
+
+
+def test_registry_names_every_model() -> None:
+    assert tuple(registry.MODELS) == ("embedded", "completions", "transformers", "synthetic")
