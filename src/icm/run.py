@@ -25,7 +25,7 @@ from icm.checkpoint import (
     read_batches_without_state,
     sum_segments,
 )
-from icm.config import AUTO_PARALLEL_BATCHES, SYNTHETIC_MODEL, RunConfig
+from icm.config import AUTO_PARALLEL_BATCHES, SYNTHETIC_MODEL, RunConfig, balanced_alpha
 from icm.errors import ConfigError, DataError, IcmError
 from icm.run_dir import (
     RunLog,
@@ -40,7 +40,7 @@ from icm.run_dir import (
     write_json,
     write_jsonl,
 )
-from icm.run_summary import RunSummary, balanced_alpha, summarize_run
+from icm.run_summary import RunSummary, summarize_run
 from icm.search import (
     BatchScorer,
     IcmResult,
