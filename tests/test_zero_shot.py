@@ -14,13 +14,22 @@ import pytest
 
 from icm.backends.base import FLOORED_LOGPROB, FloorWatch, ScoresFloored
 from icm.run_summary import summarize
-from icm.testbeds.base import ClaimRecord, ClaimTable, RelationRecord, exactly_one_true
+from icm.testbeds.base import ClaimRecord, ClaimTable, GroupConstraintRecord, RelationRecord
 from icm.zero_shot import (
     consistent_labellings,
     exclusive_sets,
     sign_test_p,
     zero_shot_labels,
 )
+
+
+def exactly_one_true(ids: list[str]) -> tuple[list[RelationRecord], GroupConstraintRecord]:
+    """Pairwise at most one true, and at least one: how a testbed says "exactly one" (the
+    testbeds do it through ClaimTableBuilder.add_group; these tests build tables by hand)."""
+    pairs = [
+        RelationRecord("at_most_one_true", a, b) for n, a in enumerate(ids) for b in ids[n + 1 :]
+    ]
+    return pairs, GroupConstraintRecord("at_least_one_true", tuple(ids))
 
 
 def icm(*args: str) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -57,17 +57,6 @@ class GroupConstraintRecord:
 
     kind: Literal["at_least_one_true"]
     members: tuple[str, ...]  # claim ids
-
-
-def exactly_one_true(ids: Sequence[str]) -> tuple[list[RelationRecord], GroupConstraintRecord]:
-    """Exactly one of `ids` is true: pairwise at most one, and at least one. Use it only
-    where one of the claims is true by construction (the correct answer is among them)."""
-    pairs = [
-        RelationRecord("at_most_one_true", ids[i], ids[j])
-        for i in range(len(ids))
-        for j in range(i + 1, len(ids))
-    ]
-    return pairs, GroupConstraintRecord("at_least_one_true", tuple(ids))
 
 
 @dataclass
