@@ -127,6 +127,9 @@ class Params:
     fix_options_code: bool = False
     fix_scan: bool = False
     fix_dummy_baseline: bool = False
+    # The original code's scan (fix_scan) does not stop at a round that finds no fix once
+    # an earlier round of the same call applied one: it runs on to fix_K rounds.
+    fix_run_on: bool = False
     seeds_at_batch_start: bool = False  # the original code: the first num_seed claims
 
 
@@ -163,6 +166,7 @@ class ReferenceSearch:
         self.epoch = 0
         self.pool: list[int] = []
         self.initialized = False
+        self.fix_rounds = 0  # rounds the last consistency_fix ran
 
     # -- the objective ---------------------------------------------------------------
     def context(self, target: int, labels: list[bool | None]) -> list[int]:
@@ -237,10 +241,13 @@ class ReferenceSearch:
 
     def consistency_fix(self, labels: list[bool | None], baseline: float) -> list[bool | None]:
         p = self.p
+        found_before = False
+        self.fix_rounds = 0
         for _ in range(p.fix_K):
             violated = self.violated(labels)
             if not violated:
                 break
+            self.fix_rounds += 1
             if not p.fix_scan:
                 r = violated[self.rng.below(len(violated))]
                 best, best_u = self.best_option(labels, r)
@@ -256,8 +263,9 @@ class ReferenceSearch:
                     if best_u >= baseline:
                         labels, baseline, found = best, best_u, True
                         break
-                if not found:
+                if not found and not (p.fix_run_on and found_before):
                     break
+                found_before = found_before or found
         return labels
 
     def best_option(self, labels: list[bool | None], c: int) -> tuple[list[bool | None], float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 
@@ -237,35 +238,6 @@ def test_prefetch_changes_no_trace_field_and_counts_its_waste(variant: str) -> N
     assert prefetched[4, 1] < prefetched[4, 0] and rounds[3] < rounds[0], (prefetched, rounds)
 
 
-def original_fix_rounds(
-    search: ReferenceSearch, labels: list[bool | None], baseline: float
-) -> tuple[list[bool | None], int]:
-    """The original code's ConsistencyFix loop, rounds as it runs them: after a round that
-    applied a fix it does not stop at a round that finds none (its `best_decision_id` is
-    never reset), only when no inconsistency is left or after K rounds. Returns the labels
-    and the rounds it ran."""
-    found_ever = False
-    rounds = 0
-    for _ in range(search.p.fix_K):
-        violated = search.violated(labels)
-        if not violated:
-            break
-        rounds += 1
-        for i in range(len(violated), 1, -1):
-            j = search.rng.below(i)
-            violated[i - 1], violated[j] = violated[j], violated[i - 1]
-        found = False
-        for r in violated:
-            best, best_u = search.best_option(labels, r)
-            if best_u >= baseline:
-                labels, baseline, found = best, best_u, True
-                break
-        found_ever = found_ever or found
-        if not found_ever:
-            break
-    return labels, rounds
-
-
 def test_the_original_fix_rounds_after_one_that_finds_nothing_change_no_label() -> None:
     """docs/algorithm.md row 4: icm's code-mode ConsistencyFix stops at the first round
     that finds no fix, where the original runs on; the labels must be the same."""
@@ -281,10 +253,12 @@ def test_the_original_fix_rounds_after_one_that_finds_nothing_change_no_label() 
         for baseline in (-math.inf, ReferenceSearch(groups, relations, p, score).utility(start)):
             # Both from the same random state: they differ only in the rounds they run.
             icm_search = ReferenceSearch(groups, relations, p, score, at_least_one)
-            original = ReferenceSearch(groups, relations, p, score, at_least_one)
+            original = ReferenceSearch(
+                groups, relations, dataclasses.replace(p, fix_run_on=True), score, at_least_one
+            )
             ours = icm_search.consistency_fix(list(start), baseline)
-            theirs, rounds = original_fix_rounds(original, list(start), baseline)
+            theirs = original.consistency_fix(list(start), baseline)
             assert ours == theirs, f"seed {seed}, baseline {baseline}"
-            ran_on += rounds == p.fix_K and original.inconsistencies(theirs) > 0
+            ran_on += original.fix_rounds == p.fix_K and original.inconsistencies(theirs) > 0
     # The case the rule is about must occur: fixes, then rounds that find none.
     assert ran_on > 0
