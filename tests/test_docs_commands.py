@@ -18,6 +18,7 @@ Three checks, so that a doc cannot drift from the tool without a test failing:
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import itertools
 import json
@@ -71,48 +72,38 @@ class DocCommand:
     in_block: bool
 
 
-def _commands_in_blocks(path: Path) -> list[DocCommand]:
+def _commands_of(path: Path) -> list[DocCommand]:
+    """The commands of one doc: in code blocks (continuation lines joined, `&&` split,
+    comments dropped) and in inline code outside them."""
     found: list[DocCommand] = []
     lines = path.read_text().splitlines()
     in_block = False
     i = 0
     while i < len(lines):
-        line = lines[i].strip()
+        n, line = i + 1, lines[i].strip()
         i += 1
         if line.startswith("```"):
             in_block = not in_block
-            continue
-        if not in_block:
-            continue
-        start = i
-        while line.endswith("\\") and i < len(lines):
-            line = line[:-1].rstrip() + " " + lines[i].strip()
-            i += 1
-        for part in line.split(" && "):
-            part = part.split("  #")[0].strip()
-            if re.match(UV_RUN + r"?(icm|python|pytest)(\s|$)", part):
-                found.append(DocCommand(f"{path.name}:{start}", part, True))
+        elif in_block:
+            while line.endswith("\\") and i < len(lines):
+                line = line[:-1].rstrip() + " " + lines[i].strip()
+                i += 1
+            for part in line.split(" && "):
+                part = part.split("  #")[0].strip()
+                if re.match(UV_RUN + r"?(icm|python|pytest)(\s|$)", part):
+                    found.append(DocCommand(f"{path.name}:{n}", part, True))
+        else:
+            for m in re.finditer(
+                r"`(" + UV_RUN[1:] + r"?(?:icm [a-z]|python benchmarks/)[^`]*)`", line
+            ):
+                found.append(DocCommand(f"{path.name}:{n}", m.group(1), False))
     return found
 
 
-def _commands_inline(path: Path) -> list[DocCommand]:
-    found: list[DocCommand] = []
-    in_block = False
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip().startswith("```"):
-            in_block = not in_block
-            continue
-        if in_block:
-            continue
-        for m in re.finditer(
-            r"`((?:uv run (?:--\S+ )*)?(?:icm [a-z]|python benchmarks/)[^`]*)`", line
-        ):
-            found.append(DocCommand(f"{path.name}:{n}", m.group(1), False))
-    return found
-
-
-def doc_commands() -> list[DocCommand]:
-    return [c for p in DOCS for c in (*_commands_in_blocks(p), *_commands_inline(p))]
+@functools.cache
+def doc_commands() -> tuple[DocCommand, ...]:
+    """Read once per session: many tests below ask."""
+    return tuple(c for p in DOCS for c in _commands_of(p))
 
 
 def icm_argv_variants(text: str) -> list[list[str]]:
