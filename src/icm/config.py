@@ -23,7 +23,8 @@ from typing import Any, get_type_hints
 
 from icm import _icm_core as core
 from icm.errors import ConfigError
-from icm.option import Option, int_or_all, one_of, option, options_of
+from icm.finetune_config import FINETUNE_OPTIONS
+from icm.option import Option, check_ranges, int_or_all, option, option_like, options_of
 
 # The model the embedded llama.cpp server loads when neither --base-url nor --model-path
 # is given (a base, not instruction-tuned, model shipped on PyPI).
@@ -35,34 +36,6 @@ SYNTHETIC_HELP = "'synthetic' (a stand-in scorer for algorithm checks, NOT a lan
 
 _INT32_MAX = 2**31 - 1
 AUTO_PARALLEL_BATCHES = 4
-# (field, lowest, highest) of the integer options.
-_INT_RANGES: tuple[tuple[str, int, int], ...] = (
-    ("seed", 0, 2**63 - 1),
-    ("batch_size", 1, _INT32_MAX),
-    ("num_seed", 0, _INT32_MAX),
-    ("K", 0, _INT32_MAX),
-    ("consistency_fix_K", 0, _INT32_MAX),
-    ("context_k", 1, _INT32_MAX),
-    ("logprobs", 1, _INT32_MAX),
-    ("concurrency", 1, 1024),
-    ("lora_r", 1, 65536),
-    ("prefetch_depth", 0, core.MAX_PREFETCH_DEPTH),
-    ("prefetch_call_limit", 0, _INT32_MAX),
-    ("parallel_batches", 0, 1024),
-)
-# (field, lowest, highest, lowest excluded) of the real-valued options.
-_FLOAT_RANGES: tuple[tuple[str, float, float, bool], ...] = (
-    ("alpha", 0.0, 1e6, False),
-    ("initial_T", 0.0, 1e6, True),
-    ("final_T", 0.0, 1e6, True),
-    ("log_beta", 0.0, 1e6, False),
-    ("context_regrow", 1.0, 1e6, True),
-    ("timeout", 0.0, 1e7, True),
-    ("checkpoint_every", 0.0, 1e6, False),
-    ("finetune_epochs", 0.0, 1e4, True),
-    ("finetune_lr", 0.0, 1.0, True),
-)
-
 # The paper's setting: batches of 256 claims with alpha 30. With the original code's
 # mean-gap MP, one claim's term weighs alpha / N against one violated constraint, so a
 # batch of N claims keeps the paper's balance with alpha = 30 * N / 256.
@@ -162,21 +135,58 @@ class RunConfig:
         help="weight of MP against inconsistencies (default: the paper's balance for the "
         "batch actually used, 30 * N / 256 for N claims per batch; --alpha 30 is the "
         "original code's value, see docs/algorithm.md)",
+        low=0.0,
+        high=1e6,
     )
-    seed: int = option("--seed", 27565976, group="search", help="random seed")
+    seed: int = option(
+        "--seed", 27565976, group="search", help="random seed", low=0, high=2**63 - 1
+    )
     batch_size: int = option(
-        "--batch_size", 256, group="search", help="claims per independent search batch"
+        "--batch_size",
+        256,
+        group="search",
+        help="claims per independent search batch",
+        low=1,
+        high=_INT32_MAX,
     )
     num_seed: int = option(
-        "--num_seed", 8, group="search", help="claims given random initial labels"
+        "--num_seed",
+        8,
+        group="search",
+        help="claims given random initial labels",
+        low=0,
+        high=_INT32_MAX,
     )
-    K: int = option("--K", 3000, group="search", help="search iterations per batch")
+    K: int = option(
+        "--K", 3000, group="search", help="search iterations per batch", low=0, high=_INT32_MAX
+    )
     consistency_fix_K: int = option(
-        "--consistency_fix_K", 10, group="search", help="ConsistencyFix rounds"
+        "--consistency_fix_K",
+        10,
+        group="search",
+        help="ConsistencyFix rounds",
+        low=0,
+        high=_INT32_MAX,
     )
     decay: float = option("--decay", 0.99, group="search", help="exp schedule decay")
-    initial_T: float = option("--initial_T", 10.0, group="search", help="initial temperature")
-    final_T: float = option("--final_T", 0.01, group="search", help="final temperature")
+    initial_T: float = option(
+        "--initial_T",
+        10.0,
+        group="search",
+        help="initial temperature",
+        low=0.0,
+        low_excluded=True,
+        high=1e6,
+    )
+    final_T: float = option(
+        "--final_T",
+        0.01,
+        group="search",
+        help="final temperature",
+        low=0.0,
+        low_excluded=True,
+        high=1e6,
+    )
     scheduler: str = option(
         "--scheduler",
         "log",
@@ -200,6 +210,8 @@ class RunConfig:
         group="icm-search",
         type=float,
         help="beta of the log schedule (default 0.99 paper, 2 code)",
+        low=0.0,
+        high=1e6,
     )
     mp: str = option(
         "--mp",
@@ -210,7 +222,12 @@ class RunConfig:
         "random context of --context-k claims",
     )
     context_k: int = option(
-        "--context-k", 4, group="icm-search", help="demonstrations per claim with --mp sparse"
+        "--context-k",
+        4,
+        group="icm-search",
+        help="demonstrations per claim with --mp sparse",
+        low=1,
+        high=_INT32_MAX,
     )
     context_regrow: float = 1.25
     mp_objective: str = option(
@@ -244,6 +261,8 @@ class RunConfig:
         help="speculative prefetch: while the search waits for the server, also send the "
         "requests of up to this many later rounds (same labels and trace; fewer rounds, "
         "some wasted requests; 4 suits a remote vLLM server; 0: none)",
+        low=0,
+        high=core.MAX_PREFETCH_DEPTH,
     )
     prefetch_call_limit: int = option(
         "--prefetch-call-limit",
@@ -252,6 +271,8 @@ class RunConfig:
         help="with --prefetch-depth: send only speculative calls of at most this many "
         "requests (0: no limit). For --mp exact use 1: it hides the one-request rounds "
         "without speculating whole-batch re-scorings (docs/performance.md)",
+        low=0,
+        high=_INT32_MAX,
     )
     parallel_batches: int = option(
         "--parallel-batches",
@@ -260,6 +281,8 @@ class RunConfig:
         help="batches searched at once, their requests in flight together (same labels "
         f"and trace as one after another; 0: {AUTO_PARALLEL_BATCHES} against a model server, "
         "1 for --model synthetic, an in-process model or --iterative)",
+        low=0,
+        high=1024,
     )
     # The model
     model: str = option(
@@ -284,9 +307,21 @@ class RunConfig:
         "folder or an `icm finetune` output folder (scored in process by transformers; "
         "needs the finetune extra)",
     )
-    logprobs: int = option("--logprobs", 20, group="model", help="top-k logprobs to request")
-    concurrency: int = option("--concurrency", 4, group="model", help="requests in flight")
-    timeout: float = option("--timeout", 120.0, group="model", help="seconds per request")
+    logprobs: int = option(
+        "--logprobs", 20, group="model", help="top-k logprobs to request", low=1, high=_INT32_MAX
+    )
+    concurrency: int = option(
+        "--concurrency", 4, group="model", help="requests in flight", low=1, high=1024
+    )
+    timeout: float = option(
+        "--timeout",
+        120.0,
+        group="model",
+        help="seconds per request",
+        low=0.0,
+        low_excluded=True,
+        high=1e7,
+    )
     keep_trailing_space: bool = option(
         "--keep-trailing-space",
         False,
@@ -310,6 +345,8 @@ class RunConfig:
         help="save the search state at most this often within a batch (0: every step); "
         "finished batches and a stop are always saved, and a kill costs at most these "
         "seconds of work (docs/reliability.md)",
+        low=0.0,
+        high=1e6,
     )
     # Iterative fine-tuning (the paper's loop over batches; needs the 'finetune' extra)
     iterative: bool = option(
@@ -321,13 +358,14 @@ class RunConfig:
         "the base model fine-tuned (LoRA) on the labels of all batches before it; models are "
         "scored in process (transformers) and kept in RUN_DIR/models/",
     )
-    finetune_epochs: float = option(
-        "--finetune-epochs", 4.0, group="finetune", help="epochs of each fine-tuning round"
+    # `icm finetune`'s settings (icm.finetune_config), their defaults and ranges.
+    finetune_epochs: float = option_like(
+        FINETUNE_OPTIONS["epochs"], flag="--finetune-epochs", help="epochs of each round"
     )
-    finetune_lr: float = option(
-        "--finetune-lr", 5e-4, group="finetune", help="learning rate of each fine-tuning round"
+    finetune_lr: float = option_like(
+        FINETUNE_OPTIONS["learning_rate"], flag="--finetune-lr", help="learning rate of each round"
     )
-    lora_r: int = option("--lora-r", 8, group="finetune", help="LoRA rank")
+    lora_r: int = option_like(FINETUNE_OPTIONS["lora_r"])
     # Output
     out: str | None = option(
         "--out", None, group="run", help="run directory (default runs/<testbed>-<time>)"
@@ -350,33 +388,9 @@ class RunConfig:
 
         if self.size is not None and self.size < 1:
             bad("size", f"must be >= 1 ('all' for the whole split), got {self.size}")
-        # The core holds these in fixed-width integers: out of range, the binding would
-        # raise a TypeError instead of naming the flag.
-        for name, low, high in _INT_RANGES:
-            value = getattr(self, name)
-            if value < low:
-                bad(name, f"must be >= {low}, got {value}")
-            if value > high:
-                bad(name, f"must be at most {high}, got {value}")
-        # Finite and within a range where U = alpha * MP - inconsistencies and the
-        # temperature stay finite numbers (an infinite U makes every move look equal).
-        for name, lowest, highest, open_low in _FLOAT_RANGES:
-            number = getattr(self, name)
-            if number is None:
-                continue
-            if not (math.isfinite(number) and (number > lowest if open_low else number >= lowest)):
-                bad(
-                    name,
-                    f"must be finite and {'>' if open_low else '>='} {lowest:g}, got {number:g}",
-                )
-            if number > highest:
-                bad(name, f"must be at most {highest:g}, got {number:g}")
-        # argparse checks the choices of a flag; a config file's or the API's value comes
-        # here unchecked.
-        for name, declared in RUN_OPTIONS.items():
-            value = getattr(self, name)
-            if declared.choices and value is not None and value not in declared.choices:
-                bad(name, f"must be {one_of(declared.choices)}, got '{value}'")
+        check_ranges(self)
+        if not (math.isfinite(self.context_regrow) and 1 < self.context_regrow <= 1e6):
+            raise ConfigError(f"context_regrow: must be > 1, got {self.context_regrow:g}")
         if self.test_fraction is not None and not (
             math.isfinite(self.test_fraction) and 0 < self.test_fraction < 1
         ):
@@ -397,8 +411,8 @@ class RunConfig:
                 )
             if self.model != "embedded":
                 bad("iterative", f"needs a language model, not --model {self.model}")
-            # The fine-tuning settings (icm.iterative.finetune_config) are in the ranges
-            # above: lora_alpha is 2 * lora_r, the others FinetuneConfig's defaults.
+            # The fine-tuning settings (icm.iterative.finetune_config) are checked with
+            # the other ranges: lora_alpha is 2 * lora_r, the others FinetuneConfig's.
         try:
             self.search_params().validate()
         except ValueError as e:

@@ -30,8 +30,9 @@ from typing import Any
 
 from icm.backends.base import LabelScorer
 from icm.backends.registry import OpenModel
-from icm.config import RunConfig
+from icm.config import RUN_OPTIONS, RunConfig
 from icm.errors import ConfigError
+from icm.option import check_ranges, int_or_all, option, option_like, options_of, positive_int
 from icm.run_dir import now_iso, versions, write_json, write_jsonl
 from icm.search import gold_agreement
 from icm.testbeds import LoadOptions
@@ -316,27 +317,99 @@ def bootstrap_labels(
 
 @dataclass
 class EvalConfig:
+    """The settings of one evaluation. A field that is an `icm eval` option declares it
+    here (icm.option); `icm replicate` takes several of them (icm.replicate)."""
+
     labels: str = "golden"  # a label source (LABEL_SOURCES) or an ICM run directory
-    testbed: str | None = None  # default: the run's testbed
-    data_dir: str | None = None
-    train_split: str = "train"
-    test_split: str = "test"
-    train_size: int | None = None
-    test_size: int | None = 100
+    testbed: str | None = option_like(
+        RUN_OPTIONS["testbed"],
+        default=None,
+        help="testbed name or claims file (default: the run's)",
+    )
+    data_dir: str | None = option_like(RUN_OPTIONS["data_dir"])
+    train_split: str = option(
+        "--train-split", "train", group="eval", help="split the demonstrations come from"
+    )
+    test_split: str = option("--test-split", "test", group="eval", help="split to score")
+    train_size: int | None = option(
+        "--train-size",
+        None,
+        group="eval",
+        type=positive_int,
+        low=1,
+        help="train claims to draw demonstrations from (default: the whole split)",
+    )
+    test_size: int | None = option(
+        "--test-size",
+        100,
+        group="eval",
+        type=int_or_all,
+        low=1,
+        help="test claims, in whole groups ('all': the whole split)",
+    )
     # Hold out this fraction of the train split's (or claims file's) consistency groups as
     # the test claims instead of reading a test split.
-    test_fraction: float | None = None
-    consistency: str = "default"
-    seed: int = 0
-    matched_run: str | None = None  # random-matched: the ICM run whose accuracy to match
-    context_tokens: int = 4096
+    test_fraction: float | None = option_like(
+        RUN_OPTIONS["test_fraction"],
+        help="instead of --test-split: hold out a seeded fraction F of the train split's "
+        "consistency groups as the test claims (needed for a claims file, which has one "
+        "split); with a run directory, its claims in that part are not used as demonstrations",
+    )
+    consistency: str = option_like(
+        RUN_OPTIONS["consistency"], help="consistency relations of the testbed, as for icm run"
+    )
+    seed: int = option_like(
+        RUN_OPTIONS["seed"],
+        default=0,
+        help="seed of the demonstration order, random labels and the CI",
+    )
+    matched_run: str | None = option(
+        "--match-run",
+        None,
+        group="eval",
+        help="random-matched: the ICM run whose accuracy the random labels match",
+    )
+    context_tokens: int = option(
+        "--context-tokens",
+        4096,
+        group="eval",
+        type=positive_int,  # 0 or less held no demonstration, silently
+        low=1,
+        help="context budget for demonstrations and the claim",
+    )
     chars_per_token: float = 3.0
-    max_demos: int | None = None
-    bootstrap_rounds: int = 3
-    bootstrap_shots: int = 8
+    max_demos: int | None = option(
+        "--max-demos",
+        None,
+        group="eval",
+        type=positive_int,  # -1 ran with no demonstration, silently; zero-shot is a --labels
+        low=1,
+        help="at most this many demonstrations (default: as many as --context-tokens holds)",
+    )
+    bootstrap_rounds: int = option(
+        "--bootstrap-rounds",
+        3,
+        group="eval",
+        low=0,
+        help="bootstrap: rounds of relabelling from the model's own predictions",
+    )
+    bootstrap_shots: int = option(
+        "--bootstrap-shots", 8, group="eval", low=1, help="bootstrap: demonstrations per prediction"
+    )
     model: RunConfig | None = None
-    chat_model: str | None = None
-    chat_base_url: str | None = None
+    chat_model: str | None = option(
+        "--chat-model", None, group="eval", help="zero-shot-chat labels: the chat model's name"
+    )
+    chat_base_url: str | None = option(
+        "--chat-base-url", None, group="eval", help="zero-shot-chat labels: its server"
+    )
+
+    def validate(self) -> None:
+        """Ranges and choices, for settings given by the API (argparse checks the flags')."""
+        check_ranges(self)
+
+
+EVAL_OPTIONS = options_of(EvalConfig)
 
 
 def load_split(cfg: EvalConfig, testbed: str, split: str, size: int | None) -> ClaimTable:
@@ -364,6 +437,7 @@ def run_eval(
 ) -> EvalResult:
     """Evaluate one label source. `scorer` overrides the configured model (for notebooks);
     `model` is one the caller opened (icm replicate), else it is opened here."""
+    cfg.validate()
     details: dict[str, Any] = {"seed": cfg.seed, "train_split": cfg.train_split}
     is_run = cfg.labels not in LABEL_SOURCES
     claims = load_run_claims(cfg, details) if is_run else load_source_claims(cfg)

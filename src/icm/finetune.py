@@ -19,7 +19,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +31,8 @@ from icm.backends.transformers_scorer import (
     resolve_model_folder,
 )
 from icm.errors import ConfigError
+from icm.finetune_config import FinetuneConfig
 from icm.run_dir import now_iso, versions, write_json, write_jsonl
-
-
-@dataclass
-class FinetuneConfig:
-    base: str = "embedded"  # GGUF file, Hugging Face folder, or 'embedded'
-    epochs: float = 4.0
-    learning_rate: float = 5e-4
-    batch_size: int = 4
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    max_length: int = 1024
-    seed: int = 0
-
-    def validate(self) -> None:
-        for name in ("epochs", "learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be > 0")
-        for name in ("batch_size", "lora_r", "lora_alpha", "max_length"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')}: must be >= 1")
-        if not 0 <= self.lora_dropout < 1:
-            raise ConfigError("--lora-dropout: must be in [0, 1)")
 
 
 def sft_example(prompt: str, label: bool, label_words: tuple[str, str]) -> dict[str, str]:

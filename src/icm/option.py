@@ -1,15 +1,21 @@
-"""A command-line option declared once: its flag, help, choices and default, written
-beside the setting it sets (a RunConfig field, through `option()`) or in a command's own
-table. icm.cli.options makes the argparse arguments from it, and RunConfig takes its
-defaults and choices from the same declaration."""
+"""A command-line option declared once: its flag, help, choices, default and range,
+written beside the setting it sets, a field of a config dataclass (RunConfig, EvalConfig,
+ReplicateConfig, FinetuneConfig), through `option()`. icm.cli.options makes the argparse
+arguments from it; the config takes its default from the same declaration, and
+`check_ranges` its bounds. A setting that another command takes too, with a narrower
+meaning there, reuses the declaration with `option_like()`: same flag, type, choices and
+range; only its help or default may differ."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from icm.errors import ConfigError
 
 # An argparse action class (BooleanOptionalAction); named here because `type` is also a
 # field of Option.
@@ -32,6 +38,37 @@ class Option:
     # argparse's action, for the options that take no value or repeat.
     action: str | ActionClass | None = None
     metavar: str | None = None
+    # The range a value must lie in, wherever it comes from (the command line, a config
+    # file, the API): [low, high], or (low, high] where `low_excluded`. None: unbounded.
+    low: float | None = None
+    high: float | None = None
+    low_excluded: bool = False
+
+    def check(self, value: Any) -> str | None:
+        """Why `value` is out of this option's range or choices, or None if it is not."""
+        if value is None or isinstance(value, bool):
+            return None
+        if self.choices and value not in self.choices:
+            return f"must be {one_of(self.choices)}, got '{value}'"
+        if not isinstance(value, int | float) or (self.low is None and self.high is None):
+            return None
+        # A real-valued option must be a finite number (an infinite alpha or temperature
+        # makes U infinite and every move look equal).
+        real = self.type is float or isinstance(self.default, float)
+
+        def text(x: float) -> str:
+            return f"{x:g}" if real else str(int(x))
+
+        shown = f"{value:g}" if real else str(value)
+        finite = "finite and " if real else ""
+        if self.low is not None:
+            op = ">" if self.low_excluded else ">="
+            below = not value > self.low if self.low_excluded else not value >= self.low
+            if below or (real and not math.isfinite(value)):
+                return f"must be {finite}{op} {text(self.low)}, got {shown}"
+        if self.high is not None and not value <= self.high:
+            return f"must be at most {text(self.high)}, got {shown}"
+        return None
 
     def parser_type(self) -> Callable[[str], Any] | None:
         if self.type is not None or self.action is not None:
@@ -51,11 +88,32 @@ def option(
     type: Callable[[str], Any] | None = None,
     action: str | ActionClass | None = None,
     metavar: str | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    low_excluded: bool = False,
 ) -> Any:
     """A dataclass field whose default is `default` and whose metadata["option"] is its
     Option. A list default is copied for each instance."""
-    declared = Option(flag, help, default, group, choices, type, action, metavar)
+    return _field(
+        Option(flag, help, default, group, choices, type, action, metavar, low, high, low_excluded)
+    )
+
+
+def option_like(declared: Option, **changes: Any) -> Any:
+    """A dataclass field declared by another config's option, with `changes` to its help,
+    default or group where the setting means something narrower in this config (eval's
+    --seed orders demonstrations; run's seeds the search), or to its flag where this
+    command names another command's setting (`icm run --finetune-epochs` is `icm
+    finetune --epochs`). Type, choices and range stay the declaration's."""
+    unchanged = set(changes) - {"help", "default", "group", "flag"}
+    if unchanged:
+        raise TypeError(f"option_like: {declared.flag} keeps its {', '.join(sorted(unchanged))}")
+    return _field(dataclasses.replace(declared, **changes))
+
+
+def _field(declared: Option) -> Any:
     metadata = {"option": declared}
+    default = declared.default
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -64,6 +122,17 @@ def option(
 def options_of(cls: type) -> dict[str, Option]:
     """The Options of a dataclass's fields, by field name, in declaration order."""
     return {f.name: f.metadata["option"] for f in dataclasses.fields(cls) if "option" in f.metadata}
+
+
+def check_ranges(config: Any) -> None:
+    """ConfigError, naming the flag, for the first field of `config` outside its declared
+    range or choices. argparse checks a flag's choices; a config file's or the API's value
+    comes here unchecked, and the core holds integers in fixed widths (out of range, its
+    binding would raise a TypeError instead of naming the flag)."""
+    for name, declared in options_of(type(config)).items():
+        why = declared.check(getattr(config, name))
+        if why is not None:
+            raise ConfigError(f"{declared.flag}: {why}")
 
 
 def one_of(choices: tuple[str, ...]) -> str:

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from icm.config import RunConfig
-from icm.evaluate import EvalConfig, EvalResult, run_eval
+from icm.config import RUN_OPTIONS, RunConfig
+from icm.evaluate import EVAL_OPTIONS, EvalConfig, EvalResult, run_eval
+from icm.option import check_ranges, option, option_like, options_of
 
 if TYPE_CHECKING:
     from icm.backends.registry import OpenModel
@@ -32,19 +33,42 @@ METHODS = ("zero-shot", "zero-shot-chat", "random", "random-matched", "bootstrap
 
 @dataclass
 class ReplicateConfig:
+    """The settings of a replication. Its options are `icm eval`'s (EVAL_OPTIONS) and `icm
+    run`'s (RUN_OPTIONS) declarations where they mean the same; `run` holds the search and
+    model options of every ICM run and evaluation."""
+
     testbeds: list[str]
-    seeds: int = 3
-    train_size: int = 32
-    test_size: int | None = 100  # None: the whole test split
+    seeds: int = option(
+        "--seeds", 3, group="replicate", low=1, help="ICM runs and baselines per testbed"
+    )
+    # The claims ICM labels, and the pool every baseline draws its demonstrations from.
+    train_size: int = option_like(
+        EVAL_OPTIONS["train_size"], default=32, help="train claims ICM labels"
+    )
+    test_size: int | None = option_like(EVAL_OPTIONS["test_size"])
     run: RunConfig = field(default_factory=RunConfig)  # search and model options
-    data_dir: str | None = None
-    context_tokens: int = 4096
-    chat_model: str | None = None
-    chat_base_url: str | None = None
-    out: Path = Path("replicate")
+    data_dir: str | None = option_like(RUN_OPTIONS["data_dir"])
+    context_tokens: int = option_like(EVAL_OPTIONS["context_tokens"])
+    chat_model: str | None = option_like(EVAL_OPTIONS["chat_model"])
+    chat_base_url: str | None = option_like(EVAL_OPTIONS["chat_base_url"])
+    out: Path = option(
+        "--out",
+        Path("replicate"),
+        group="replicate",
+        type=Path,
+        help="folder for report.md, figure.png and the runs",
+    )
     # Hold out this fraction of each testbed's train groups as the test claims (needed for
     # a claims file, which has no test split): ICM labels only the rest.
-    test_fraction: float | None = None
+    test_fraction: float | None = option_like(
+        RUN_OPTIONS["test_fraction"],
+        help="hold out this fraction of each testbed's train groups as the test claims "
+        "instead of its test split; ICM never sees them (needed for a claims file, e.g. "
+        "--testbeds my_claims.jsonl --test-fraction 0.3)",
+    )
+
+
+REPLICATE_OPTIONS = options_of(ReplicateConfig)
 
 
 @dataclass
@@ -63,6 +87,7 @@ def run_replicate(cfg: ReplicateConfig, log: Any = print) -> list[Cell]:
     from icm.errors import ConfigError
     from icm.testbeds.loading import is_claims_file
 
+    check_ranges(cfg)
     files = [t for t in cfg.testbeds if is_claims_file(t)]
     if files and cfg.test_fraction is None:
         raise ConfigError(

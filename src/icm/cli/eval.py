@@ -8,10 +8,11 @@ import json
 import sys
 from pathlib import Path
 
-from icm.cli.options import add_model_options, add_option, data_dir_of, model_options
+from icm.cli.options import add_model_options, add_table, data_dir_of, model_options, table_values
 from icm.config import RunConfig
 from icm.errors import ConfigError
 from icm.evaluate import (
+    EVAL_OPTIONS,
     LABEL_SOURCES,
     EvalConfig,
     EvalResult,
@@ -19,7 +20,6 @@ from icm.evaluate import (
     run_eval,
     write_eval,
 )
-from icm.option import positive_int
 from icm.run_dir import now_iso, versions, write_json
 
 
@@ -32,52 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "demonstrations. --labels: an ICM run directory, or " + ", ".join(LABEL_SOURCES) + ".",
     )
     p.add_argument("--labels", required=True, help="RUN_DIR or a label source")
-    add_option(p, "testbed", default=None, help="testbed name or claims file (default: the run's)")
-    add_option(p, "data_dir")
-    p.add_argument(
-        "--train-split", default="train", help="split the demonstrations come from (default train)"
-    )
-    p.add_argument("--test-split", default="test", help="split to score (default test)")
-    add_option(p, "train_size")
-    add_option(p, "test_size")
-    add_option(
-        p,
-        "test_fraction",
-        help="instead of --test-split: hold out a seeded fraction F of the train split's "
-        "consistency groups as the test claims (needed for a claims file, which has one "
-        "split); with a run directory, its claims in that part are not used as demonstrations",
-    )
-    add_option(p, "consistency", help="consistency relations of the testbed, as for icm run")
-    add_option(
-        p, "seed", default=0, help="seed of the demonstration order, random labels and the CI"
-    )
-    p.add_argument(
-        "--match-run",
-        dest="matched_run",
-        default=None,
-        help="random-matched: the ICM run whose accuracy the random labels match",
-    )
-    add_option(p, "context_tokens")
-    p.add_argument(
-        "--max-demos",
-        type=positive_int,  # -1 ran with no demonstration, silently; zero-shot is a --labels
-        default=None,
-        help="at most this many demonstrations (default: as many as --context-tokens holds)",
-    )
-    p.add_argument(
-        "--bootstrap-rounds",
-        type=int,
-        default=3,
-        help="bootstrap: rounds of relabelling from the model's own predictions (default 3)",
-    )
-    p.add_argument(
-        "--bootstrap-shots",
-        type=int,
-        default=8,
-        help="bootstrap: demonstrations per prediction (default 8)",
-    )
-    add_option(p, "chat_model")
-    add_option(p, "chat_base_url")
+    add_table(p, EVAL_OPTIONS)
     add_model_options(p, synthetic=False)
     p.add_argument(
         "--finetuned",
@@ -101,26 +56,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model = RunConfig(**model_options(args))
     if model.model == "synthetic":
         raise ConfigError("--model synthetic: icm eval needs a language model")
-    cfg = EvalConfig(
-        labels=args.labels,
-        testbed=args.testbed,
-        data_dir=str(data_dir) if data_dir else None,
-        train_split=args.train_split,
-        test_split=args.test_split,
-        train_size=args.train_size,
-        test_size=args.test_size,
-        test_fraction=args.test_fraction,
-        consistency=args.consistency,
-        seed=args.seed,
-        matched_run=args.matched_run,
-        context_tokens=args.context_tokens,
-        max_demos=args.max_demos,
-        bootstrap_rounds=args.bootstrap_rounds,
-        bootstrap_shots=args.bootstrap_shots,
-        model=model,
-        chat_model=args.chat_model,
-        chat_base_url=args.chat_base_url,
-    )
+    cfg = EvalConfig(labels=args.labels, **table_values(args, EVAL_OPTIONS), model=model)
+    cfg.data_dir = str(data_dir) if data_dir else None  # $ICM_DATA_DIR when not given
     if args.finetuned:
         return compare_finetuned(cfg, args.finetuned, args.out)
     result = run_eval(cfg)

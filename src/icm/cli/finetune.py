@@ -12,10 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from icm.cli.options import add_option
+from icm.cli.options import add_option, add_table, table_values
 from icm.errors import ConfigError, DataError
 from icm.export import load_run
-from icm.finetune import FinetuneConfig, finetune, sft_example
+from icm.finetune import finetune, sft_example
+from icm.finetune_config import FINETUNE_OPTIONS, FinetuneConfig
 from icm.run_dir import FinishedRun
 
 
@@ -62,7 +63,6 @@ def shared_base(runs: list[FinishedRun]) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    d = FinetuneConfig()
     p = sub.add_parser(
         "finetune",
         help="LoRA fine-tuning (TRL + PEFT) on a run's labels",
@@ -74,42 +74,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--out", type=Path, required=True, help="folder for the adapter")
     p.add_argument(
-        "--base",
-        default=None,
-        help="base model: GGUF file, Hugging Face folder or 'embedded' (default: the model "
-        "the runs were labelled with)",
-    )
-    p.add_argument(
         "--labels",
         choices=["icm", "gold"],
         default="icm",
         help="icm: the runs' labels; gold: the same claims' gold labels (the comparison)",
     )
-    p.add_argument(
-        "--epochs", type=float, default=d.epochs, help=f"training epochs (default {d.epochs:g})"
+    add_table(
+        p,
+        FINETUNE_OPTIONS,
+        changes={
+            "base": {
+                "default": None,
+                "help": "base model: GGUF file, Hugging Face folder or 'embedded' (default: "
+                "the model the runs were labelled with)",
+            },
+            "lora_alpha": {"default": None, "help": "LoRA alpha (default: 2 * --lora-r)"},
+        },
     )
-    p.add_argument(
-        "--lr",
-        dest="learning_rate",
-        type=float,
-        default=d.learning_rate,
-        help=f"learning rate (default {d.learning_rate:g})",
-    )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=d.batch_size,
-        help=f"examples per training step (default {d.batch_size})",
-    )
-    add_option(p, "lora_r", default=d.lora_r)
-    p.add_argument("--lora-alpha", type=int, default=None, help="default: 2 * lora-r")
-    p.add_argument(
-        "--max-length",
-        type=int,
-        default=d.max_length,
-        help=f"maximum tokens per training example (default {d.max_length})",
-    )
-    add_option(p, "seed", default=d.seed, help="training seed")
+    add_option(p, "seed", default=FinetuneConfig.seed, help="training seed")
     p.set_defaults(handler=cmd_finetune)
 
     m = sub.add_parser(
@@ -138,17 +120,10 @@ def cmd_finetune(args: argparse.Namespace) -> int:
             if warning := run.quality_warning():
                 print(f"WARNING: {warning}; the model will learn that labelling", file=sys.stderr)
     examples = collect_examples(runs, args.labels)
-    base = args.base or shared_base(runs)
-    cfg = FinetuneConfig(
-        base=base,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        lora_r=args.lora_r,
-        lora_alpha=args.lora_alpha or 2 * args.lora_r,
-        max_length=args.max_length,
-        seed=args.seed,
-    )
+    settings = table_values(args, FINETUNE_OPTIONS)
+    settings["base"] = args.base or shared_base(runs)
+    settings["lora_alpha"] = args.lora_alpha or 2 * args.lora_r
+    cfg = FinetuneConfig(**settings, seed=args.seed)
     source = {"runs": [str(r) for r in args.run_dirs], "labels": args.labels}
     # finetune() logs the example count and the loss by epoch itself.
     finetune(

@@ -1,6 +1,7 @@
 """The argparse arguments of the `icm` commands, made from each option's one declaration
-(icm.option.Option): RunConfig's fields (icm.config) and EVAL_OPTIONS below. A command
-adds an option by its name; it may give it another help or default where the option
+(icm.option.Option) on a config's field: RunConfig (RUN_OPTIONS, the default table here),
+EvalConfig (icm.evaluate.EVAL_OPTIONS), ReplicateConfig and FinetuneConfig. A command adds
+an option by its field name; it may give it another help or default where the option
 means something narrower there, never another flag, type or choices. The other spelling
 of each flag (--batch-size for --batch_size) is added by icm.cli.add_spelling_aliases."""
 
@@ -9,11 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from icm.config import RUN_OPTIONS, SYNTHETIC_HELP
-from icm.option import Option, int_or_all, positive_int
+from icm.option import Option
 
 # Titles of the option groups listed apart in --help; the other groups' options are
 # listed among the command's own.
@@ -25,28 +27,7 @@ GROUP_TITLES = {
 }
 SEARCH_GROUPS = ("search", "icm-search")
 
-# The options of `icm eval` that `icm replicate` takes too (each sets an EvalConfig or
-# ReplicateConfig field of the same name).
-EVAL_OPTIONS: dict[str, Option] = {
-    "train_size": Option("--train-size", "train claims to draw demonstrations from", type=int),
-    "test_size": Option(
-        "--test-size", "test claims, in whole groups ('all': the whole split)", 100, type=int_or_all
-    ),
-    "context_tokens": Option(
-        "--context-tokens",
-        "context budget for demonstrations and the claim",
-        4096,
-        type=positive_int,  # 0 or less held no demonstration, silently
-    ),
-    "chat_model": Option("--chat-model", "zero-shot-chat labels: the chat model's name"),
-    "chat_base_url": Option("--chat-base-url", "zero-shot-chat labels: its server"),
-}
-
 _ARGPARSE_DEFAULT_TEXT = " (default: %(default)s)"
-
-
-def declared_option(name: str) -> Option:
-    return RUN_OPTIONS[name] if name in RUN_OPTIONS else EVAL_OPTIONS[name]
 
 
 def help_text(declared: Option) -> str:
@@ -66,10 +47,15 @@ def help_text(declared: Option) -> str:
 
 
 def add_option(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, name: str, **changes: Any
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    name: str,
+    *,
+    of: Mapping[str, Option] = RUN_OPTIONS,
+    **changes: Any,
 ) -> argparse.Action:
-    """The argument of option `name`; `changes`: its help or default in this command."""
-    declared = dataclasses.replace(declared_option(name), **changes)
+    """The argument of option `name` of the table `of`; `changes`: its help or default in
+    this command."""
+    declared = dataclasses.replace(of[name], **changes)
     default = declared.default
     kwargs: dict[str, Any] = {
         "dest": name,
@@ -103,6 +89,22 @@ def add_options(
         target = parser.add_argument_group(title) if title else parser
         for name in fields_of(group):
             add_option(target, name, **(changes or {}).get(name, {}))
+
+
+def add_table(
+    parser: argparse.ArgumentParser,
+    table: Mapping[str, Option],
+    changes: dict[str, dict[str, Any]] | None = None,
+) -> None:
+    """Every option of `table` (a config's options, icm.option.options_of), in declaration
+    order; `changes`: per option name, its help or default here."""
+    for name in table:
+        add_option(parser, name, of=table, **(changes or {}).get(name, {}))
+
+
+def table_values(args: argparse.Namespace, table: Mapping[str, Option]) -> dict[str, Any]:
+    """The config fields of `table`'s options, as parsed (add_table)."""
+    return {name: getattr(args, name) for name in table}
 
 
 def fields_of(*groups: str) -> tuple[str, ...]:

@@ -7,19 +7,19 @@ import argparse
 import shlex
 import sys
 import time
-from pathlib import Path
 
 from icm.cli.options import (
     add_model_options,
-    add_option,
     add_search_options,
+    add_table,
     data_dir_of,
     model_options,
     search_options,
+    table_values,
 )
 from icm.config import RunConfig
 from icm.errors import ConfigError
-from icm.replicate import ReplicateConfig, run_replicate
+from icm.replicate import REPLICATE_OPTIONS, ReplicateConfig, run_replicate
 from icm.report.replicate_report import plot_report, write_report
 from icm.run_dir import now_iso
 
@@ -37,30 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         required=True,
         help="comma-separated testbed names, e.g. arithmetic,truthfulqa,gsm8k,alpaca",
     )
-    p.add_argument(
-        "--seeds", type=int, default=3, help="ICM runs and baselines per testbed (default 3)"
-    )
-    add_option(p, "train_size", default=32, help="train claims ICM labels")
-    add_option(p, "test_size")
-    add_option(
-        p,
-        "test_fraction",
-        help="hold out this fraction of each testbed's train groups as the test claims "
-        "instead of its test split; ICM never sees them (needed for a claims file, e.g. "
-        "--testbeds my_claims.jsonl --test-fraction 0.3)",
-    )
-    add_option(p, "data_dir")
-    add_option(p, "context_tokens")
-    add_option(p, "chat_model")
-    add_option(p, "chat_base_url")
+    add_table(p, REPLICATE_OPTIONS)
     add_search_options(p, seed_help="base seed: seed i of --seeds uses seed + i")
     add_model_options(p, synthetic=False)
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("replicate"),
-        help="folder for report.md, figure.png and the runs (default replicate)",
-    )
     p.set_defaults(handler=cmd_replicate)
 
 
@@ -77,17 +56,10 @@ def cmd_replicate(args: argparse.Namespace) -> int:
     data_dir = data_dir_of(args)
     cfg = ReplicateConfig(
         testbeds=[t.strip() for t in args.testbeds.split(",") if t.strip()],
-        seeds=args.seeds,
-        train_size=args.train_size,
-        test_size=args.test_size,
+        **table_values(args, REPLICATE_OPTIONS),
         run=run,
-        data_dir=str(data_dir) if data_dir else None,
-        context_tokens=args.context_tokens,
-        chat_model=args.chat_model,
-        chat_base_url=args.chat_base_url,
-        out=args.out,
-        test_fraction=args.test_fraction,
     )
+    cfg.data_dir = str(data_dir) if data_dir else None  # $ICM_DATA_DIR when not given
     started = time.monotonic()
     cells = run_replicate(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     model = args.model_path or (
