@@ -295,10 +295,15 @@ def test_icm_run_reports_a_server_without_logprobs(fake_server: Any, tmp_path: P
 
 
 def test_icm_run_reports_a_wrong_port(tmp_path: Path) -> None:
+    """Nothing answers: the model cannot be opened, which is found before the run
+    directory is made (it held only a failed metrics.json, nothing to resume)."""
     url = f"http://127.0.0.1:{free_port()}/v1"
     out = tmp_path / "run"
-    last = assert_clean_failure(icm_run(url, out), out, url)
-    assert "cannot connect" in last
+    r = icm_run(url, out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("icm: error: ") and url in last and "cannot connect" in last, last
+    assert not out.exists()
 
 
 @pytest.mark.model

@@ -561,6 +561,8 @@ def test_a_bad_cache_path_is_one_line(tmp_path: Path, where: str) -> None:
     assert f"--cache: '{cache}' is a directory" in line or (
         f"--cache: cannot open the response cache '{cache}'" in line
     )
+    # Found before the server is reached and before the run directory is made.
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_os_error_in_a_command_names_the_path_and_type(finished: Path) -> None:

@@ -4,6 +4,7 @@ function reads top to bottom as a few named steps."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "icm"
@@ -44,3 +45,45 @@ def test_the_check_finds_a_long_function(tmp_path: Path) -> None:
     assert long_functions(tmp_path, MAX_FUNCTION_LINES) == [
         f"long.py:long ({MAX_FUNCTION_LINES + 1} lines, line 5)"
     ]
+
+
+ROOT = SRC.parents[1]
+# Where a name defined in src/icm may be used: the package, its tests, benchmarks and
+# examples (a notebook's entry points are in icm.api, which the tests call).
+USERS = ("src/icm", "tests", "benchmarks", "examples")
+
+
+def never_named(root: Path, users: list[str]) -> list[str]:
+    """`path:name` of every function or class under `root` whose name appears nowhere in
+    `users` (file texts) but at its own definition. A decorated class is used by its
+    decorator (a testbed registers itself)."""
+    words: dict[str, int] = {}
+    for text in users:
+        for word in re.findall(r"\b[A-Za-z_]\w*\b", text):
+            words[word] = words.get(word, 0) + 1
+    out = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            kinds = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
+            if not isinstance(node, kinds) or node.name.startswith("__"):
+                continue
+            if isinstance(node, ast.ClassDef) and node.decorator_list:
+                continue
+            if words.get(node.name, 0) <= 1:
+                out.append(f"{path.relative_to(root).as_posix()}:{node.name}")
+    return out
+
+
+def test_no_function_or_class_in_src_is_dead() -> None:
+    """render_claim, check_columns, inspect_model_file, RunConfig.differences and
+    read_gguf_metadata were defined and never called."""
+    texts = [p.read_text(encoding="utf-8") for d in USERS for p in sorted((ROOT / d).rglob("*.py"))]
+    dead = never_named(SRC, texts)
+    assert not dead, "defined but never used:\n  " + "\n  ".join(dead)
+
+
+def test_the_dead_code_check_finds_an_unused_function(tmp_path: Path) -> None:
+    (tmp_path / "m.py").write_text(
+        "def used():\n    pass\n\n\ndef unused():\n    used()\n", encoding="utf-8"
+    )
+    assert never_named(tmp_path, [(tmp_path / "m.py").read_text()]) == ["m.py:unused"]

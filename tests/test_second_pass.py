@@ -656,6 +656,8 @@ def test_prompts_longer_than_vllms_max_model_len_are_refused_before_the_search(
     assert "more than the server's max_model_len 200" in line
     assert f"--max-model-len {int(found.group(1)) + 1} or more" in line
     assert server.posts == sum(1 for p in server.paths if p == "/tokenize")  # none scored
+    # Refused before the run directory is made: no failed run is left to resume.
+    assert not out.exists()
     server.paths.clear()
     ok = vllm_like(fake_server, max_model_len=100_000)
     r = icm_in_process(capsys, *RUN_ON, "--base-url", ok.url, "--out", str(tmp_path / "ok"))
@@ -677,6 +679,9 @@ def test_scoring_warnings_reach_the_log_and_metrics(
         assert said in r.stderr and f"warning: {server.url}" in log
         assert any(said in line for line in log.splitlines() if "warning:" in line), said
         assert any(said in w for w in warnings), said
+    # Said before the run directory existed (the prompt-length check), carried into the
+    # log once.
+    assert log.count("cannot count prompt tokens") == 1, log
 
 
 def test_a_dead_endpoint_among_several_is_said_logged_and_kept_in_metrics(

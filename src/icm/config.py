@@ -499,9 +499,6 @@ class RunConfig:
         }
     )
 
-    def differences(self, other: RunConfig) -> list[str]:
-        return [f.name for f in fields(self) if getattr(self, f.name) != getattr(other, f.name)]
-
 
 # RunConfig's options by field name (the fields that are not options: test_fraction_seed,
 # context_regrow).

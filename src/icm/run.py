@@ -123,6 +123,8 @@ class ScorerHandle:
         self.backend = backend
         self.floor_watch = floor_watch
         self.synthetic: list[core.SyntheticScorer] = []
+        # Parts of the scoring path that say warnings (icm.backends.base.WarningSource).
+        self.warning_sources: list[Any] = []
 
     def stats(self) -> dict[str, Any]:
         if self.backend is not None and hasattr(self.backend, "stats"):
@@ -220,18 +222,41 @@ def open_scorer(
     assert model is not None  # run_model opens one for every run but --iterative
     with cache_wrapper(cfg.cache) as cached, model.scorer(table.label_words) as backend:
         scorer = cached(backend)
-        if run_dir is not None:  # warnings said while scoring go to log.txt too
-            note = RunLog(run_dir, echo=False)
-            for source in (backend, getattr(scorer, "cache", None)):
-                if hasattr(source, "on_warning"):
-                    source.on_warning = lambda message: note(f"warning: {message}")  # type: ignore[union-attr]
         check_lengths = getattr(backend, "check_prompt_lengths", None)
         if check_lengths is not None:  # before the search: not a 400 hours into it
             check_lengths(longest_prompts(cfg, table))
         watch = FloorWatch(table.label_words, floor_hint(cfg))
-        yield ScorerHandle(
+        handle = ScorerHandle(
             CoreScorer(scorer, watch), f"model: {backend.model_id}", scorer, floor_watch=watch
         )
+        handle.warning_sources = [backend, getattr(scorer, "cache", None)]
+        yield handle
+
+
+@contextlib.contextmanager
+def scorer_before_run_dir(
+    model: OpenModel | None, cfg: RunConfig, table: ClaimTable
+) -> Iterator[ScorerHandle | None]:
+    """The scorer of a new run, made and checked (the response cache opened, prompt
+    lengths against the server's context) before its run directory exists, so that a run
+    refused there leaves no directory behind. None for --iterative, whose models live in
+    the run directory (execute_run opens its scorer)."""
+    if cfg.iterative:
+        yield None
+        return
+    with open_scorer(model, cfg, table) as handle:
+        yield handle
+
+
+def log_scoring_warnings(handle: ScorerHandle, log: RunLog) -> None:
+    """Warnings said before the run's log existed (opening the cache, checking prompt
+    lengths) into log.txt now, and those said while scoring as they come."""
+    for warning in getattr(handle.backend, "warnings", []):
+        log(f"warning: {warning}")
+    note = RunLog(log.path.parent, echo=False)  # the scorer said it on stderr already
+    for source in handle.warning_sources:
+        if hasattr(source, "on_warning"):
+            source.on_warning = lambda message: note(f"warning: {message}")
 
 
 def longest_prompts(cfg: RunConfig, table: ClaimTable, n: int = 3) -> list[str]:
@@ -317,7 +342,8 @@ def start_run(
     check_model_options(cfg)  # the same: a model name without a server, a path that is no model
     # The model is opened (a server started, weights loaded) before the run directory
     # exists: a model that fails to open leaves no run behind to resume.
-    with run_model(cfg, model) as opened:
+    # So are its scorer and the prompts' length checked against the server's context.
+    with run_model(cfg, model) as opened, scorer_before_run_dir(opened, cfg, table) as handle:
         run_dir = prepare_run_dir(Path(cfg.out) if cfg.out else default_run_dir(cfg.testbed))
         # Held until the run ends: two runs writing one directory would corrupt both.
         with run_dir_lock(run_dir):
@@ -327,7 +353,9 @@ def start_run(
                     f"`icm run --resume {run_dir}` or choose another --out"
                 )
             write_run_config(run_dir, cfg, table, argv)
-            return execute_run(run_dir, cfg, table, opened, resume=None, progress=progress)
+            return execute_run(
+                run_dir, cfg, table, opened, resume=None, progress=progress, handle=handle
+            )
 
 
 def write_run_config(
@@ -570,9 +598,11 @@ def execute_run(
     *,
     resume: SearchProgress | None,
     progress: bool,
+    handle: ScorerHandle | None = None,
 ) -> Path:
     """Search (from `resume`, or from the start), then write the run's outputs: those of a
-    failed or interrupted search too, with how to continue it."""
+    failed or interrupted search too, with how to continue it. `handle`: the scorer, when
+    it was opened before the run directory (scorer_before_run_dir), else opened here."""
     log = RunLog(run_dir, echo=progress)
     log_start(log, cfg, table, resume)
     trace_path = run_dir / TRACE_FILE
@@ -581,7 +611,11 @@ def execute_run(
     run = Execution(run_dir)
     try:
         with (
-            open_scorer(model, cfg, table, run_dir, log) as run.handle,
+            (
+                contextlib.nullcontext(handle)
+                if handle is not None
+                else open_scorer(model, cfg, table, run_dir, log)
+            ) as run.handle,
             trace_path.open("a", encoding="utf-8") as trace_file,
         ):
             search_run(run, run_dir, cfg, table, resume, log, trace_file, progress)
@@ -639,8 +673,7 @@ def search_run(
     handle = run.handle
     assert handle is not None
     log(handle.description)
-    for warning in getattr(handle.backend, "warnings", []):
-        log(f"warning: {warning}")
+    log_scoring_warnings(handle, log)
     n_batches = len(plan_batches(table, cfg.batch_size, cfg.seed))
     warn_dropped_relations(log, cfg, table)
     run.zs_gaps = zero_shot_reference(cfg, table, handle, run_dir, log)

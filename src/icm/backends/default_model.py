@@ -163,24 +163,3 @@ def describe_model(metadata: Mapping[str, str], file_name: str = "") -> ModelInf
         instruction_tuned=bool(reasons),
         reasons=tuple(reasons),
     )
-
-
-def read_gguf_metadata(path: Path) -> dict[str, str]:
-    """The GGUF key/values of a model file, read by llama.cpp (vocabulary only: ~1 s)."""
-    import llama_cpp
-
-    from icm.backends.llama_server import model_metadata, quiet_llama_logs
-
-    if not path.is_file():
-        raise ConfigError(f"--model-path: no such file '{path}'")
-    llama_cpp.llama_backend_init()
-    quiet_llama_logs()
-    params = llama_cpp.llama_model_default_params()
-    params.vocab_only = True
-    model = llama_cpp.llama_model_load_from_file(str(path).encode(), params)
-    if not model:
-        raise ConfigError(f"--model-path: llama.cpp cannot read '{path}' as a GGUF model")
-    try:
-        return model_metadata(model)
-    finally:
-        llama_cpp.llama_model_free(model)
