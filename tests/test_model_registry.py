@@ -206,7 +206,10 @@ def test_iterative_runs_open_each_batch_model_through_the_registry(
     assert opened_in_process == ["open None"]  # the packaged base model
     assert log == ["batch 1: scored by hash-scorer of None"]
     # Batch 2 reuses a finished fine-tune (as a resumed run does), so nothing trains here.
-    done = BatchResult(0, ["0", "1"], [True, False], [1.0, -1.0], 0.0, 0.0, 0, 3, 0, 0.0)
+    done = BatchResult(
+        batch=0, claim_ids=["0", "1"], labels=[True, False], scores=[1.0, -1.0], utility=0.0,
+        mp=0.0, inconsistencies=0, n_requests=3, n_cache_hits=0, seconds=0.0,
+    )  # fmt: skip
     examples = [sft_example("claim 0", True, table.label_words)]
     examples.append(sft_example("claim 1", False, table.label_words))
     tuned = tmp_path / "models" / "after-batch-01"
