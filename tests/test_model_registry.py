@@ -1,9 +1,11 @@
 """One way to open a model (icm.backends.registry): names, errors, and every caller
-(icm run, icm eval, icm replicate, icm.api) opening its model through it, once."""
+(icm run, icm eval, icm replicate, icm.api, icm run --iterative, icm eval --finetuned)
+opening its model through it."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import re
@@ -89,9 +91,183 @@ def test_the_flags_select_the_model_by_name(tmp_path: Path) -> None:
     assert model_name(RunConfig(model_path=str(folder))) == "transformers"
     assert model_name(RunConfig(model_path=str(tmp_path / "m.gguf"))) == "embedded"
     # A name the flags do not fit is refused before anything starts.
-    for name, needs in [("completions", "--base-url"), ("transformers", "--model-path FOLDER")]:
-        with pytest.raises(ConfigError, match=f"model '{name}': needs {needs}"):
-            open_model(RunConfig(), name).__enter__()
+    with pytest.raises(ConfigError, match="model 'completions': needs --base-url"):
+        open_model(RunConfig(), "completions").__enter__()
+    server = RunConfig(model="m", base_url=["http://127.0.0.1:1/v1"])
+    with pytest.raises(ConfigError) as e:
+        open_model(server, "transformers").__enter__()
+    assert str(e.value) == "model 'transformers': loads the model in process; drop --base-url"
+
+
+@dataclasses.dataclass
+class FakeLoaded:
+    """What load_causal_lm returns, without weights (a LoadedModel's fields)."""
+
+    model: object
+    model_id: str
+
+
+@pytest.fixture
+def no_finetune_extra_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-ins load nothing: the fast tier runs without torch."""
+    monkeypatch.setattr("icm.backends.transformers_scorer.require_finetune_extra", lambda: None)
+
+
+def test_transformers_opens_a_folder_a_gguf_file_or_the_packaged_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_finetune_extra_needed: None
+) -> None:
+    """Plumbing only: load_causal_lm (which does the loading) is replaced by a recorder."""
+    from icm.backends import transformers_scorer
+    from icm.backends.registry import open_in_process
+
+    loads: list[str] = []
+
+    def fake_load(source: str | Path) -> FakeLoaded:
+        loads.append(str(source))
+        return FakeLoaded(model="weights", model_id=f"transformers:{Path(source).name}")
+
+    monkeypatch.setattr(transformers_scorer, "load_causal_lm", fake_load)
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(12))
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text("{}")
+    tuned = tmp_path / "after-batch-01"
+    tuned.mkdir()
+    (tuned / "finetune.json").write_text(json.dumps({"base": str(gguf)}))
+    for model_path, loaded in [
+        (None, "embedded"),
+        (str(gguf), str(gguf)),
+        (str(hf), str(hf)),
+        (str(tuned), str(tuned)),
+    ]:
+        cfg = RunConfig(model_path=model_path, logprobs=7)
+        with open_model(cfg, "transformers") as model:
+            assert loads[-1] == loaded and model.name == "transformers"
+            weights = model.loaded  # type: ignore[attr-defined]
+            assert weights.model == "weights"
+            with model.scorer(("Yes", "No")) as scorer:
+                assert scorer.model_id == (
+                    f"{weights.model_id} (top-7 logprobs, trailing space stripped)"
+                )
+        assert weights.model is None  # released with its context
+    # The flags alone still send a GGUF file to the embedded server.
+    assert model_name(RunConfig(model_path=str(gguf))) == "embedded"
+    # A source as an `icm finetune` record names it; the server flags do not apply.
+    server = RunConfig(model="m", base_url=["http://127.0.0.1:1/v1"], model_path=str(hf))
+    for source, loaded in [("embedded", "embedded"), (gguf, str(gguf)), (tuned, str(tuned))]:
+        with open_in_process(server, source):
+            assert loads[-1] == loaded
+    # A model path that is no model is refused before anything loads.
+    n_loads = len(loads)
+    with pytest.raises(ConfigError, match="no such file or folder"):
+        open_model(RunConfig(model_path=str(tmp_path / "none.gguf")), "transformers")
+    assert len(loads) == n_loads
+
+
+class RecordedModel(OpenModel):
+    name = "transformers"
+
+    def scorer(self, label_words: tuple[str, str]) -> LabelScorer:
+        scorer = HashScorer()
+        scorer.model_id = f"hash-scorer of {self.cfg.model_path}"
+        return scorer
+
+
+@pytest.fixture
+def opened_in_process(monkeypatch: pytest.MonkeyPatch, no_finetune_extra_needed: None) -> list[str]:
+    """Replace the transformers model of the registry by a stand-in that records which
+    model_path it opens and when it is closed."""
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def open_recorded(cfg: RunConfig) -> Iterator[OpenModel]:
+        events.append(f"open {cfg.model_path}")
+        yield RecordedModel(cfg)
+        events.append(f"close {cfg.model_path}")
+
+    monkeypatch.setitem(MODELS, "transformers", open_recorded)
+    return events
+
+
+def test_iterative_runs_open_each_batch_model_through_the_registry(
+    tmp_path: Path, opened_in_process: list[str]
+) -> None:
+    from icm.api import claims_table
+    from icm.finetune import examples_digest, sft_example
+    from icm.iterative import IterativeFinetuning
+    from icm.search import BatchResult
+
+    table = claims_table([{"id": str(i), "prompt": f"claim {i}"} for i in range(4)])
+    cfg = RunConfig(iterative=True, cache="off")
+    log: list[str] = []
+    iterative = IterativeFinetuning(cfg, table, tmp_path, log.append)
+    iterative.for_batch(0, [0, 1], [])
+    assert opened_in_process == ["open None"]  # the packaged base model
+    assert log == ["batch 1: scored by hash-scorer of None"]
+    # Batch 2 reuses a finished fine-tune (as a resumed run does), so nothing trains here.
+    done = BatchResult(
+        batch=0, claim_ids=["0", "1"], labels=[True, False], scores=[1.0, -1.0], utility=0.0,
+        mp=0.0, inconsistencies=0, n_requests=3, n_cache_hits=0, seconds=0.0,
+    )  # fmt: skip
+    examples = [sft_example("claim 0", True, table.label_words)]
+    examples.append(sft_example("claim 1", False, table.label_words))
+    tuned = tmp_path / "models" / "after-batch-01"
+    tuned.mkdir(parents=True)
+    record = {
+        "base": "embedded",
+        "examples_digest": examples_digest(examples),
+        "config": dataclasses.asdict(iterative.finetune_cfg),
+        "n_examples": 2,
+        "epoch_loss": [0.5],
+        "train_seconds": 1.0,
+        "adapter_fingerprint": "abc",
+    }
+    (tuned / "finetune.json").write_text(json.dumps(record))
+    iterative._scorers[0].stats.requests = 3
+    iterative.for_batch(1, [2, 3], [done])
+    # The base is released before the fine-tuned model is opened: one model at a time.
+    assert opened_in_process == ["open None", "close None", f"open {tuned}"]
+    iterative.close()
+    assert opened_in_process[-1] == f"close {tuned}"
+    batches = json.loads((tmp_path / "iterative.json").read_text())["batches"]
+    assert [(b["model"], b["scored_by"], b["requests"]) for b in batches] == [
+        ("embedded", "hash-scorer of None", 3),
+        (str(tuned), f"hash-scorer of {tuned}", 0),
+    ]
+    assert batches[1]["finetune"]["adapter_fingerprint"] == "abc"
+
+
+def test_eval_finetuned_opens_the_base_and_each_model_through_the_registry(
+    tmp_path: Path, opened_in_process: list[str]
+) -> None:
+    from icm.evaluate import EvalConfig, evaluate_finetuned
+
+    gguf = tmp_path / "base.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(12))
+    adapters = [tmp_path / "a", tmp_path / "b"]
+    for adapter in adapters:
+        adapter.mkdir()
+        (adapter / "finetune.json").write_text(json.dumps({"base": str(gguf)}))
+    # The model flags do not name the models of --finetuned (their records do).
+    model = RunConfig(cache="off", model="m", base_url=["http://127.0.0.1:1/v1"])
+    cfg = EvalConfig(labels="golden", testbed="arithmetic", train_size=8, test_size=6, model=model)
+    results = evaluate_finetuned(cfg, adapters)
+    a, b = (str(x) for x in adapters)
+    assert opened_in_process == [
+        f"open {gguf}",
+        f"close {gguf}",
+        f"open {a}",
+        f"close {a}",
+        f"open {b}",
+        f"close {b}",
+    ]
+    assert [r.details["model_source"] for r in results] == ["base", a, b]
+    assert [r.details["model"] for r in results] == [
+        f"hash-scorer of {gguf}",
+        f"hash-scorer of {a}",
+        f"hash-scorer of {b}",
+    ]
 
 
 def test_the_synthetic_model_scores_only_the_search() -> None:

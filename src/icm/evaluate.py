@@ -737,14 +737,12 @@ def evaluate_finetuned(
     adapters: list[Path],
     on_result: Callable[[str, EvalResult], None] | None = None,
 ) -> list[EvalResult]:
-    """The base model and each fine-tuned model, all scored in process by transformers,
-    evaluated with the same label source on the same test claims. `on_result(name, result)`
-    is called as each model is done."""
-    from icm.backends.transformers_scorer import (
-        TransformersScorer,
-        load_causal_lm,
-        read_finetune_record,
-    )
+    """The base model and each fine-tuned model, all scored in process by transformers
+    (opened through the model registry, one at a time), evaluated with the same label
+    source on the same test claims. `on_result(name, result)` is called as each model is
+    done."""
+    from icm.backends.registry import open_in_process
+    from icm.backends.transformers_scorer import read_finetune_record
 
     bases = {read_finetune_record(a)["base"] for a in adapters}
     if len(bases) != 1:
@@ -763,16 +761,11 @@ def evaluate_finetuned(
     model = cfg.model or RunConfig()
     results: list[EvalResult] = []
     for name, source in [("base", bases.pop()), *[(str(a), a) for a in adapters]]:
-        scorer = TransformersScorer(
-            load_causal_lm(source),
-            label_words=words,
-            logprobs=model.logprobs,
-            keep_trailing_space=model.keep_trailing_space,
-        )
-        result = run_eval(cfg, scorer=scorer)
+        # One model in memory at a time: each is released when its context ends.
+        with open_in_process(model, source) as opened, opened.scorer(words) as scorer:
+            result = run_eval(cfg, scorer=scorer)
         result.details["model_source"] = name
         results.append(result)
         if on_result is not None:
             on_result(name, result)
-        del scorer  # one model in memory at a time
     return results

@@ -5,7 +5,9 @@ fine-tuned (LoRA, icm.finetune) on the ICM labels of batches 1..j, giving M_j, a
 labels batch j+1 with M_j as its scorer. Every M_j is fine-tuned from the base, not from
 M_{j-1}, as in the paper. All batches, the first included, are scored in process by
 transformers (backends/transformers_scorer.py), so that a change between batches comes
-from fine-tuning and not from a change of inference engine.
+from fine-tuning and not from a change of inference engine. Each batch's model is opened
+through the model registry (registry.open_in_process) and released before the next one is
+fine-tuned and loaded: one model in memory at a time.
 
 The models are kept in RUN_DIR/models/after-batch-NN/ (adapter + finetune.json); a resumed
 run reuses a finished one trained on the same examples with the same settings.
@@ -15,6 +17,7 @@ the fine-tune's loss by epoch.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 from collections.abc import Callable
@@ -23,7 +26,7 @@ from typing import Any
 
 from icm import _icm_core as core
 from icm.backends.base import BackendStats, CoreScorer, LabelScorer
-from icm.backends.transformers_scorer import TransformersScorer, load_causal_lm
+from icm.backends.registry import open_in_process
 from icm.config import RunConfig
 from icm.finetune import (
     FinetuneConfig,
@@ -69,7 +72,8 @@ class IterativeFinetuning:
         self.wrap = wrap  # the response cache, when the run has one
         self.finetune_cfg = finetune_config(cfg)
         self.records: list[dict[str, Any]] = []
-        self._scorers: list[TransformersScorer] = []  # one per batch, in record order
+        self._scorers: list[LabelScorer] = []  # one per batch, in record order
+        self._model = contextlib.ExitStack()  # the batch's open model and its scorer
         self._index = {c.id: i for i, c in enumerate(table.claims)}
 
     def model_for_batch(
@@ -118,14 +122,9 @@ class IterativeFinetuning:
             self.records = self._earlier_records(batch)  # a resumed run
         self._close_batch()
         source, finetune_summary = self.model_for_batch(batch, completed)
-        gc.collect()  # the previous model's weights, before loading the next
-        loaded = load_causal_lm(source)
-        scorer = TransformersScorer(
-            loaded,
-            label_words=self.table.label_words,
-            logprobs=self.cfg.logprobs,
-            keep_trailing_space=self.cfg.keep_trailing_space,
-        )
+        gc.collect()  # what fine-tuning left, before loading the next model
+        model = self._model.enter_context(open_in_process(self.cfg, source))
+        scorer = self._model.enter_context(model.scorer(self.table.label_words))
         self.log(f"batch {batch + 1}: scored by {scorer.model_id}")
         self.records.append(
             {
@@ -147,12 +146,13 @@ class IterativeFinetuning:
         return [r for r in rows if isinstance(r, dict) and r.get("batch", batch) < batch]
 
     def _close_batch(self) -> None:
-        """Write the finished batch's request counts into its record."""
+        """Write the finished batch's request counts into its record and release its model
+        (the record keeps its name), before the next is fine-tuned and loaded."""
         if self._scorers and self.records:
             last = self._scorers[-1]
             self.records[-1]["requests"] = last.stats.requests
             self.records[-1]["prompt_tokens"] = last.stats.prompt_tokens
-            last.loaded.model = None  # free the weights; the record keeps the name
+        self._model.close()
 
     def _write(self) -> None:
         write_json(self.run_dir / ITERATIVE_RECORD, {"batches": self.records})

@@ -175,7 +175,7 @@ def synthetic_scorer_factory(table: ClaimTable, seed: int, handle: ScorerHandle)
 def run_model(cfg: RunConfig, model: OpenModel | None = None) -> Iterator[OpenModel | None]:
     """The model a run scores with: `model` when the caller opened it (icm replicate opens
     one for all its runs), else opened here through the registry. None for --iterative,
-    whose models icm.iterative loads batch by batch."""
+    whose models icm.iterative opens (through the registry too) batch by batch."""
     if model is not None or cfg.iterative:
         yield model
         return

@@ -3,20 +3,29 @@
     embedded      icm's llama.cpp server, a child process, on the packaged base model or
                   --model-path FILE.gguf (embedded.py)
     completions   OpenAI-compatible servers at --base-url (completions.py)
-    transformers  a Hugging Face model folder or an `icm finetune` output, scored in
-                  process (transformers_scorer.py; the `finetune` extra)
+    transformers  scored in process (transformers_scorer.py; the `finetune` extra): a
+                  Hugging Face model folder, an `icm finetune` output, a GGUF file
+                  (dequantized) or, without --model-path, the packaged base model
     synthetic     `icm run`'s stand-in for a model, a noisy function of the gold labels;
                   it has no label scorer, so eval and replicate refuse it
 
+The flags choose the name (model_name): a --model-path folder is opened by transformers,
+a GGUF file by the embedded server; only a caller that names "transformers" loads a GGUF
+file or the packaged model in process (open_in_process).
+
 Opening is what costs (a server started, weights loaded) and happens once; a scorer for a
 testbed's label words is then cheap (`OpenModel.scorer`), so `icm replicate` scores every
-testbed, seed and baseline on one server. `icm run`, `icm eval`, `icm replicate` and
-icm.api all open their model here.
+testbed, seed and baseline on one server. The model is released when its context ends.
+`icm run`, `icm eval`, `icm replicate` and icm.api all open their model here, and so do
+`icm run --iterative` (one model per batch: the base, then each fine-tuned one) and
+`icm eval --finetuned` (the base, then each fine-tuned model).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,14 +146,20 @@ def open_completions(cfg: RunConfig) -> Iterator[OpenModel]:
 def open_transformers(cfg: RunConfig) -> Iterator[OpenModel]:
     from icm.backends.transformers_scorer import load_causal_lm
 
+    if cfg.base_url:
+        raise ConfigError("model 'transformers': loads the model in process; drop --base-url")
+    # A folder (an `icm finetune` output's LoRA is merged), a GGUF file (converted once to
+    # a folder in the model cache) or the packaged base model: llama.cpp serves only the
+    # GGUF files, so this is how fine-tuned models and their bases are scored alike.
     model_path = _model_path(cfg)
-    if model_path is None or not model_path.is_dir():
-        raise ConfigError(
-            "model 'transformers': needs --model-path FOLDER (a Hugging Face model folder "
-            "or an `icm finetune` output)"
-        )
-    # llama.cpp cannot serve these folders; an `icm finetune` output's LoRA is merged.
-    yield InProcessModel(cfg, load_causal_lm(model_path))
+    loaded = load_causal_lm(model_path if model_path is not None else "embedded")
+    try:
+        yield InProcessModel(cfg, loaded)
+    finally:
+        # Scorers made on the model keep `loaded` (and their stats): drop the weights
+        # themselves, so that the next model loads into the memory they held.
+        loaded.model = None
+        gc.collect()
 
 
 @contextlib.contextmanager
@@ -188,3 +203,17 @@ def open_model(
         raise ConfigError(f"model '{name}': unknown; the models are {', '.join(MODELS)}")
     check_model_options(cfg)
     return factory(cfg)
+
+
+def open_in_process(
+    cfg: RunConfig, source: str | Path
+) -> contextlib.AbstractContextManager[OpenModel]:
+    """The model `source`, named as an `icm finetune` record names its base (a GGUF file,
+    a Hugging Face folder, or "embedded": the packaged base model) or an `icm finetune`
+    output folder, opened in process by transformers with cfg's scoring options. The
+    source alone names the model: cfg's --model, --base-url and --model-path do not apply."""
+    from icm.config import DEFAULT_MODEL
+
+    model_path = None if str(source) == "embedded" else str(source)
+    in_process = dataclasses.replace(cfg, model=DEFAULT_MODEL, base_url=[], model_path=model_path)
+    return open_model(in_process, "transformers")
