@@ -19,7 +19,8 @@ import pytest
 
 from icm.config import RunConfig
 from icm.errors import ConfigError, DataError
-from icm.finetune import FinetuneConfig, epoch_losses, examples_digest, sft_example
+from icm.finetune import epoch_losses, examples_digest, sft_example
+from icm.finetune_config import FinetuneConfig
 
 from .test_cli import icm
 

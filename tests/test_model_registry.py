@@ -45,7 +45,9 @@ class CountingModel(OpenModel):
         self.log = log
 
     def scorer(self, label_words: tuple[str, str]) -> LabelScorer:
-        self.log.append(f"scorer {'/'.join(label_words)}")
+        out = Path(self.cfg.out) if self.cfg.out else None
+        exists = out is not None and out.exists()
+        self.log.append(f"scorer {'/'.join(label_words)} (out exists: {exists})")
         scorer = HashScorer()
         scorer.label_words = label_words
         return scorer
@@ -290,7 +292,12 @@ def test_icm_run_opens_its_model_through_the_registry_before_the_run_directory(
     out = tmp_path / "run"
     cfg = RunConfig(testbed="arithmetic", size=8, K=5, cache="off", out=str(out))
     start_run(cfg, progress=False)
-    assert opened == ["open (out exists: False)", "scorer True/False", "close"]
+    # The scorer too is made (and the prompts checked) before the run directory exists.
+    assert opened == [
+        "open (out exists: False)",
+        "scorer True/False (out exists: False)",
+        "close",
+    ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["scorer"] == "model: hash-scorer"
 
@@ -321,14 +328,14 @@ def test_icm_eval_and_the_api_open_their_model_through_the_registry(opened: list
     cfg = EvalConfig(labels="golden", testbed="arithmetic", train_size=8, test_size=6, model=model)
     result = run_eval(cfg)
     assert result.details["model"] == "hash-scorer" and result.n_test == 6
-    assert opened == ["open (out exists: False)", "scorer True/False", "close"]
+    assert opened == ["open (out exists: False)", "scorer True/False (out exists: False)", "close"]
     opened.clear()
     table = claims_table(
         [{"id": str(i), "prompt": f"claim {i}"} for i in range(4)], label_words=("Yes", "No")
     )
     labels = label(table, K=5, zero_shot=False, cache="off")
     assert len(labels.records()) == 4
-    assert opened == ["open (out exists: False)", "scorer Yes/No", "close"]
+    assert opened == ["open (out exists: False)", "scorer Yes/No (out exists: False)", "close"]
 
 
 def test_icm_replicate_opens_the_model_once(tmp_path: Path, opened: list[str]) -> None:
@@ -397,3 +404,21 @@ def test_icm_replicate_starts_the_embedded_server_once(tmp_path: Path) -> None:
 
 def test_registry_names_every_model() -> None:
     assert tuple(registry.MODELS) == ("embedded", "completions", "transformers", "synthetic")
+
+
+def test_eval_finetuned_names_a_missing_base_by_its_record(
+    tmp_path: Path, opened_in_process: list[str]
+) -> None:
+    """The registry's own check named --model-path, which `icm eval --finetuned` is not
+    given: the base comes from the fine-tune's record."""
+    from icm.evaluate import EvalConfig, evaluate_finetuned
+
+    adapter = tmp_path / "a"
+    adapter.mkdir()
+    gone = tmp_path / "moved.gguf"
+    (adapter / "finetune.json").write_text(json.dumps({"base": str(gone)}))
+    cfg = EvalConfig(labels="golden", testbed="arithmetic", model=RunConfig(cache="off"))
+    with pytest.raises(ConfigError) as e:
+        evaluate_finetuned(cfg, [adapter])
+    assert str(e.value).startswith(f"--finetuned {adapter}: its base model '{gone}'")
+    assert opened_in_process == []

@@ -750,6 +750,13 @@ def evaluate_finetuned(
             f"--finetuned: the folders were fine-tuned from different base models "
             f"({', '.join(sorted(bases))}); compare models of one base"
         )
+    (base,) = bases
+    if base != "embedded" and not Path(base).expanduser().exists():
+        # Named here: the registry's own check would name --model-path, not given here.
+        raise ConfigError(
+            f"--finetuned {adapters[0]}: its base model '{base}' (finetune.json) is not "
+            "there; fine-tuned models are compared with their base"
+        )
     if cfg.labels == "zero-shot-chat":
         raise ConfigError("--finetuned: use a label source other than zero-shot-chat")
     testbed = cfg.testbed
@@ -760,7 +767,7 @@ def evaluate_finetuned(
     words = load_split(cfg, testbed, cfg.test_split, 1).label_words
     model = cfg.model or RunConfig()
     results: list[EvalResult] = []
-    for name, source in [("base", bases.pop()), *[(str(a), a) for a in adapters]]:
+    for name, source in [("base", base), *[(str(a), a) for a in adapters]]:
         # One model in memory at a time: each is released when its context ends.
         with open_in_process(model, source) as opened, opened.scorer(words) as scorer:
             result = run_eval(cfg, scorer=scorer)

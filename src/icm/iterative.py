@@ -28,13 +28,8 @@ from icm import _icm_core as core
 from icm.backends.base import BackendStats, CoreScorer, LabelScorer
 from icm.backends.registry import open_in_process
 from icm.config import RunConfig
-from icm.finetune import (
-    FinetuneConfig,
-    examples_digest,
-    finetune,
-    finished_record,
-    sft_example,
-)
+from icm.finetune import examples_digest, finetune, finished_record, sft_example
+from icm.finetune_config import FinetuneConfig
 from icm.run_dir import write_json
 from icm.search import BatchResult
 from icm.testbeds.base import ClaimTable
