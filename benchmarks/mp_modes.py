@@ -24,6 +24,7 @@ within 2 points (mean of seeds). Figures are printed last.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -69,7 +70,12 @@ def run_or_resume(cfg: RunConfig) -> dict:
         start_run(cfg, progress=False)
         return json.loads(metrics_path.read_text())
     saved = RunConfig.load(run_dir / "config.json")
-    differ = [k for k in saved.differences(cfg) if k not in RunConfig.OPERATIONAL_FIELDS]
+    differ = [
+        f.name
+        for f in dataclasses.fields(cfg)
+        if getattr(saved, f.name) != getattr(cfg, f.name)
+        and f.name not in RunConfig.OPERATIONAL_FIELDS
+    ]
     if differ:
         detail = ", ".join(
             f"{k} {getattr(saved, k)!r} there, {getattr(cfg, k)!r} here" for k in differ
