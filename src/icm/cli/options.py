@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,10 @@ def add_table(
         add_option(parser, name, of=table, **(changes or {}).get(name, {}))
 
 
-def table_values(args: argparse.Namespace, table: Mapping[str, Option]) -> dict[str, Any]:
-    """The config fields of `table`'s options, as parsed (add_table)."""
-    return {name: getattr(args, name) for name in table}
+def table_values(args: argparse.Namespace, names: Iterable[str]) -> dict[str, Any]:
+    """The config fields `names` (a table of options, add_table, or field names), as
+    parsed."""
+    return {name: getattr(args, name) for name in names}
 
 
 def fields_of(*groups: str) -> tuple[str, ...]:
@@ -133,7 +134,7 @@ def search_fields() -> tuple[str, ...]:
 
 def config_values(args: argparse.Namespace, *groups: str) -> dict[str, Any]:
     """The RunConfig fields of the options of `groups`, as parsed."""
-    values = {name: getattr(args, name) for name in fields_of(*groups)}
+    values = table_values(args, fields_of(*groups))
     if "base_url" in values:
         values["base_url"] = list(values["base_url"])
     return values
