@@ -2,7 +2,8 @@
 sparse and exact, side by side in one run against a simulated vLLM server.
 
     uv run python benchmarks/busy_server.py [--claims 256] [--K 3000] [--batches 4]
-        [--depths 0,2,4,8] [--exact-claims 256] [--exact-K 300] [--exact-depths 0,4,2/1,4/1]
+        [--depths 0,2,4,8] [--exact-claims 256] [--exact-K 300]
+        [--exact-depths 0,4,2/1,4/1,4/1/f]
         [--concurrency 64]
         [--latency-ms 20] [--per-token-ms 0.02] [--capacity 256]
 
@@ -20,15 +21,18 @@ tokens per request), per batch, summed over batches one after another or, at onc
 larger of the longest batch's chain and the sum spread over the batches at once; "work" =
 the server's total service time / capacity ("work / concurrency": the same over the
 client's --concurrency, what at most that many requests in flight allow); "wave" (one
-batch) = the sum over scorer calls of ceil(requests in the call / concurrency) x one
-request's time: each call waits for its last wave, so with the search's grouping of
-requests into calls no client can do better. Every configuration of one mode must end
-with the same labels (checked and printed).
+batch) = the sum over scorer calls of the least time the call's own requests take on
+--concurrency slots (each its own service time, given to the first free slot in the order
+sent): each call waits for its last request, so with the search's grouping of requests
+into calls no client can do better. Every configuration of one mode must end with the same
+labels (checked and printed); in exact mode "wall / needed work" divides by the first
+row's work when that row sent nothing speculative (every row needs the same requests).
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import subprocess
 import sys
 import time
@@ -65,15 +69,27 @@ class Row:
     labels: dict[str, bool | None]
 
 
-class CallSizes(CoreScorer):
-    """Records how many requests each scorer call carries (prefetched ones included)."""
+class CallTimes(CoreScorer):
+    """Records, for each scorer call (prefetched requests included), the least time its
+    requests can take on `slots` server slots: each request's service time (as the
+    simulated server computes it), given to the first free slot in the order the client
+    sends them (sorted prompts). No client can finish the call sooner."""
 
-    def __init__(self, scorer: CompletionsScorer) -> None:
+    def __init__(self, scorer: CompletionsScorer, slots: int, args: argparse.Namespace) -> None:
         super().__init__(scorer)
-        self.sizes: list[int] = []
+        self.completions = scorer
+        self.slots = slots
+        self.latency = args.latency_ms / 1000
+        self.per_token = args.per_token_ms / 1000
+        self.least: list[float] = []
 
     def score(self, requests: list[Any]) -> list[Any]:
-        self.sizes.append(len(requests))
+        texts = sorted({self.completions.prepare(r.prompt) for r in requests})
+        free = [0.0] * min(self.slots, len(texts))
+        for text in texts:
+            tokens = max(1, -(-len(text) // 4))  # sim_server's count
+            heapq.heapreplace(free, free[0] + self.latency + self.per_token * tokens)
+        self.least.append(max(free, default=0.0))
         return super().score(requests)
 
 
@@ -112,6 +128,7 @@ def measure(
     parallel: int,
     args: argparse.Namespace,
     call_limit: int = 0,
+    fill: bool = False,
 ) -> Row:
     table = get_testbed("arithmetic").load("train", LoadOptions(size=claims * batches, seed=0))
     cfg = RunConfig(
@@ -121,13 +138,15 @@ def measure(
         batch_size=claims,
         prefetch_depth=depth,
         prefetch_call_limit=call_limit,
+        prefetch_fill=fill,
+        concurrency=args.concurrency,
     )
     params = cfg.search_params(claims)
     httpx.post(url + "/reset")
     scorer = CompletionsScorer(
         [url], "sim", concurrency=args.concurrency, retry=RetryPolicy(retries=0)
     )
-    calls = CallSizes(scorer)
+    calls = CallTimes(scorer, min(args.capacity, args.concurrency), args)
     try:
         cpu0, t0 = time.process_time(), time.monotonic()
         result = run_icm(table, calls, params, claims, parallel_batches=parallel)
@@ -158,12 +177,10 @@ def measure(
         chain_bound=chain,
         work_bound=stats["work_seconds"] / stats["capacity"],
         work_at_concurrency=stats["work_seconds"] / min(stats["capacity"], args.concurrency),
-        # One batch: each call's requests go in waves of --concurrency, one call after
-        # another; with this grouping of requests into calls no client can be faster.
-        wave_bound=sum(-(-n // min(stats["capacity"], args.concurrency)) for n in calls.sizes)
-        * per_request
-        if parallel <= 1
-        else None,
+        # One batch: one call after another, each at least its requests' time on
+        # --concurrency slots; with this grouping of requests into calls no client can be
+        # faster.
+        wave_bound=sum(calls.least) if parallel <= 1 else None,
         cpu_ms=1000 * cpu / served,
         labels=result.labels,
     )
@@ -216,20 +233,31 @@ def sparse_tables(url: str, args: argparse.Namespace) -> tuple[list[Row], list[R
     return one, many
 
 
-def depth_and_limit(text: str) -> tuple[int, int]:
-    """'4' -> depth 4, no call limit; '4/1' -> depth 4, speculative calls of 1 request."""
-    depth, _, limit = text.partition("/")
-    return int(depth), int(limit or 0)
+def prefetch_spec(text: str) -> tuple[int, int, bool]:
+    """'4' -> depth 4, no call limit; '4/1' -> depth 4, speculative calls of 1 request;
+    '4/1/f' -> the same with --prefetch-fill."""
+    depth, limit, fill = ([*text.split("/"), "", ""])[:3]
+    if fill not in ("", "f"):
+        raise SystemExit(f"--exact-depths: '{text}': the third part can only be 'f'")
+    return int(depth), int(limit or 0), fill == "f"
 
 
 def exact_table(url: str, args: argparse.Namespace) -> list[Row]:
     rows = [
-        measure(url, f"exact, 1 batch, prefetch {d}" + (f", call limit {lim}" if lim else ""),
+        measure(url, f"exact, 1 batch, prefetch {d}" + (f", call limit {lim}" if lim else "")
+                + (", fill" if fill else ""),
                 mode="exact", claims=args.exact_claims, batches=1, K=args.exact_K, depth=d,
-                parallel=1, args=args, call_limit=lim)
-        for d, lim in (depth_and_limit(x) for x in args.exact_depths.split(","))
+                parallel=1, args=args, call_limit=lim, fill=fill)
+        for d, lim, fill in (prefetch_spec(x) for x in args.exact_depths.split(","))
     ]  # fmt: skip
     print_table(f"exact, {args.exact_claims} claims, K = {args.exact_K}, one batch", rows)
+    if rows[0].wasted == 0:
+        # Every row needs the same requests (same trajectory); the first row sent no
+        # others, so its work is the needed work of every row.
+        needed = rows[0].work_at_concurrency
+        print(f"\nneeded work / concurrency: {needed:.1f} s (the first row's)")
+        for r in rows:
+            print(f"- {r.name}: wall / needed work {r.wall / needed:.2f}")
     return rows
 
 
@@ -243,9 +271,9 @@ def main() -> int:
     p.add_argument("--exact-K", type=int, default=300)
     p.add_argument(
         "--exact-depths",
-        default="0,4,2/1,4/1",
+        default="0,4,2/1,4/1,4/1/f",
         help="prefetch depths of exact mode; D/L: depth D, speculative calls of at most L "
-        "requests (--prefetch-call-limit)",
+        "requests (--prefetch-call-limit); D/L/f: and --prefetch-fill",
     )
     p.add_argument("--concurrency", type=int, default=64)
     p.add_argument("--latency-ms", type=float, default=20.0)

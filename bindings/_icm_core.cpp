@@ -263,6 +263,7 @@ NB_MODULE(_icm_core, m) {
         .def_rw("seed_placement", &icm::SearchParams::seed_placement)
         .def_rw("prefetch_depth", &icm::SearchParams::prefetch_depth)
         .def_rw("prefetch_call_limit", &icm::SearchParams::prefetch_call_limit)
+        .def_rw("prefetch_fill", &icm::SearchParams::prefetch_fill)
         .def("validate", &icm::SearchParams::validate, "Raise ValueError naming the first bad field.")
         .def("__repr__", [](const icm::SearchParams &p) {
             return fields_repr("SearchParams",
@@ -282,7 +283,8 @@ NB_MODULE(_icm_core, m) {
                                 {"fix_options", py_repr(p.fix_options)},
                                 {"seed_placement", py_repr(p.seed_placement)},
                                 {"prefetch_depth", std::to_string(p.prefetch_depth)},
-                                {"prefetch_call_limit", std::to_string(p.prefetch_call_limit)}});
+                                {"prefetch_call_limit", std::to_string(p.prefetch_call_limit)},
+                                {"prefetch_fill", std::to_string(p.prefetch_fill)}});
         });
     m.attr("MAX_PREFETCH_DEPTH") = icm::MAX_PREFETCH_DEPTH;
     m.def("search_params_paper", &icm::search_params_paper);

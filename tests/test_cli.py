@@ -357,3 +357,17 @@ def test_a_prefetch_call_limit_without_a_prefetch_depth_is_refused() -> None:
     assert (
         RunConfig(prefetch_call_limit=1, prefetch_depth=4).search_params().prefetch_call_limit == 1
     )
+
+
+def test_prefetch_fill_needs_a_call_limit_and_fills_waves_of_the_concurrency() -> None:
+    """--prefetch-fill sends what --prefetch-call-limit keeps back: without a limit there
+    is nothing to fill with, which is refused rather than ignored."""
+    from icm.config import RunConfig
+    from icm.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--prefetch-fill.*--prefetch-call-limit"):
+        RunConfig(prefetch_fill=True, prefetch_depth=4).validate()
+    cfg = RunConfig(prefetch_fill=True, prefetch_depth=4, prefetch_call_limit=1, concurrency=48)
+    cfg.validate()
+    assert cfg.search_params().prefetch_fill == 48
+    assert RunConfig(prefetch_depth=4, prefetch_call_limit=1).search_params().prefetch_fill == 0

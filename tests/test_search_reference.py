@@ -217,25 +217,32 @@ def test_prefetch_changes_no_trace_field_and_counts_its_waste(variant: str) -> N
 
     plain = core.Search(claim_set, params, Counting(score)).run()
     rounds = [plain[-1].n_rounds]
-    prefetched: dict[tuple[int, int], int] = {}
-    for depth, call_limit in ((1, 0), (4, 0), (4, 1)):
+    prefetched: dict[tuple[int, int, int], int] = {}
+    # (depth, call limit, fill): fill 8 fills each call's last wave of 8 requests.
+    for depth, call_limit, fill in ((1, 0, 0), (4, 0, 0), (4, 1, 0), (4, 1, 8)):
         params.prefetch_depth = depth
         params.prefetch_call_limit = call_limit
+        params.prefetch_fill = fill
         scorer = Counting(score)
         rows = core.Search(claim_set, params, scorer).run()
         for want, got in zip(plain, rows, strict=True):
             assert [getattr(got, f) for f in TRACE_FIELDS] == [
                 getattr(want, f) for f in TRACE_FIELDS
-            ], f"{variant} depth {depth} call limit {call_limit} iteration {got.iteration}"
+            ], f"{variant} depth {depth}/{call_limit}/{fill} iteration {got.iteration}"
         last = rows[-1]
         assert 0 < last.n_prefetched_used <= last.n_prefetched
         assert scorer.sent == last.n_requests + last.n_prefetched - last.n_prefetched_used
         rounds.append(last.n_rounds)
-        prefetched[depth, call_limit] = last.n_prefetched
+        prefetched[depth, call_limit, fill] = last.n_prefetched
     assert rounds[0] > rounds[1] > rounds[2], rounds
     # A call limit of 1 speculates only one-request calls: fewer requests sent ahead, and
     # still fewer rounds than none.
-    assert prefetched[4, 1] < prefetched[4, 0] and rounds[3] < rounds[0], (prefetched, rounds)
+    assert prefetched[4, 1, 0] < prefetched[4, 0, 0] and rounds[3] < rounds[0], (
+        prefetched,
+        rounds,
+    )
+    # The fill sends some of the larger calls' requests too.
+    assert prefetched[4, 1, 8] > prefetched[4, 1, 0], prefetched
 
 
 def test_the_original_fix_rounds_after_one_that_finds_nothing_change_no_label() -> None:

@@ -52,6 +52,7 @@ void SearchParams::validate() const {
     if (prefetch_call_limit < 0) {
         bad("prefetch_call_limit", "must be >= 0, got " + std::to_string(prefetch_call_limit));
     }
+    if (prefetch_fill < 0) bad("prefetch_fill", "must be >= 0, got " + std::to_string(prefetch_fill));
     if (static_cast<int>(schedule) < 0 || static_cast<int>(schedule) > 1) bad("scheduler", "unknown value");
 }
 

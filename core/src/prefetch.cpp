@@ -9,8 +9,12 @@ constexpr double MAX_GUESS_GAP = 30.0;
 }  // namespace
 
 GuessScorer::GuessScorer(const std::vector<double> &last_gaps, Label unknown, int32_t max_rounds,
-                         int32_t call_limit)
-    : last_gaps_(&last_gaps), unknown_(unknown), rounds_left_(max_rounds), call_limit_(call_limit) {
+                         int32_t call_limit, bool keep_fill)
+    : last_gaps_(&last_gaps),
+      unknown_(unknown),
+      rounds_left_(max_rounds),
+      call_limit_(call_limit),
+      keep_fill_(keep_fill) {
     double  sum = 0;
     int64_t n   = 0;
     for (double g : last_gaps) {
@@ -28,7 +32,11 @@ std::vector<LabelScore> GuessScorer::score(const std::vector<ScoreRequest> &requ
     std::vector<LabelScore> out;
     out.reserve(requests.size());
     for (const ScoreRequest &r : requests) {
-        if (record) requests_.push_back(r);
+        if (record) {
+            requests_.push_back(r);
+        } else if (keep_fill_) {
+            fill_.push_back(r);
+        }
         double gap = (*last_gaps_)[static_cast<size_t>(r.target)];
         if (std::isnan(gap)) gap = unknown_ == Label::TRUE ? magnitude_ : -magnitude_;
         gap = std::fmax(-MAX_GUESS_GAP, std::fmin(MAX_GUESS_GAP, gap));  // finite logs

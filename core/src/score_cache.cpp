@@ -73,13 +73,18 @@ std::vector<LabelScore> CachedScorer::score(std::vector<ScoreRequest> requests) 
     // The search waits for this call anyway: send what it will probably ask next with it.
     const size_t n_needed = misses.size();
     if (prefetcher_) {
-        for (ScoreRequest &r : prefetcher_()) {
+        PrefetchRequests next = prefetcher_();
+        auto             add  = [&](ScoreRequest &r) {
             const ScoreKey key = score_key(r);
-            if (find(key) != nullptr || !pending.emplace(key, misses.size()).second) continue;
+            if (find(key) != nullptr || !pending.emplace(key, misses.size()).second) return;
             if (render) r.prompt = render_prompt(*set_, r);
             misses.push_back(std::move(r));
             miss_keys.push_back(key);
-        }
+        };
+        for (ScoreRequest &r : next.sent) add(r);
+        // The last wave's idle slots: as many fill requests as make whole waves.
+        const size_t whole = wave_ == 0 ? 0 : (misses.size() + wave_ - 1) / wave_ * wave_;
+        for (size_t i = 0; i < next.fill.size() && misses.size() < whole; ++i) add(next.fill[i]);
     }
     std::vector<LabelScore> scored = scorer_->score(misses);
     if (scored.size() != misses.size()) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "icm/icm.hpp"
+#include "prefetch.hpp"
 
 namespace icm {
 
@@ -48,12 +49,13 @@ class ScoreCache {
 //
 // Prefetch: a prefetcher, when set, is asked for speculative requests whenever a batch
 // has misses (the search must wait for the scorer anyway), and those not already known
-// travel in the same scorer call. Their answers are cached, but counted as requests (not
-// cache hits) when the search first asks for them, so every counter the trace shows is
-// the one without prefetch; n_prefetched() and n_prefetched_used() say what it cost.
+// travel in the same scorer call, with as many of its fill requests as fit the idle slots
+// of the call's last wave. Their answers are cached, but counted as requests (not cache
+// hits) when the search first asks for them, so every counter the trace shows is the one
+// without prefetch; n_prefetched() and n_prefetched_used() say what it cost.
 class CachedScorer {
   public:
-    using Prefetcher = std::function<std::vector<ScoreRequest>()>;
+    using Prefetcher = std::function<PrefetchRequests()>;
 
     // parent: a cache consulted (read only) before this one's own; a speculative copy of
     // the search reads the real search's cache through it.
@@ -67,7 +69,11 @@ class CachedScorer {
 
     std::vector<LabelScore> score(std::vector<ScoreRequest> requests);
 
-    void set_prefetcher(Prefetcher prefetcher) { prefetcher_ = std::move(prefetcher); }
+    // wave: requests the scorer has in flight at once (0: no fill).
+    void set_prefetcher(Prefetcher prefetcher, int32_t wave = 0) {
+        prefetcher_ = std::move(prefetcher);
+        wave_       = static_cast<size_t>(wave);
+    }
 
     int64_t n_requests() const { return n_requests_; }
     int64_t n_cache_hits() const { return n_cache_hits_; }
@@ -93,6 +99,7 @@ class CachedScorer {
     const CachedScorer                        *parent_;
     ScoreCache                                 cache_;
     Prefetcher                                 prefetcher_;
+    size_t                                     wave_ = 0;
     std::unordered_set<ScoreKey, ScoreKeyHash> prefetched_unused_;
     std::vector<double>                        last_gap_;
     int64_t                                    n_requests_        = 0;

@@ -59,7 +59,9 @@ struct Search::Impl {
           labeling(set, params, scorer, std::vector<Label>(static_cast<size_t>(set.n_claims()), Label::UNSET),
                    ContextDraw{}),
           sampler(static_cast<size_t>(set.n_claims()), 1.0) {
-        if (params.prefetch_depth > 0) scorer.set_prefetcher([this] { return prefetch(); });
+        if (params.prefetch_depth > 0) {
+            scorer.set_prefetcher([this] { return prefetch(); }, params.prefetch_fill);
+        }
     }
 
     // A speculative copy of `real` at the start of its step in progress, scoring through
@@ -78,15 +80,15 @@ struct Search::Impl {
         labeling.rollback(0);  // the step's trial changes, undone
     }
 
-    TraceRow                  initialize();
-    void                      seed_random_labels();
-    TraceRow                  step();
-    void                      commit_labels();
-    void                      refresh_scores();
-    void                      reset_sampling_weights();
-    TraceRow                  row(StepOutcome outcome) const;
-    bool                      done() const { return initialized && iteration >= params.max_iterations; }
-    std::vector<ScoreRequest> prefetch();
+    TraceRow         initialize();
+    void             seed_random_labels();
+    TraceRow         step();
+    void             commit_labels();
+    void             refresh_scores();
+    void             reset_sampling_weights();
+    TraceRow         row(StepOutcome outcome) const;
+    bool             done() const { return initialized && iteration >= params.max_iterations; }
+    PrefetchRequests prefetch();
 };
 
 TraceRow Search::Impl::row(StepOutcome outcome) const {
@@ -231,22 +233,23 @@ TraceRow Search::Impl::step() {
 // step, one guessing True and one False for claims the model has never scored (others
 // keep their last gap), until each has made prefetch_depth + 1 scorer calls of its own
 // (or MAX_PREFETCH_STEPS steps); calls larger than prefetch_call_limit count but are not
-// sent. The real search's random stream and labels are not touched: the copies have
-// their own.
-std::vector<ScoreRequest> Search::Impl::prefetch() {
-    constexpr int64_t         MAX_PREFETCH_STEPS = 256;
-    std::vector<ScoreRequest> out;
+// sent, except (prefetch_fill) into the idle slots of the call's last wave. The real
+// search's random stream and labels are not touched: the copies have their own.
+PrefetchRequests Search::Impl::prefetch() {
+    constexpr int64_t MAX_PREFETCH_STEPS = 256;
+    PrefetchRequests  out;
     if (!step_start) return out;  // initialization and score refreshes are not speculated
     for (Label unknown : {Label::TRUE, Label::FALSE}) {
         GuessScorer guesser(scorer.last_gaps(), unknown, params.prefetch_depth + 1,
-                            params.prefetch_call_limit);
+                            params.prefetch_call_limit, params.prefetch_fill > 0);
         Impl        copy(*this, guesser);
         try {
             for (int64_t n = 0; n < MAX_PREFETCH_STEPS && !copy.done(); ++n) copy.step();
         } catch (const PrefetchHorizon &) {
             // looked far enough ahead
         }
-        for (ScoreRequest &r : guesser.take_requests()) out.push_back(std::move(r));
+        for (ScoreRequest &r : guesser.take_requests()) out.sent.push_back(std::move(r));
+        for (ScoreRequest &r : guesser.take_fill()) out.fill.push_back(std::move(r));
     }
     return out;
 }

@@ -1,4 +1,5 @@
 #include <stdexcept>
+#include <tuple>
 #include <utility>
 
 #include "check.hpp"
@@ -266,10 +267,14 @@ TEST(prefetch_keeps_the_trajectory_and_saves_rounds) {
         icm::SyntheticScorer s0(bed.truth, {});
         icm::Search          plain(bed.set, p, s0);
         const auto           want = plain.run();
-        // {depth, call limit}: the limit speculates only calls of that many requests.
-        for (auto [depth, call_limit] : {std::pair{1, 0}, std::pair{3, 0}, std::pair{3, 1}}) {
+        // {depth, call limit, fill}: the limit speculates only calls of that many requests;
+        // fill sends the larger ones' first requests into the last wave's idle slots.
+        int64_t limited_prefetched = 0;
+        for (auto [depth, call_limit, fill] :
+             {std::tuple{1, 0, 0}, std::tuple{3, 0, 0}, std::tuple{3, 1, 0}, std::tuple{3, 1, 8}}) {
             p.prefetch_depth      = depth;
             p.prefetch_call_limit = call_limit;
+            p.prefetch_fill       = fill;
             icm::SyntheticScorer s1(bed.truth, {});
             icm::Search          ahead(bed.set, p, s1);
             const auto           got = ahead.run();
@@ -289,6 +294,8 @@ TEST(prefetch_keeps_the_trajectory_and_saves_rounds) {
             CHECK(last.n_prefetched_used <= last.n_prefetched);
             // Every request the scorer saw: the search's own, plus the prefetched unused.
             CHECK_EQ(s1.n_requests(), last.n_requests + last.n_prefetched - last.n_prefetched_used);
+            if (call_limit == 1 && fill == 0) limited_prefetched = last.n_prefetched;
+            if (fill > 0) CHECK(last.n_prefetched > limited_prefetched);  // the fill was sent
         }
     }
     auto p           = icm::search_params_paper();
@@ -297,5 +304,8 @@ TEST(prefetch_keeps_the_trajectory_and_saves_rounds) {
     CHECK_THROWS(icm::Search(bed.set, p, s), std::invalid_argument);
     p.prefetch_depth      = 2;
     p.prefetch_call_limit = -1;
+    CHECK_THROWS(icm::Search(bed.set, p, s), std::invalid_argument);
+    p.prefetch_call_limit = 1;
+    p.prefetch_fill       = -1;
     CHECK_THROWS(icm::Search(bed.set, p, s), std::invalid_argument);
 }

@@ -274,6 +274,16 @@ class RunConfig:
         low=0,
         high=_INT32_MAX,
     )
+    prefetch_fill: bool = option(
+        "--prefetch-fill",
+        False,
+        group="icm-search",
+        action=argparse.BooleanOptionalAction,
+        help="with --prefetch-call-limit: a call that is not a whole number of waves of "
+        "--concurrency requests also carries the first requests of the speculated calls "
+        "above the limit (the next re-scoring), as many as fill its last wave; wrong "
+        "guesses cost only slots that were idle (docs/performance.md)",
+    )
     parallel_batches: int = option(
         "--parallel-batches",
         0,
@@ -401,6 +411,12 @@ class RunConfig:
             bad("init", "zero-shot is not available with --iterative")
         if self.prefetch_call_limit > 0 and self.prefetch_depth == 0:
             bad("prefetch_call_limit", "limits speculative calls: give --prefetch-depth too")
+        if self.prefetch_fill and self.prefetch_call_limit == 0:
+            bad(
+                "prefetch_fill",
+                "fills calls with the speculated calls that --prefetch-call-limit keeps back: "
+                "give --prefetch-depth and --prefetch-call-limit too",
+            )
         if self.iterative:
             if self.base_url:
                 bad(
@@ -448,6 +464,7 @@ class RunConfig:
         p.context_regrow = self.context_regrow
         p.prefetch_depth = self.prefetch_depth
         p.prefetch_call_limit = self.prefetch_call_limit
+        p.prefetch_fill = self.concurrency if self.prefetch_fill else 0
         p.mp_objective = (
             core.MpObjective.MEAN_LOGIT_GAP
             if self.mp_objective == "mean-gap"
@@ -495,6 +512,7 @@ class RunConfig:
             "checkpoint_every",
             "prefetch_depth",
             "prefetch_call_limit",
+            "prefetch_fill",
             "parallel_batches",
         }
     )

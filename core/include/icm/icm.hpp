@@ -311,6 +311,12 @@ struct SearchParams {
     // a speculated label change costs a batch of requests; a small limit sends only the
     // next steps' one-request calls (the sampled claim), which are cheap to guess wrong.
     int32_t prefetch_call_limit = 0;
+    // With prefetch_call_limit: the scorer's concurrency (requests in flight), to fill the
+    // last wave of each call. A call whose requests are not a whole number of waves leaves
+    // slots idle while its last wave runs; the first requests of the speculated calls above
+    // the limit (the next label change's re-scoring) go there, at most as many as leave the
+    // call a multiple of prefetch_fill. Wrong guesses cost only slots that were idle. 0: off.
+    int32_t prefetch_fill = 0;
 
     // Throws std::invalid_argument naming the first bad field.
     void validate() const;
