@@ -21,12 +21,13 @@ tokens per request), per batch, summed over batches one after another or, at onc
 larger of the longest batch's chain and the sum spread over the batches at once; "work" =
 the server's total service time / capacity ("work / concurrency": the same over the
 client's --concurrency, what at most that many requests in flight allow); "wave" (one
-batch) = the sum over scorer calls of the least time the call's own requests take on
---concurrency slots (each its own service time, given to the first free slot in the order
-sent): each call waits for its last request, so with the search's grouping of requests
-into calls no client can do better. Every configuration of one mode must end with the same
-labels (checked and printed); in exact mode "wall / needed work" divides by the first
-row's work when that row sent nothing speculative (every row needs the same requests).
+batch) = the sum over scorer calls of the time the call's own requests take on
+--concurrency slots with no client overhead (each its own service time, longest first, to
+the first free slot): each call waits for its last request, so with the search's grouping
+of requests into calls a client can hardly do better. Every configuration of one mode must
+end with the same labels (checked and printed); in exact mode "wall / needed work" divides
+by the first row's work when that row sent nothing speculative (every row needs the same
+requests).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from icm import _icm_core as core
 from icm.backends.base import CoreScorer
 from icm.backends.completions import CompletionsScorer, RetryPolicy
 from icm.config import RunConfig
@@ -70,27 +72,32 @@ class Row:
 
 
 class CallTimes(CoreScorer):
-    """Records, for each scorer call (prefetched requests included), the least time its
-    requests can take on `slots` server slots: each request's service time (as the
-    simulated server computes it), given to the first free slot in the order the client
-    sends them (sorted prompts). No client can finish the call sooner."""
+    """Records the prompt lengths of each scorer call (prefetched requests included), for
+    least_times(). Only lengths, during the run: the benchmark must not slow the search."""
 
-    def __init__(self, scorer: CompletionsScorer, slots: int, args: argparse.Namespace) -> None:
+    def __init__(self, scorer: CompletionsScorer) -> None:
         super().__init__(scorer)
-        self.completions = scorer
-        self.slots = slots
-        self.latency = args.latency_ms / 1000
-        self.per_token = args.per_token_ms / 1000
-        self.least: list[float] = []
+        self.lengths: list[list[int]] = []
 
     def score(self, requests: list[Any]) -> list[Any]:
-        texts = sorted({self.completions.prepare(r.prompt) for r in requests})
-        free = [0.0] * min(self.slots, len(texts))
-        for text in texts:
-            tokens = max(1, -(-len(text) // 4))  # sim_server's count
-            heapq.heapreplace(free, free[0] + self.latency + self.per_token * tokens)
-        self.least.append(max(free, default=0.0))
-        return super().score(requests)
+        prompts = [r.prompt for r in requests]
+        self.lengths.append([len(p) for p in prompts])
+        pairs = self.scorer.score_prompts(prompts)
+        return [core.LabelScore(t, f) for t, f in pairs]
+
+    def least_times(self, slots: int, args: argparse.Namespace) -> list[float]:
+        """Per call, the time its requests take on `slots` server slots with no client
+        overhead: each request's service time (as the simulated server computes it), longest
+        first, given to the first free slot."""
+        out = []
+        for lengths in self.lengths:
+            free = [0.0] * min(slots, len(lengths))
+            for n in sorted(lengths, reverse=True):  # longest first: the tightest packing
+                tokens = max(1, -(-n // 4))  # sim_server's count
+                service = (args.latency_ms + args.per_token_ms * tokens) / 1000
+                heapq.heapreplace(free, free[0] + service)
+            out.append(max(free, default=0.0))
+        return out
 
 
 def start_server(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
@@ -146,7 +153,7 @@ def measure(
     scorer = CompletionsScorer(
         [url], "sim", concurrency=args.concurrency, retry=RetryPolicy(retries=0)
     )
-    calls = CallTimes(scorer, min(args.capacity, args.concurrency), args)
+    calls = CallTimes(scorer)
     try:
         cpu0, t0 = time.process_time(), time.monotonic()
         result = run_icm(table, calls, params, claims, parallel_batches=parallel)
@@ -180,7 +187,9 @@ def measure(
         # One batch: one call after another, each at least its requests' time on
         # --concurrency slots; with this grouping of requests into calls no client can be
         # faster.
-        wave_bound=sum(calls.least) if parallel <= 1 else None,
+        wave_bound=sum(calls.least_times(min(stats["capacity"], args.concurrency), args))
+        if parallel <= 1
+        else None,
         cpu_ms=1000 * cpu / served,
         labels=result.labels,
     )

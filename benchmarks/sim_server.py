@@ -4,12 +4,14 @@
                                            [--capacity 256]
 
 Each request to POST /v1/completions takes latency + per-token x prompt tokens (prompt
-tokens counted as ceil(characters / 4)) and holds one of `capacity` slots meanwhile; more
-requests than slots wait for one. The answer has the shape vLLM gives (top logprobs of the
-first position, usage.prompt_tokens) with label scores that are a deterministic function of
-the prompt (label_gap): for the arithmetic testbed's claims, the synthetic stand-in model
-of icm's core computed from the text, so that a search behaves as with `--model synthetic`
-and the same prompt always gets the same answer. GET /v1/models names the model "sim".
+tokens counted as ceil(characters / 4)) from its arrival and holds one of `capacity` slots
+meanwhile; more requests than slots wait for one. The answer is worked out within that
+time, so this process's own CPU does not lengthen it while it keeps up. The answer has
+the shape vLLM gives (top logprobs of the first position, usage.prompt_tokens) with label
+scores that are a deterministic function of the prompt (label_gap): for the arithmetic
+testbed's claims, the synthetic stand-in model of icm's core computed from the text, so
+that a search behaves as with `--model synthetic` and the same prompt always gets the same
+answer. GET /v1/models names the model "sim".
 
 GET /stats gives what the server did since start or the last POST /reset: requests,
 prompt tokens, work (the sum of the requests' service times), the time-weighted mean and
@@ -113,19 +115,22 @@ class SimServer:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         self.events.append((now, self.in_flight))
 
-    async def complete(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, body: dict[str, Any], arrival: float) -> dict[str, Any]:
+        """The answer to a completion request that arrived at `arrival` (monotonic time)."""
         prompt = body.get("prompt", "")
         if isinstance(prompt, list):
             prompt = prompt[0]
         tokens = max(1, math.ceil(len(prompt) / 4))
         service = self.latency + self.per_token * tokens
+        waited = self.slots.locked()
         async with self.slots:
             self._change(+1)
             try:
-                # The answer is worked out within the service time, as a GPU's would be:
-                # this process's own CPU (~0.4 ms for a 256-claim prompt, one event loop)
-                # must not queue the answers of a wave of requests one after another.
-                done_at = time.monotonic() + service
+                # Served from its arrival (or from when a slot freed), and the answer worked
+                # out within the service time, as a GPU's would be: this process's own CPU
+                # (~0.4 ms for a 256-claim prompt, one event loop) must not queue a wave of
+                # requests one after another.
+                done_at = (time.monotonic() if waited else arrival) + service
                 top = label_logprobs(prompt)
                 await asyncio.sleep(max(0.0, done_at - time.monotonic()))
             finally:
@@ -195,9 +200,13 @@ class SimServer:
                     if line[:15].lower() == "content-length:":
                         length = int(line[15:].strip())
                 raw = await reader.readexactly(length) if length else b""
+                arrival = time.monotonic()
+                # Let the other requests that arrived with this one take their arrival
+                # times before any answer is worked out.
+                await asyncio.sleep(0)
                 status, answer = 200, None
                 if method == "POST" and path.endswith("/completions"):
-                    answer = await self.complete(json.loads(raw))
+                    answer = await self.complete(json.loads(raw), arrival)
                 elif method == "GET" and path.endswith("/models"):
                     answer = {"object": "list", "data": [{"id": "sim", "object": "model"}]}
                 elif method == "GET" and path == "/stats":
