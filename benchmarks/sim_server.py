@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -52,6 +53,17 @@ def claim_truth(text: str) -> bool | None:
     return None if m is None else int(m[1]) + int(m[2]) == int(m[3])
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def demo_agreement(demo: str) -> float | None:
+    """+1 when a demonstration's label is its claim's truth, -1 when not, None for other
+    text. Cached: the same demonstrations come back in prompt after prompt, and this
+    process shares the CPU with the client it measures."""
+    demo_truth = claim_truth(demo)
+    if demo_truth is None:
+        return None
+    return 1.0 if demo.rstrip().endswith("True") == demo_truth else -1.0
+
+
 def label_gap(prompt: str) -> float:
     """The model: log P(True) - log P(False) for the prompt's last claim (the target).
 
@@ -67,12 +79,7 @@ def label_gap(prompt: str) -> float:
     if truth is None:
         return 2.0 * noise + (unit_hash(prompt) - 0.5)
     sign = 1.0 if truth else -1.0
-    agree = []
-    for demo in demos:
-        demo_truth = claim_truth(demo)
-        if demo_truth is not None:
-            label = demo.rstrip().endswith("True")
-            agree.append(1.0 if label == demo_truth else -1.0)
+    agree = [a for a in map(demo_agreement, demos) if a is not None]
     agreement = sum(agree) / len(agree) if agree else 0.0
     return 1.5 * sign + 1.0 * sign * agreement + 1.0 * noise
 
