@@ -371,3 +371,30 @@ def test_prefetch_fill_needs_a_call_limit_and_fills_waves_of_the_concurrency() -
     cfg.validate()
     assert cfg.search_params().prefetch_fill == 48
     assert RunConfig(prefetch_depth=4, prefetch_call_limit=1).search_params().prefetch_fill == 0
+
+
+def test_prefetch_fill_through_icm_run_keeps_the_run_and_sends_more_ahead(tmp_path: Path) -> None:
+    """`icm run --mp exact` with --prefetch-fill: the same labels and trace as with the call
+    limit alone, and more speculative requests sent (the fill), counted in metrics.json."""
+    common = ["run", "--testbed", "arithmetic", "--model", "synthetic", "--size", "24"]
+    common += ["--K", "80", "--mp", "exact", "--concurrency", "8", "--quiet"]
+    runs = {}
+    for name, extra in (
+        ("plain", []),
+        ("limit", ["--prefetch-depth", "4", "--prefetch-call-limit", "1"]),
+        ("fill", ["--prefetch-depth", "4", "--prefetch-call-limit", "1", "--prefetch-fill"]),
+    ):
+        r = icm(*common, *extra, "--out", str(tmp_path / name))
+        assert r.returncode == 0, r.stderr
+        runs[name] = tmp_path / name
+    for name in ("trace.jsonl", "labels.jsonl"):
+        want = (runs["plain"] / name).read_text()
+        assert (runs["limit"] / name).read_text() == want, name
+        assert (runs["fill"] / name).read_text() == want, name
+    sent = {
+        name: json.loads((d / "metrics.json").read_text())["prefetched_requests"]
+        for name, d in runs.items()
+    }
+    assert sent["plain"] == 0 < sent["limit"] < sent["fill"], sent
+    config = json.loads((runs["fill"] / "config.json").read_text())["config"]
+    assert config["prefetch_fill"] is True
