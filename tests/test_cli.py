@@ -309,8 +309,8 @@ def test_replicate_takes_every_search_flag_of_run_and_passes_it_on() -> None:
 
     parsers = dict(all_parsers())
     run, replicate = parsers["icm run"], parsers["icm replicate"]
-    assert len(search_fields()) == 20 and "scheduler" in search_fields()
-    assert {"init", "zero_shot", "prefetch_call_limit"} <= set(search_fields())
+    assert len(search_fields()) == 21 and "scheduler" in search_fields()
+    assert {"init", "zero_shot", "prefetch_call_limit", "prefetch_fill"} <= set(search_fields())
     for field in search_fields():
         r = next(a for a in options(run) if a.dest == field)
         p = next(a for a in options(replicate) if a.dest == field)
