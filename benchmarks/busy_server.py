@@ -37,14 +37,13 @@ import heapq
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from icm import _icm_core as core
-from icm.backends.base import CoreScorer
+from icm.backends.base import CoreScorer, LabelScorer
 from icm.backends.completions import CompletionsScorer, RetryPolicy
 from icm.config import RunConfig
 from icm.run_dir import git_hash
@@ -71,19 +70,19 @@ class Row:
     labels: dict[str, bool | None]
 
 
-class CallTimes(CoreScorer):
-    """Records the prompt lengths of each scorer call (prefetched requests included), for
-    least_times(). Only lengths, during the run: the benchmark must not slow the search."""
+class CallTimes(LabelScorer):
+    """Passes each scorer call (prefetched requests included) on to `scorer`, recording its
+    prompt lengths for least_times(). Only lengths, during the run: the benchmark must not
+    slow the search."""
 
     def __init__(self, scorer: CompletionsScorer) -> None:
-        super().__init__(scorer)
+        super().__init__()
+        self.scorer = scorer
         self.lengths: list[list[int]] = []
 
-    def score(self, requests: list[Any]) -> list[Any]:
-        prompts = [r.prompt for r in requests]
+    def score_prompts(self, prompts: Sequence[str]) -> list[tuple[float, float]]:
         self.lengths.append([len(p) for p in prompts])
-        pairs = self.scorer.score_prompts(prompts)
-        return [core.LabelScore(t, f) for t, f in pairs]
+        return self.scorer.score_prompts(prompts)
 
     def least_times(self, slots: int, args: argparse.Namespace) -> list[float]:
         """Per call, the time its requests take on `slots` server slots with no client
@@ -156,7 +155,7 @@ def measure(
     calls = CallTimes(scorer)
     try:
         cpu0, t0 = time.process_time(), time.monotonic()
-        result = run_icm(table, calls, params, claims, parallel_batches=parallel)
+        result = run_icm(table, CoreScorer(calls), params, claims, parallel_batches=parallel)
         wall, cpu = time.monotonic() - t0, time.process_time() - cpu0
     finally:
         scorer.close()
